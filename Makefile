@@ -1,0 +1,45 @@
+# The two commands of the README are `make demo` and `make test`; each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+# The project's own Dagster instance (git-ignored): runs of `make demo` show up in `make ui`.
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+
+.PHONY: install demo test ui sandbox lock clean
+
+install: $(VENV)/.installed
+
+# uv installs the locked set in seconds; plain pip is the fallback if uv cannot be fetched.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if $(BIN)/pip install --quiet uv==$(UV_VERSION); then \
+		$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock && \
+		$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e . ; \
+	else \
+		$(BIN)/pip install --quiet -r requirements.lock && \
+		$(BIN)/pip install --quiet --no-deps -e . ; \
+	fi
+	touch $@
+
+demo: install
+	$(BIN)/fleet-pipeline demo
+
+test: install
+	$(BIN)/pytest
+
+ui: install
+	$(BIN)/fleet-pipeline ui
+
+sandbox: install
+	$(BIN)/fleet-pipeline sandbox serve --vendor tracksolid
+
+# Re-resolve the lock after changing pyproject.toml's dependencies.
+lock: install
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test pyproject.toml -o requirements.lock
+
+clean:
+	rm -rf data $(VENV)

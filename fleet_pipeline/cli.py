@@ -1,0 +1,243 @@
+"""``fleet-pipeline``: the demo, the standalone sandbox servers, the UI, and a configuration report.
+
+    fleet-pipeline demo [--days 7]        materialize every source for the last N complete UTC days
+    fleet-pipeline sandbox serve ...      run a vendor sandbox on a loopback port
+    fleet-pipeline ui                     open the Dagster UI on the project's instance and warehouse
+    fleet-pipeline config                 show the resolved configuration (secrets masked)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from fleet_pipeline import settings
+from fleet_pipeline.instance import prepare_instance_home
+
+
+def _fail(message: str) -> int:
+    print(f"fleet-pipeline: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_definitions():
+    from fleet_pipeline.definitions import defs
+
+    return defs
+
+
+def _quiet_run_config() -> dict:
+    # The CLI prints its own progress lines; Dagster's per-event log stays in the instance (UI).
+    return {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _materialized(result) -> dict[str, dict]:
+    """Metadata of each asset materialized by a run, keyed by table name."""
+    found: dict[str, dict] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+        found["/".join(materialization.asset_key.path)] = metadata
+    return found
+
+
+def _describe_run(result) -> str:
+    parts = []
+    for table, metadata in sorted(_materialized(result).items()):
+        rows = metadata.get("dagster/row_count", 0)
+        rejected = metadata.get("rejected_rows", 0)
+        parts.append(f"{table.split('/')[-1]} {rows:,}" + (f" ({rejected} rejected)" if rejected else ""))
+    return ", ".join(parts) or "nothing materialized"
+
+
+def demo(days: int) -> int:
+    """Materialize every asset for the last ``days`` complete UTC days, in the project instance."""
+    if days < 1:
+        return _fail("--days must be at least 1")
+    try:
+        sandbox = settings.is_sandbox_mode()
+        warehouse = settings.duckdb_path()
+        prepare_instance_home()
+        defs = _load_definitions()
+    except settings.ConfigError as exc:
+        return _fail(f"configuration error: {exc}")
+
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.get()
+    today = datetime.now(timezone.utc).date()
+    partitions = [(today - timedelta(days=n)).isoformat() for n in range(days, 0, -1)]
+    mode = "embedded sandbox (no vendor credentials set)" if sandbox else "live vendor APIs"
+    print(f"fleet-pipeline demo: {mode}")
+    print(f"  warehouse      {warehouse}")
+    print(f"  dagster home   {settings.dagster_home()}")
+    print(f"  partitions     {partitions[0]} .. {partitions[-1]} ({len(partitions)} UTC days)")
+
+    plan = [("tracksolid_snapshots", None)] + [("tracksolid_daily", key) for key in partitions]
+    api_calls, failures, started = 0, [], time.monotonic()
+    for index, (job_name, partition) in enumerate(plan, start=1):
+        label = f"[{index}/{len(plan)}] {job_name}" + (f" {partition}" if partition else "")
+        print(f"{label} ...", flush=True)
+        step_started = time.monotonic()
+        job = defs.resolve_job_def(job_name)
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition, run_config=_quiet_run_config(), raise_on_error=False
+        )
+        api_calls += sum(int(m.get("api_calls", 0)) for m in _materialized(result).values())
+        elapsed = time.monotonic() - step_started
+        if result.success:
+            print(f"{label} done in {elapsed:.1f}s: {_describe_run(result)}", flush=True)
+        else:
+            failures.append(label)
+            print(f"{label} FAILED after {elapsed:.1f}s (run {result.run_id}): {_first_error(result)}", flush=True)
+
+    _print_summary(warehouse, api_calls, time.monotonic() - started)
+    if failures:
+        print(f"{len(failures)} run(s) failed: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _first_error(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            return event.step_failure_data.error.message.strip().splitlines()[-1]
+    return "see the run in the Dagster UI (make ui)"
+
+
+def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
+    import duckdb
+
+    from fleet_pipeline.warehouse import table_row_counts
+
+    print()
+    print(f"Summary ({elapsed_s:.0f}s, {api_calls:,} API calls)")
+    if not warehouse.exists():
+        print("  the warehouse was not created")
+        return
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        counts = table_row_counts(conn)
+        rejects = {
+            name: conn.execute(
+                f'SELECT table_name, count(*) FROM "{name.split(".")[0]}".rejects GROUP BY 1'
+            ).fetchall()
+            for name in counts
+            if name.endswith(".rejects")
+        }
+    width = max((len(name) for name in counts), default=10)
+    print(f"  {'table'.ljust(width)}  {'rows':>12}")
+    for name, rows in counts.items():
+        if not name.endswith(".rejects"):
+            print(f"  {name.ljust(width)}  {rows:>12,}")
+    for name, per_table in rejects.items():
+        detail = ", ".join(f"{table} {count}" for table, count in per_table) or "none"
+        print(f"  {name.ljust(width)}  {sum(c for _, c in per_table):>12,}  ({detail})")
+    print(f"  DuckDB file: {warehouse}")
+    print("  Open the runs and assets in the Dagster UI with: make ui")
+
+
+def sandbox_serve(vendor: str, host: str, port: int, seed: int, devices: int) -> int:
+    from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
+    from fleet_pipeline.sandbox.server import serve_forever
+    from fleet_pipeline.sandbox.world import World
+
+    if vendor != "tracksolid":
+        return _fail(f"unknown sandbox vendor {vendor!r}; available: tracksolid")
+    world = World(seed=seed, n_devices=devices)
+    credentials = {
+        "TRACKSOLID_APP_KEY": sandbox_tracksolid.APP_KEY,
+        "TRACKSOLID_APP_SECRET": sandbox_tracksolid.APP_SECRET,
+        "TRACKSOLID_USER_ID": sandbox_tracksolid.USER_ID,
+        "TRACKSOLID_USER_PASSWORD": sandbox_tracksolid.USER_PASSWORD,
+    }
+
+    def announce(line: str) -> None:
+        base_url = line.rsplit(" ", 1)[-1]
+        print(f"Tracksolid Pro sandbox on {base_url} ({devices} devices, seed {seed}). Point the pipeline at it:")
+        print(f"  export TRACKSOLID_BASE_URL={base_url}/route/rest")
+        for name, value in credentials.items():
+            print(f"  export {name}={value}")
+        print("(the sandbox's public credentials, not secrets). Ctrl-C stops it.", flush=True)
+
+    serve_forever(lambda h, p: sandbox_tracksolid.make_server(world, h, p), host, port, announce=announce)
+    return 0
+
+
+def ui(port: int) -> int:
+    try:
+        settings.duckdb_path()
+    except settings.ConfigError as exc:
+        return _fail(f"configuration error: {exc}")
+    prepare_instance_home()
+    workspace = settings.project_root() / "workspace.yaml"
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-p", str(port)]
+    print("Starting: " + " ".join(command), flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def show_config() -> int:
+    try:
+        live = settings.tracksolid_settings()
+        print(f"mode:            {'sandbox' if live is None else 'live'}")
+        print(f"warehouse:       {settings.duckdb_path()}")
+        print(f"dagster home:    {settings.dagster_home()}")
+        print(f"cache dir:       {settings.cache_dir()}")
+        print(f"partitions from: {settings.partitions_start()}")
+        if live is None:
+            sandbox = settings.sandbox_settings()
+            print(f"tracksolid:      embedded sandbox ({sandbox.n_devices} devices, seed {sandbox.seed})")
+        else:
+            print(f"tracksolid:      {live.base_url} as {live.user_id} (target {live.target_account}, "
+                  f"mileage unit {live.mileage_unit}); secret and password set")
+    except settings.ConfigError as exc:
+        return _fail(f"configuration error: {exc}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleet-pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo_cmd = commands.add_parser("demo", help="materialize every source for the last N complete UTC days")
+    demo_cmd.add_argument("--days", type=int, default=7)
+
+    sandbox_cmd = commands.add_parser("sandbox", help="vendor API sandboxes")
+    sandbox_sub = sandbox_cmd.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_sub.add_parser("serve", help="serve a vendor sandbox on a loopback port")
+    serve.add_argument("--vendor", default="tracksolid")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8900)
+    defaults = settings.SandboxSettings(seed=42, n_devices=200)
+    serve.add_argument("--seed", type=int, default=defaults.seed)
+    serve.add_argument("--devices", type=int, default=defaults.n_devices)
+
+    ui_cmd = commands.add_parser("ui", help="open the Dagster UI on this project's instance")
+    ui_cmd.add_argument("--port", type=int, default=3000)
+
+    commands.add_parser("config", help="show the resolved configuration (secrets masked)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        return demo(args.days)
+    if args.command == "sandbox":
+        return sandbox_serve(args.vendor, args.host, args.port, args.seed, args.devices)
+    if args.command == "ui":
+        return ui(args.port)
+    if args.command == "config":
+        return show_config()
+    return _fail(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

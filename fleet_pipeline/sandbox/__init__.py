@@ -1,0 +1,1 @@
+"""The synthetic fleet world and one fake server per vendor."""

@@ -1,0 +1,179 @@
+"""Configuration read from environment variables — the one place that knows their names.
+
+Every variable is listed in the README's configuration table. Secrets are only ever read here and
+handed to clients; nothing in this module prints them.
+
+The pipeline runs in one of two modes:
+
+* **sandbox** — no vendor credentials at all: every source talks to the embedded sandbox and the
+  warehouse is ``data/sandbox.duckdb``, so synthetic rows can never mix with real ones;
+* **live** — at least one vendor has credentials: those vendors talk to their real APIs and the
+  warehouse is ``data/fleet.duckdb``.
+
+Partial credentials for a vendor are a configuration error raised before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+TRACKSOLID_EU_NODE = "https://eu-open.tracksolidpro.com/route/rest"
+TRACKSOLID_CREDENTIAL_VARS = (
+    "TRACKSOLID_APP_KEY",
+    "TRACKSOLID_APP_SECRET",
+    "TRACKSOLID_USER_ID",
+    "TRACKSOLID_USER_PASSWORD",
+)
+MILEAGE_UNITS = ("km", "m")
+
+# Tracksolid keeps track points for three months; partitions older than that cannot be loaded, so
+# the partition set starts on a fixed day comfortably inside the demo horizon rather than "forever".
+DEFAULT_PARTITIONS_START = "2026-01-01"
+
+
+class ConfigError(ValueError):
+    """Missing, partial or malformed configuration, reported before any run starts."""
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True, repr=False)
+class TracksolidSettings:
+    """Credentials and options for the real Tracksolid Pro API (``None`` fields never happen here)."""
+
+    base_url: str
+    app_key: str
+    app_secret: str
+    user_id: str
+    user_password: str
+    target_account: str
+    mileage_unit: str
+
+    def __repr__(self) -> str:  # secrets must not leak through logs or tracebacks
+        return (
+            f"TracksolidSettings(base_url={self.base_url!r}, app_key={self.app_key!r}, "
+            f"user_id={self.user_id!r}, target_account={self.target_account!r}, "
+            f"mileage_unit={self.mileage_unit!r}, app_secret=***, user_password=***)"
+        )
+
+
+def tracksolid_mileage_unit(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    unit = (_get(env, "TRACKSOLID_MILEAGE_UNIT") or "km").lower()
+    if unit not in MILEAGE_UNITS:
+        raise ConfigError(
+            f"TRACKSOLID_MILEAGE_UNIT must be one of {', '.join(MILEAGE_UNITS)}, got {unit!r}"
+        )
+    return unit
+
+
+def tracksolid_settings(env: Mapping[str, str] | None = None) -> TracksolidSettings | None:
+    """The live Tracksolid configuration, or ``None`` when the embedded sandbox should be used."""
+    env = os.environ if env is None else env
+    present = {name: _get(env, name) for name in TRACKSOLID_CREDENTIAL_VARS}
+    missing = [name for name, value in present.items() if value is None]
+    unit = tracksolid_mileage_unit(env)
+    if len(missing) == len(present):
+        if _get(env, "TRACKSOLID_BASE_URL"):
+            raise ConfigError(
+                "TRACKSOLID_BASE_URL is set but no Tracksolid credentials are: set "
+                + ", ".join(TRACKSOLID_CREDENTIAL_VARS)
+                + " (or unset TRACKSOLID_BASE_URL to use the embedded sandbox)"
+            )
+        return None
+    if missing:
+        raise ConfigError(
+            "Tracksolid configuration is partial: missing " + ", ".join(missing)
+            + ". Set all of " + ", ".join(TRACKSOLID_CREDENTIAL_VARS)
+            + " for the live API, or none of them for the embedded sandbox."
+        )
+    base_url = _get(env, "TRACKSOLID_BASE_URL") or TRACKSOLID_EU_NODE
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"TRACKSOLID_BASE_URL must start with http:// or https://, got {base_url!r}")
+    user_id = present["TRACKSOLID_USER_ID"]
+    return TracksolidSettings(
+        base_url=base_url,
+        app_key=present["TRACKSOLID_APP_KEY"],
+        app_secret=present["TRACKSOLID_APP_SECRET"],
+        user_id=user_id,
+        user_password=present["TRACKSOLID_USER_PASSWORD"],
+        target_account=_get(env, "TRACKSOLID_TARGET_ACCOUNT") or user_id,
+        mileage_unit=unit,
+    )
+
+
+def is_sandbox_mode(env: Mapping[str, str] | None = None) -> bool:
+    """True when no vendor has credentials: the whole pipeline then runs on the embedded sandbox."""
+    return tracksolid_settings(env) is None
+
+
+def project_root() -> Path:
+    """The checkout this package was installed from (editable install), else the working directory."""
+    candidate = Path(__file__).resolve().parents[1]
+    if (candidate / "pyproject.toml").exists() and (candidate / "workspace.yaml").exists():
+        return candidate
+    return Path.cwd()
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    configured = _get(env, "FLEET_DATA_DIR")
+    return Path(configured).resolve() if configured else project_root() / "data"
+
+
+def duckdb_path(env: Mapping[str, str] | None = None) -> Path:
+    """The working warehouse file: explicit, else a sandbox or a live file so the two never mix."""
+    env = os.environ if env is None else env
+    configured = _get(env, "FLEET_DUCKDB_PATH")
+    if configured:
+        return Path(configured).resolve()
+    name = "sandbox.duckdb" if is_sandbox_mode(env) else "fleet.duckdb"
+    return data_dir(env) / name
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where clients keep state shared across processes and runs (tokens, rate-limit ledgers)."""
+    return data_dir(env) / "cache"
+
+
+def dagster_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    configured = _get(env, "DAGSTER_HOME")
+    return Path(configured).resolve() if configured else data_dir(env) / "dagster_home"
+
+
+def partitions_start(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    value = _get(env, "FLEET_PARTITIONS_START") or DEFAULT_PARTITIONS_START
+    try:
+        date.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"FLEET_PARTITIONS_START must be a date like 2026-01-01, got {value!r}") from exc
+    return value
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    seed: int
+    n_devices: int
+
+
+def sandbox_settings(env: Mapping[str, str] | None = None) -> SandboxSettings:
+    env = os.environ if env is None else env
+    values = {}
+    for name, default in (("FLEET_SANDBOX_SEED", 42), ("FLEET_SANDBOX_DEVICES", 200)):
+        raw = _get(env, name)
+        try:
+            values[name] = int(raw) if raw else default
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if values["FLEET_SANDBOX_DEVICES"] < 1:
+        raise ConfigError("FLEET_SANDBOX_DEVICES must be at least 1")
+    return SandboxSettings(seed=values["FLEET_SANDBOX_SEED"], n_devices=values["FLEET_SANDBOX_DEVICES"])

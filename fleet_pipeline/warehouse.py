@@ -1,0 +1,198 @@
+"""DuckDB access: atomic partition replacement, schema evolution and table statistics.
+
+Everything that writes the warehouse goes through :func:`replace_partition`, so the guarantees the
+rest of the pipeline relies on live in one place:
+
+* a partition (one UTC day of an event table, or one day's snapshot) is replaced by a single
+  transaction — delete, insert, rejects — so a crash or an error leaves the previous rows intact;
+* re-running a partition is idempotent: it deletes exactly the rows it is about to write again;
+* a column the vendor starts sending is added to the table instead of failing the load; rows are
+  inserted by column name, never by position;
+* an empty batch still creates its table, so downstream models can always select from it.
+
+Storage is kept behind this module so a move to MotherDuck (an ``md:`` path) is configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from dagster._utils.backoff import backoff
+from dagster_duckdb import DuckDBResource
+
+REJECTS_TABLE = "rejects"
+
+
+class WarehouseResource(DuckDBResource):
+    """The working DuckDB file. Like ``DuckDBResource``, but creates the file's folder and always
+    closes the connection, also when the step fails (the parent leaves it to the garbage collector,
+    which keeps the file locked against the next writer)."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.database != ":memory:" and not self.database.startswith("md:"):
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        # Another process may hold the single-writer lock for a moment: retry instead of failing.
+        conn = backoff(
+            fn=duckdb.connect,
+            retry_on=(RuntimeError, duckdb.IOException),
+            kwargs={"database": self.database, "read_only": False, "config": self.connection_config},
+            max_retries=10,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    name: str
+
+    @property
+    def sql(self) -> str:
+        return f'"{self.schema}"."{self.name}"'
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ReplaceResult:
+    rows_before: int
+    rows_written: int
+    rejects_written: int
+
+    @property
+    def rows_added(self) -> int:
+        """How many rows this run added to the partition (late data shows up here on re-runs)."""
+        return self.rows_written - self.rows_before
+
+
+def _duckdb_columns(conn: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    rows = conn.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, table: TableRef) -> bool:
+    found = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [table.schema, table.name],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _ensure_table(conn: duckdb.DuckDBPyConnection, table: TableRef, incoming: str) -> None:
+    """Create the table from the batch's types, or add the columns it has never seen before."""
+    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.schema}"')
+    if not _table_exists(conn, table):
+        conn.execute(f"CREATE TABLE {table.sql} AS SELECT * FROM {incoming} LIMIT 0")
+        return
+    existing = _duckdb_columns(conn, table.sql)
+    for column, column_type in _duckdb_columns(conn, incoming).items():
+        if column not in existing:
+            conn.execute(f'ALTER TABLE {table.sql} ADD COLUMN "{column}" {column_type}')
+
+
+def _replace_rows(
+    conn: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    frame: pl.DataFrame,
+    where: str,
+    params: list[Any],
+) -> int:
+    view = f"_incoming_{table.schema}_{table.name}"
+    conn.register(view, frame.to_arrow())
+    try:
+        _ensure_table(conn, table, view)
+        before = conn.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}", params).fetchone()[0]
+        conn.execute(f"DELETE FROM {table.sql} WHERE {where}", params)
+        if frame.height:
+            conn.execute(f"INSERT INTO {table.sql} BY NAME SELECT * FROM {view}")
+        return int(before)
+    finally:
+        conn.unregister(view)
+
+
+def rejects_frame(
+    table: TableRef, partition_key: str, reasons: list[str], records: list[dict[str, Any]] | list[str]
+) -> pl.DataFrame:
+    """Rows that failed validation, with the reason and the record exactly as the vendor sent it."""
+    encoded = [r if isinstance(r, str) else json.dumps(r, default=str, sort_keys=True) for r in records]
+    return pl.DataFrame(
+        {
+            "table_name": [table.name] * len(reasons),
+            "partition_key": [partition_key] * len(reasons),
+            "reason": reasons,
+            "record": encoded,
+            "rejected_at": [datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)] * len(reasons),
+        },
+        schema={
+            "table_name": pl.String,
+            "partition_key": pl.String,
+            "reason": pl.String,
+            "record": pl.String,
+            "rejected_at": pl.Datetime("us"),
+        },
+    )
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    frame: pl.DataFrame,
+    key_column: str,
+    key_value: date | str,
+    rejects: pl.DataFrame | None = None,
+) -> ReplaceResult:
+    """Atomically swap the rows of one partition (``key_column = key_value``) for ``frame``.
+
+    Rejected rows of the same partition are swapped in the same transaction, in
+    ``<schema>.rejects``, so the two can never disagree.
+    """
+    if key_column not in frame.columns:
+        raise ValueError(f"{table}: batch has no partition column {key_column!r}")
+    stray = frame.filter(pl.col(key_column) != key_value).height
+    if stray:
+        raise ValueError(f"{table}: {stray} rows do not belong to partition {key_column}={key_value}")
+    rejects_table = TableRef(table.schema, REJECTS_TABLE)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        before = _replace_rows(conn, table, frame, f'"{key_column}" = ?', [key_value])
+        rejected = 0
+        if rejects is not None:
+            _replace_rows(
+                conn, rejects_table, rejects, "table_name = ? AND partition_key = ?",
+                [table.name, str(key_value)],
+            )
+            rejected = rejects.height
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return ReplaceResult(rows_before=before, rows_written=frame.height, rejects_written=rejected)
+
+
+def count_rows(conn: duckdb.DuckDBPyConnection, table: TableRef, where: str = "true", params: list[Any] | None = None) -> int:
+    if not _table_exists(conn, table):
+        return 0
+    return int(conn.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}", params or []).fetchone()[0])
+
+
+def table_row_counts(conn: duckdb.DuckDBPyConnection, schema_prefix: str = "raw_") -> dict[str, int]:
+    """Row count of every table whose schema starts with ``schema_prefix`` (for summaries)."""
+    tables = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema LIKE ? ORDER BY 1, 2",
+        [schema_prefix + "%"],
+    ).fetchall()
+    return {f"{s}.{t}": count_rows(conn, TableRef(s, t)) for s, t in tables}

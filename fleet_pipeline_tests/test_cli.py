@@ -1,0 +1,116 @@
+"""The commands a person runs: `dagster asset materialize`, `fleet-pipeline demo|sandbox|config`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
+from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.tracksolid.client import TracksolidClient
+
+BIN = Path(sys.executable).parent
+DAY = (datetime.now(timezone.utc).date() - timedelta(days=5)).isoformat()
+
+
+def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TRACKSOLID_", "FLEET_", "DAGSTER_"))}
+    env.update(FLEET_DATA_DIR=str(tmp_path / "data"), DAGSTER_HOME=str(tmp_path / "dagster_home"), **extra)
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    return env
+
+
+def _tables(path: Path) -> dict[str, int]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        names = conn.execute("select table_schema || '.' || table_name from information_schema.tables").fetchall()
+        return {n: conn.execute(f"select count(*) from {n}").fetchone()[0] for (n,) in names}
+
+
+def test_dagster_cli_materializes_the_group_against_a_loopback_sandbox(tmp_path):
+    world = World(seed=42, n_devices=20)
+    with sandbox_tracksolid.make_server(world) as server:
+        warehouse = tmp_path / "cli.duckdb"
+        env = _clean_env(
+            tmp_path,
+            TRACKSOLID_BASE_URL=server.base_url + sandbox_tracksolid.ROUTE_PATH,
+            TRACKSOLID_APP_KEY=sandbox_tracksolid.APP_KEY,
+            TRACKSOLID_APP_SECRET=sandbox_tracksolid.APP_SECRET,
+            TRACKSOLID_USER_ID=sandbox_tracksolid.USER_ID,
+            TRACKSOLID_USER_PASSWORD=sandbox_tracksolid.USER_PASSWORD,
+            FLEET_DUCKDB_PATH=str(warehouse),
+        )
+        done = subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "fleet_pipeline.definitions",
+             "--select", "group:tracksolid", "--partition", DAY],
+            env=env, capture_output=True, text=True, timeout=240,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = _tables(warehouse)
+    truth_trips = sum(len(world.day(d.imei, datetime.fromisoformat(DAY).date()).trips)
+                      for d in world.devices_on("tracksolid"))
+    assert counts["raw_tracksolid.trips"] == truth_trips > 0
+    for table in ("devices", "positions", "track_points", "parking", "alarms"):
+        assert counts[f"raw_tracksolid.{table}"] > 0, table
+    assert sandbox_tracksolid.APP_SECRET not in done.stdout + done.stderr
+
+
+def test_demo_runs_end_to_end_in_the_project_instance(tmp_path):
+    env = _clean_env(tmp_path, FLEET_SANDBOX_DEVICES="12")
+    done = subprocess.run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[3/3] tracksolid_daily" in done.stdout and "Summary" in done.stdout
+    warehouse = tmp_path / "data" / "sandbox.duckdb"
+    assert str(warehouse) in done.stdout
+    counts = _tables(warehouse)
+    assert counts["raw_tracksolid.track_points"] > 0 and counts["raw_tracksolid.devices"] > 0
+    runs = list((tmp_path / "dagster_home").glob("history/runs/*.db")) or list(
+        (tmp_path / "dagster_home").glob("history/runs.db"))
+    assert runs, "runs were not recorded in the project's Dagster instance"
+    assert "enabled: false" in (tmp_path / "dagster_home" / "dagster.yaml").read_text()
+
+
+def test_partial_configuration_is_a_clear_error_before_anything_runs(tmp_path):
+    env = _clean_env(tmp_path, TRACKSOLID_APP_KEY="k", TRACKSOLID_APP_SECRET="top-secret-value")
+    done = subprocess.run([str(BIN / "fleet-pipeline"), "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "TRACKSOLID_USER_ID" in done.stderr and "Traceback" not in done.stderr
+    assert "top-secret-value" not in done.stderr + done.stdout
+    assert not (tmp_path / "data" / "fleet.duckdb").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_standalone_sandbox_serves_the_documented_protocol(tmp_path):
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(BIN / "fleet-pipeline"), "sandbox", "serve", "--vendor", "tracksolid", "--port", str(port),
+         "--devices", "10"],
+        env=_clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        banner = process.stdout.readline()
+        assert f"127.0.0.1:{port}" in banner, banner
+        client = TracksolidClient(f"http://127.0.0.1:{port}", sandbox_tracksolid.APP_KEY,
+                                  sandbox_tracksolid.APP_SECRET, sandbox_tracksolid.USER_ID,
+                                  sandbox_tracksolid.USER_PASSWORD, token_cache_dir=tmp_path / "cache")
+        listed = {row["imei"] for account in client.accounts() for row in client.devices(account["account"])}
+        client.close()
+        assert listed == {d.imei for d in World(seed=42, n_devices=10).devices_on("tracksolid")}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)

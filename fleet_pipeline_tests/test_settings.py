@@ -1,0 +1,61 @@
+"""Configuration: sandbox vs live, partial credentials, paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet_pipeline import settings
+
+CREDS = {
+    "TRACKSOLID_APP_KEY": "key",
+    "TRACKSOLID_APP_SECRET": "s3cret-value",
+    "TRACKSOLID_USER_ID": "fleetco",
+    "TRACKSOLID_USER_PASSWORD": "pa55word",
+}
+
+
+def test_no_credentials_means_sandbox_and_a_separate_database(tmp_path):
+    env = {"FLEET_DATA_DIR": str(tmp_path)}
+    assert settings.tracksolid_settings(env) is None
+    assert settings.is_sandbox_mode(env)
+    assert settings.duckdb_path(env) == tmp_path / "sandbox.duckdb"
+
+
+def test_full_credentials_mean_live_with_the_eu_node_and_a_live_database(tmp_path):
+    env = {**CREDS, "FLEET_DATA_DIR": str(tmp_path)}
+    live = settings.tracksolid_settings(env)
+    assert live is not None
+    assert live.base_url == settings.TRACKSOLID_EU_NODE
+    assert live.target_account == "fleetco"
+    assert settings.duckdb_path(env) == tmp_path / "fleet.duckdb"
+    assert "s3cret-value" not in repr(live) and "pa55word" not in repr(live)
+
+
+@pytest.mark.parametrize("missing", sorted(CREDS))
+def test_partial_credentials_name_what_is_missing(missing):
+    env = {k: v for k, v in CREDS.items() if k != missing}
+    with pytest.raises(settings.ConfigError) as error:
+        settings.tracksolid_settings(env)
+    assert missing in str(error.value)
+    assert "s3cret-value" not in str(error.value) and "pa55word" not in str(error.value)
+
+
+def test_base_url_without_credentials_is_an_error():
+    with pytest.raises(settings.ConfigError, match="TRACKSOLID_BASE_URL is set"):
+        settings.tracksolid_settings({"TRACKSOLID_BASE_URL": "http://127.0.0.1:1/route/rest"})
+
+
+def test_bad_values_are_explained():
+    with pytest.raises(settings.ConfigError, match="TRACKSOLID_MILEAGE_UNIT"):
+        settings.tracksolid_settings({"TRACKSOLID_MILEAGE_UNIT": "miles"})
+    with pytest.raises(settings.ConfigError, match="http"):
+        settings.tracksolid_settings({**CREDS, "TRACKSOLID_BASE_URL": "eu-open.tracksolidpro.com"})
+    with pytest.raises(settings.ConfigError, match="FLEET_SANDBOX_DEVICES"):
+        settings.sandbox_settings({"FLEET_SANDBOX_DEVICES": "many"})
+    with pytest.raises(settings.ConfigError, match="FLEET_PARTITIONS_START"):
+        settings.partitions_start({"FLEET_PARTITIONS_START": "yesterday"})
+
+
+def test_explicit_duckdb_path_wins(tmp_path):
+    target = tmp_path / "x" / "w.duckdb"
+    assert settings.duckdb_path({"FLEET_DUCKDB_PATH": str(target)}) == target

@@ -1,0 +1,71 @@
+"""Atomic partition replacement on a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+
+from fleet_pipeline.warehouse import TableRef, count_rows, rejects_frame, replace_partition
+
+TABLE = TableRef("raw_test", "events")
+D1, D2 = date(2026, 11, 1), date(2026, 11, 2)
+
+
+def _batch(day: date, n: int, **extra) -> pl.DataFrame:
+    return pl.DataFrame({"partition_date": [day] * n, "imei": [f"{i:015d}" for i in range(n)],
+                         "value": list(range(n)), **extra})
+
+
+@pytest.fixture
+def conn(tmp_path):
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
+        yield connection
+
+
+def test_replace_is_idempotent_and_touches_one_partition(conn):
+    replace_partition(conn, TABLE, _batch(D1, 3), "partition_date", D1)
+    replace_partition(conn, TABLE, _batch(D2, 5), "partition_date", D2)
+    again = replace_partition(conn, TABLE, _batch(D1, 4), "partition_date", D1)
+    assert again.rows_before == 3 and again.rows_added == 1
+    assert count_rows(conn, TABLE, "partition_date = ?", [D1]) == 4
+    assert count_rows(conn, TABLE, "partition_date = ?", [D2]) == 5
+
+
+def test_failed_write_leaves_the_previous_partition(conn):
+    replace_partition(conn, TABLE, _batch(D1, 3), "partition_date", D1)
+    # "value" is BIGINT in the table; text that cannot be cast fails the INSERT after the DELETE ran.
+    broken = pl.DataFrame({"partition_date": [D1], "imei": ["1" * 15], "value": ["not a number"]})
+    with pytest.raises(duckdb.Error):
+        replace_partition(conn, TABLE, broken, "partition_date", D1)
+    assert count_rows(conn, TABLE, "partition_date = ?", [D1]) == 3
+
+
+def test_rejects_are_replaced_with_their_partition(conn):
+    rejects = rejects_frame(TABLE, str(D1), ["bad imei", "bad lat"], [{"imei": "1"}, {"lat": 99}])
+    replace_partition(conn, TABLE, _batch(D1, 2), "partition_date", D1, rejects)
+    replace_partition(conn, TABLE, _batch(D1, 2), "partition_date", D1, rejects.head(1))
+    stored = conn.execute("select reason, record from raw_test.rejects").fetchall()
+    assert stored == [("bad imei", '{"imei": "1"}')]
+
+
+def test_new_columns_are_added_and_rows_inserted_by_name(conn):
+    replace_partition(conn, TABLE, _batch(D1, 2), "partition_date", D1)
+    reordered = _batch(D2, 2, speed_kmh=[1.5, 2.5]).select("value", "speed_kmh", "imei", "partition_date")
+    replace_partition(conn, TABLE, reordered, "partition_date", D2)
+    rows = conn.execute("select imei, value, speed_kmh from raw_test.events order by partition_date, value").fetchall()
+    assert rows[-1] == ("000000000000001", 1, 2.5) and rows[0][2] is None
+
+
+def test_empty_batch_creates_the_table(conn):
+    empty = _batch(D1, 0)
+    result = replace_partition(conn, TABLE, empty, "partition_date", D1)
+    assert result.rows_written == 0
+    assert conn.execute("select count(*) from raw_test.events").fetchone() == (0,)
+
+
+def test_rows_of_another_partition_are_refused(conn):
+    with pytest.raises(ValueError, match="do not belong"):
+        replace_partition(conn, TABLE, _batch(D2, 1), "partition_date", D1)
