@@ -141,6 +141,9 @@ class TracksolidResource(ConfigurableResource):
                 self._inventory = [rows[imei] for imei in sorted(rows)]
             return list(self._inventory)
 
+    def imeis(self, client: TracksolidClient) -> list[str]:
+        return [str(row["imei"]) for row in self.inventory(client)]
+
     def imeis_by_account(self, client: TracksolidClient) -> dict[str, list[str]]:
         grouped: dict[str, list[str]] = {}
         for row in self.inventory(client):
