@@ -27,7 +27,8 @@ _FALSE = ("0", "false", "off", "no")
 
 @dataclass(frozen=True)
 class Col:
-    """One output column: its name, the vendor field names it may arrive under, and its kind."""
+    """One output column: its name, the vendor field names it may arrive under (dotted paths reach
+    into nested objects, e.g. ``source.device_id``), and its kind."""
 
     name: str
     sources: tuple[str, ...]
@@ -70,9 +71,21 @@ def _convert(expr: pl.Expr, kind: Kind) -> pl.Expr:
     raise ValueError(f"unknown column kind {kind!r}")
 
 
+def _lookup(row: Mapping[str, Any], path: str) -> Any:
+    """``row[path]``, or a nested value for a dotted path such as ``gps.location.lat``."""
+    if path in row:
+        return row[path]
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
 def _pick(row: Mapping[str, Any], sources: tuple[str, ...]) -> Any:
     for key in sources:
-        value = row.get(key)
+        value = _lookup(row, key)
         if value is not None:
             return value
     return None

@@ -28,6 +28,10 @@ TRACKSOLID_CREDENTIAL_VARS = (
     "TRACKSOLID_USER_ID",
     "TRACKSOLID_USER_PASSWORD",
 )
+NAVIXY_EU_API = "https://api.eu.navixy.com/v2"
+NAVIXY_CREDENTIAL_VARS = ("NAVIXY_API_KEY", "NAVIXY_LOGIN", "NAVIXY_PASSWORD")
+# Any of these set means the pipeline talks to real vendors (live mode) — never to the sandbox.
+ALL_CREDENTIAL_VARS = TRACKSOLID_CREDENTIAL_VARS + NAVIXY_CREDENTIAL_VARS
 MILEAGE_UNITS = ("km", "m")
 
 # Tracksolid keeps track points for three months; partitions older than that cannot be loaded, so
@@ -109,9 +113,63 @@ def tracksolid_settings(env: Mapping[str, str] | None = None) -> TracksolidSetti
     )
 
 
+@dataclass(frozen=True, repr=False)
+class NavixySettings:
+    """The real Navixy API: an API key (never expires), or a login whose session hash can end."""
+
+    base_url: str
+    api_key: str | None
+    login: str | None
+    password: str | None
+
+    def __repr__(self) -> str:
+        how = "api key" if self.api_key else f"login {self.login!r}"
+        return f"NavixySettings(base_url={self.base_url!r}, auth={how}, secrets=***)"
+
+
+def navixy_settings(env: Mapping[str, str] | None = None) -> NavixySettings | None:
+    """The live Navixy configuration, or ``None`` when no Navixy credential is set."""
+    env = os.environ if env is None else env
+    api_key, login, password = (_get(env, name) for name in NAVIXY_CREDENTIAL_VARS)
+    base_url = _get(env, "NAVIXY_BASE_URL")
+    if not (api_key or login or password):
+        if base_url:
+            raise ConfigError(
+                "NAVIXY_BASE_URL is set but no Navixy credentials are: set NAVIXY_API_KEY, or "
+                "NAVIXY_LOGIN and NAVIXY_PASSWORD (or unset NAVIXY_BASE_URL to use the embedded sandbox)"
+            )
+        return None
+    if not api_key and not (login and password):
+        missing = "NAVIXY_PASSWORD" if login else "NAVIXY_LOGIN"
+        raise ConfigError(
+            f"Navixy configuration is partial: missing {missing}. Set NAVIXY_API_KEY, or both "
+            "NAVIXY_LOGIN and NAVIXY_PASSWORD."
+        )
+    base_url = base_url or NAVIXY_EU_API
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"NAVIXY_BASE_URL must start with http:// or https://, got {base_url!r}")
+    # An API key never expires, so it wins over a login when both are given.
+    return NavixySettings(base_url=base_url.rstrip("/"), api_key=api_key,
+                          login=None if api_key else login, password=None if api_key else password)
+
+
+def configured_vendors(env: Mapping[str, str] | None = None) -> list[str]:
+    """Vendors with live credentials (validated: partial configuration raises ConfigError)."""
+    vendors = []
+    if tracksolid_settings(env) is not None:
+        vendors.append("tracksolid")
+    if navixy_settings(env) is not None:
+        vendors.append("navixy")
+    return vendors
+
+
 def is_sandbox_mode(env: Mapping[str, str] | None = None) -> bool:
-    """True when no vendor has credentials: the whole pipeline then runs on the embedded sandbox."""
-    return tracksolid_settings(env) is None
+    """True when no vendor has credentials: the whole pipeline then runs on the embedded sandbox.
+
+    With credentials for some vendors only, the others are not configured: their assets fail with
+    a clear message instead of quietly loading synthetic rows into a live warehouse.
+    """
+    return not configured_vendors(env)
 
 
 def project_root() -> Path:

@@ -59,3 +59,23 @@ def test_bad_values_are_explained():
 def test_explicit_duckdb_path_wins(tmp_path):
     target = tmp_path / "x" / "w.duckdb"
     assert settings.duckdb_path({"FLEET_DUCKDB_PATH": str(target)}) == target
+
+
+def test_navixy_accepts_an_api_key_or_a_login_and_password():
+    assert settings.navixy_settings({}) is None
+    keyed = settings.navixy_settings({"NAVIXY_API_KEY": "k3y-value"})
+    assert keyed.api_key == "k3y-value" and keyed.base_url == settings.NAVIXY_EU_API
+    assert "k3y-value" not in repr(keyed)
+    login = settings.navixy_settings({"NAVIXY_LOGIN": "me", "NAVIXY_PASSWORD": "pw", "NAVIXY_BASE_URL": "http://x/api-v2/"})
+    assert (login.login, login.base_url) == ("me", "http://x/api-v2")
+    with pytest.raises(settings.ConfigError, match="NAVIXY_PASSWORD"):
+        settings.navixy_settings({"NAVIXY_LOGIN": "me"})
+    with pytest.raises(settings.ConfigError, match="NAVIXY_BASE_URL is set"):
+        settings.navixy_settings({"NAVIXY_BASE_URL": "http://x"})
+
+
+def test_any_vendor_credentials_switch_the_whole_pipeline_to_live_mode(tmp_path):
+    env = {"NAVIXY_API_KEY": "k", "FLEET_DATA_DIR": str(tmp_path)}
+    assert settings.configured_vendors(env) == ["navixy"]
+    assert not settings.is_sandbox_mode(env)
+    assert settings.duckdb_path(env) == tmp_path / "fleet.duckdb"

@@ -63,3 +63,10 @@ def test_split_keeps_good_rows_and_explains_bad_ones():
     assert "gps_time" in split.reasons[3]
     assert json.loads(split.records[1])["lat"] == 95.0
     assert list(split.valid.columns) == list(TrackPointSchema.to_schema().columns)
+
+
+def test_nested_fields_are_reached_by_dotted_paths():
+    rows = [{"source": {"device_id": 358240051111110}, "gps": {"location": {"lat": 45.1}}}, {"source": None}]
+    frame = typed_frame(rows, [Col.of("imei", "source.device_id"), Col.of("lat", "gps.location.lat", kind="float")])
+    assert frame["imei"].to_list() == ["358240051111110", None]
+    assert frame["lat"].to_list() == [45.1, None]

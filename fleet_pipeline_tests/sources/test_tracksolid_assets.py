@@ -220,3 +220,16 @@ def test_bad_rows_go_to_rejects_with_their_reason(resources, server, live_world)
     rerun = _run(resources, DAY_A, [assets.trips])  # the vendor sends clean rows again
     assert _metadata(rerun, "trips")["rows_added"] == 4
     assert _query(resources, "select count(*) from raw_tracksolid.rejects") == [(0,)]
+
+
+def test_live_mode_never_falls_back_to_the_sandbox(tmp_path):
+    # Another vendor has credentials (live mode) but Tracksolid has none: fail, do not load synthetic rows.
+    resources = {
+        "tracksolid": TracksolidResource(live_mode=True, cache_dir=str(tmp_path / "cache")),
+        "duckdb": WarehouseResource(database=str(tmp_path / "live.duckdb")),
+    }
+    result = _run(resources, DAY_A, [assets.trips])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_failure)
+    assert "Tracksolid is not configured" in failure.event_specific_data.error.to_string()
+    assert not (tmp_path / "live.duckdb").exists()

@@ -1,29 +1,23 @@
-"""The Tracksolid Pro resource: live credentials from the environment, or the embedded sandbox.
-
-With no ``TRACKSOLID_*`` credentials the resource starts the Tracksolid sandbox server in-process on
-a loopback port for the duration of the step and signs in with the sandbox's public credentials, so
-the assets run the same code path — real HTTP, real signatures, real limits — in both modes.
-"""
+"""The Tracksolid Pro resource: live credentials from the environment, or the embedded sandbox."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 from typing import Any, Optional
 
-from dagster import ConfigurableResource, EnvVar, InitResourceContext
-from pydantic import PrivateAttr
+from dagster import EnvVar
 
 from fleet_pipeline import settings
-from fleet_pipeline.http import Backoff, RetryPolicy
+from fleet_pipeline.http import Backoff
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
+from fleet_pipeline.vendor_resource import VendorResource
 
-VENDOR = "tracksolid"
 
+class TracksolidResource(VendorResource):
+    """Connection to Tracksolid Pro. No credentials = embedded sandbox (see VendorResource)."""
 
-class TracksolidResource(ConfigurableResource):
-    """Connection to Tracksolid Pro. All fields None = embedded sandbox (see module docstring)."""
+    vendor = "Tracksolid"
+    credential_hint = "set " + ", ".join(settings.TRACKSOLID_CREDENTIAL_VARS)
 
     base_url: Optional[str] = None
     app_key: Optional[str] = None
@@ -32,30 +26,14 @@ class TracksolidResource(ConfigurableResource):
     user_password: Optional[str] = None
     target_account: Optional[str] = None
     mileage_unit: str = "km"
-    cache_dir: str = ""
-    sandbox_seed: int = 42
-    sandbox_devices: int = 200
-    # How hard one call tries before the step fails. 1006 ("frequency too high") waits start in
-    # the tens of seconds as the vendor asks (FIELD-NOTES); tests shrink both to stay fast.
-    retry_attempts: int = 6
-    backoff_base_s: float = 1.0
+    # 1006 ("frequency too high") waits start in the tens of seconds, as the vendor asks.
     throttle_backoff_base_s: float = 15.0
-
-    _sandbox: Any = PrivateAttr(default=None)
-    _inventory: Optional[list[dict[str, Any]]] = PrivateAttr(default=None)
-    _inventory_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def from_env(cls) -> TracksolidResource:
         """Build from the environment; secrets stay ``EnvVar`` references so the UI never shows them."""
         live = settings.tracksolid_settings()  # raises ConfigError on partial configuration
-        sandbox = settings.sandbox_settings()
-        common = dict(
-            mileage_unit=settings.tracksolid_mileage_unit(),
-            cache_dir=str(settings.cache_dir()),
-            sandbox_seed=sandbox.seed,
-            sandbox_devices=sandbox.n_devices,
-        )
+        common = dict(cls.common_from_env(), mileage_unit=settings.tracksolid_mileage_unit())
         if live is None:
             return cls(**common)
         return cls(
@@ -69,36 +47,20 @@ class TracksolidResource(ConfigurableResource):
         )
 
     @property
-    def is_sandbox(self) -> bool:
-        return not any((self.app_key, self.app_secret, self.user_id, self.user_password))
+    def has_credentials(self) -> bool:
+        return all((self.app_key, self.app_secret, self.user_id, self.user_password))
 
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        if not self.is_sandbox:
-            return
+    def make_sandbox(self, world: World) -> Any:
         from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 
-        world = World(seed=self.sandbox_seed, n_devices=self.sandbox_devices)
-        self._sandbox = sandbox_tracksolid.make_server(world)
-        self._sandbox.start()
-        if context.log:
-            context.log.info(
-                f"Tracksolid: no credentials configured, using the embedded sandbox at "
-                f"{self._sandbox.base_url} ({self.sandbox_devices} devices, seed {self.sandbox_seed})"
-            )
+        return sandbox_tracksolid.make_server(world)
 
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._sandbox is not None:
-            self._sandbox.stop()
-            self._sandbox = None
-
-    def _connection(self) -> dict[str, str]:
+    def _connection(self) -> dict[str, Any]:
         if self.is_sandbox:
             from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 
-            if self._sandbox is None:
-                raise RuntimeError("Tracksolid sandbox is not running: resource used outside a run")
             return dict(
-                base_url=self._sandbox.base_url,
+                base_url=self.sandbox.base_url + sandbox_tracksolid.ROUTE_PATH,
                 app_key=sandbox_tracksolid.APP_KEY,
                 app_secret=sandbox_tracksolid.APP_SECRET,
                 user_id=sandbox_tracksolid.USER_ID,
@@ -116,30 +78,29 @@ class TracksolidResource(ConfigurableResource):
 
     def client(self) -> TracksolidClient:
         """A new client with its own call statistics; the token is shared through the cache dir."""
-        connection = self._connection()
-        cache = Path(self.cache_dir) if self.cache_dir else settings.cache_dir()
         return TracksolidClient(
-            token_cache_dir=cache,
-            retry=RetryPolicy(max_attempts=self.retry_attempts, backoff=Backoff(base_s=self.backoff_base_s)),
-            throttle_backoff=Backoff(base_s=self.throttle_backoff_base_s, max_s=max(120.0, self.throttle_backoff_base_s)),
-            **connection,
+            token_cache_dir=self.cache_path,
+            retry=self.retry_policy(),
+            throttle_backoff=Backoff(base_s=self.throttle_backoff_base_s,
+                                     max_s=max(120.0, self.throttle_backoff_base_s)),
+            **self._connection(),
         )
 
     def inventory(self, client: TracksolidClient) -> list[dict[str, Any]]:
         """Device-list rows of the target account and all its sub-accounts, each with ``_account``.
 
-        Fetched once per step and shared by its assets: the device list is not recursive
-        (FIELD-NOTES), so this walks the account tree at one call per account.
+        Shared by the step's assets: the device list is not recursive (FIELD-NOTES), so this walks
+        the account tree at one call per account.
         """
-        with self._inventory_lock:
-            if self._inventory is None:
-                rows: dict[str, dict[str, Any]] = {}
-                for account in client.accounts():
-                    name = str(account["account"])
-                    for row in client.devices(name):
-                        rows.setdefault(str(row["imei"]), {**row, "_account": name})
-                self._inventory = [rows[imei] for imei in sorted(rows)]
-            return list(self._inventory)
+        def walk() -> list[dict[str, Any]]:
+            rows: dict[str, dict[str, Any]] = {}
+            for account in client.accounts():
+                name = str(account["account"])
+                for row in client.devices(name):
+                    rows.setdefault(str(row["imei"]), {**row, "_account": name})
+            return [rows[imei] for imei in sorted(rows)]
+
+        return list(self.memo("inventory", walk))
 
     def imeis(self, client: TracksolidClient) -> list[str]:
         return [str(row["imei"]) for row in self.inventory(client)]

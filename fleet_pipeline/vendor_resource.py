@@ -1,0 +1,112 @@
+"""What every vendor resource shares: live credentials or the embedded sandbox, never a mix.
+
+* Sandbox mode (no vendor credentials at all): the resource starts its vendor's fake server
+  in-process on a loopback port for the duration of the step, over the deterministic world, and the
+  assets run the same code path as in production — real HTTP, real signatures, real limits.
+* Live mode (credentials for at least one vendor): a vendor with credentials talks to its API; a
+  vendor without them fails at step start with a clear message, so synthetic rows never reach a
+  live warehouse.
+
+Subclasses say how to tell whether credentials are set, how to start their sandbox and how to
+build a client.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from fleet_pipeline import settings
+from fleet_pipeline.http import Backoff, RetryPolicy
+from fleet_pipeline.sandbox.world import World
+
+T = TypeVar("T")
+
+
+class VendorNotConfigured(settings.ConfigError):
+    """Live mode, but this vendor has no credentials."""
+
+
+class VendorResource(ConfigurableResource):
+    vendor: ClassVar[str] = ""
+    credential_hint: ClassVar[str] = ""
+
+    live_mode: bool = False
+    cache_dir: str = ""
+    sandbox_seed: int = 42
+    sandbox_devices: int = 200
+    # How hard one call tries before the step fails; tests shrink both to stay fast.
+    retry_attempts: int = 6
+    backoff_base_s: float = 1.0
+
+    _sandbox: Any = PrivateAttr(default=None)
+    _memo: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _memo_lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def common_from_env(cls) -> dict[str, Any]:
+        sandbox = settings.sandbox_settings()
+        return dict(
+            live_mode=not settings.is_sandbox_mode(),
+            cache_dir=str(settings.cache_dir()),
+            sandbox_seed=sandbox.seed,
+            sandbox_devices=sandbox.n_devices,
+        )
+
+    @property
+    def has_credentials(self) -> bool:
+        raise NotImplementedError
+
+    def make_sandbox(self, world: World) -> Any:
+        """A bound, not yet started sandbox server of this vendor over ``world``."""
+        raise NotImplementedError
+
+    @property
+    def is_sandbox(self) -> bool:
+        return not self.has_credentials
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if self.has_credentials:
+            return
+        if self.live_mode:
+            raise VendorNotConfigured(
+                f"{self.vendor} is not configured ({self.credential_hint}). Other vendors have "
+                "credentials, so the pipeline runs in live mode and will not fall back to the sandbox."
+            )
+        self._sandbox = self.make_sandbox(World(seed=self.sandbox_seed, n_devices=self.sandbox_devices))
+        self._sandbox.start()
+        if context.log:
+            context.log.info(
+                f"{self.vendor}: no credentials configured, using the embedded sandbox at "
+                f"{self._sandbox.base_url} ({self.sandbox_devices} devices, seed {self.sandbox_seed})"
+            )
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._sandbox is not None:
+            self._sandbox.stop()
+            self._sandbox = None
+
+    @property
+    def sandbox(self) -> Any:
+        if self._sandbox is None:
+            raise RuntimeError(f"{self.vendor} sandbox is not running: the resource is used outside a run")
+        return self._sandbox
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else settings.cache_dir()
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.retry_attempts, backoff=Backoff(base_s=self.backoff_base_s))
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """Compute once per step and share between the step's assets (e.g. the device inventory)."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
