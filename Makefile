@@ -35,7 +35,7 @@ ui: install
 	$(BIN)/fleet-pipeline ui
 
 sandbox: install
-	$(BIN)/fleet-pipeline sandbox serve --vendor tracksolid
+	$(BIN)/fleet-pipeline sandbox serve --vendor $(or $(VENDOR),tracksolid)
 
 # Re-resolve the lock after changing pyproject.toml's dependencies.
 lock: install

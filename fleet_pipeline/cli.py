@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def demo(days: int) -> int:
     print(f"  dagster home   {settings.dagster_home()}")
     print(f"  partitions     {partitions[0]} .. {partitions[-1]} ({len(partitions)} UTC days)")
 
-    plan = [("tracksolid_snapshots", None)] + [("tracksolid_daily", key) for key in partitions]
+    plan = [("all_snapshots", None)] + [("all_daily", key) for key in partitions]
     api_calls, failures, started = 0, [], time.monotonic()
     for index, (job_name, partition) in enumerate(plan, start=1):
         label = f"[{index}/{len(plan)}] {job_name}" + (f" {partition}" if partition else "")
@@ -141,30 +141,51 @@ def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
     print("  Open the runs and assets in the Dagster UI with: make ui")
 
 
+def _sandbox_vendors() -> dict[str, tuple[object, Callable[[str], dict[str, str]]]]:
+    """Vendor -> (sandbox module, the environment a client needs to talk to it at a base URL)."""
+    from fleet_pipeline.sandbox import aovx, navixy, telesto, teltonika, tracksolid
+
+    return {
+        "tracksolid": (tracksolid, lambda url: {
+            "TRACKSOLID_BASE_URL": url + tracksolid.ROUTE_PATH,
+            "TRACKSOLID_APP_KEY": tracksolid.APP_KEY,
+            "TRACKSOLID_APP_SECRET": tracksolid.APP_SECRET,
+            "TRACKSOLID_USER_ID": tracksolid.USER_ID,
+            "TRACKSOLID_USER_PASSWORD": tracksolid.USER_PASSWORD,
+        }),
+        "navixy": (navixy, lambda url: {
+            "NAVIXY_BASE_URL": url + navixy.API_PREFIX,
+            "NAVIXY_API_KEY": navixy.API_KEY,
+        }),
+        "teltonika": (teltonika, lambda url: {
+            "TELTONIKA_FOTA_BASE_URL": url, "TELTONIKA_FOTA_API_TOKEN": teltonika.API_TOKEN,
+        }),
+        "aovx": (aovx, lambda url: {
+            "AOVX_BASE_URL": url + aovx.API_PREFIX, "AOVX_TOKEN": aovx.TOKEN,
+            "AOVX_TERMINAL_IDS": "<the terminalId values of GET " + url + aovx.TERMINAL_LIST_PATH + ">",
+        }),
+        "telesto": (telesto, lambda url: {"TELESTO_BASE_URL": url, "TELESTO_API_KEY": telesto.API_KEY}),
+    }
+
+
 def sandbox_serve(vendor: str, host: str, port: int, seed: int, devices: int) -> int:
-    from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
     from fleet_pipeline.sandbox.server import serve_forever
     from fleet_pipeline.sandbox.world import World
 
-    if vendor != "tracksolid":
-        return _fail(f"unknown sandbox vendor {vendor!r}; available: tracksolid")
+    vendors = _sandbox_vendors()
+    if vendor not in vendors:
+        return _fail(f"unknown sandbox vendor {vendor!r}; available: {', '.join(vendors)}")
+    module, client_env = vendors[vendor]
     world = World(seed=seed, n_devices=devices)
-    credentials = {
-        "TRACKSOLID_APP_KEY": sandbox_tracksolid.APP_KEY,
-        "TRACKSOLID_APP_SECRET": sandbox_tracksolid.APP_SECRET,
-        "TRACKSOLID_USER_ID": sandbox_tracksolid.USER_ID,
-        "TRACKSOLID_USER_PASSWORD": sandbox_tracksolid.USER_PASSWORD,
-    }
 
     def announce(line: str) -> None:
         base_url = line.rsplit(" ", 1)[-1]
-        print(f"Tracksolid Pro sandbox on {base_url} ({devices} devices, seed {seed}). Point the pipeline at it:")
-        print(f"  export TRACKSOLID_BASE_URL={base_url}/route/rest")
-        for name, value in credentials.items():
+        print(f"{vendor} sandbox on {base_url} ({devices} devices, seed {seed}). Point the pipeline at it:")
+        for name, value in client_env(base_url).items():
             print(f"  export {name}={value}")
         print("(the sandbox's public credentials, not secrets). Ctrl-C stops it.", flush=True)
 
-    serve_forever(lambda h, p: sandbox_tracksolid.make_server(world, h, p), host, port, announce=announce)
+    serve_forever(lambda h, p: module.make_server(world, h, p), host, port, announce=announce)
     return 0
 
 
@@ -184,18 +205,20 @@ def ui(port: int) -> int:
 
 def show_config() -> int:
     try:
-        live = settings.tracksolid_settings()
-        print(f"mode:            {'sandbox' if live is None else 'live'}")
+        sandbox = settings.is_sandbox_mode()
+        print(f"mode:            {'sandbox' if sandbox else 'live'}")
         print(f"warehouse:       {settings.duckdb_path()}")
         print(f"dagster home:    {settings.dagster_home()}")
         print(f"cache dir:       {settings.cache_dir()}")
         print(f"partitions from: {settings.partitions_start()}")
-        if live is None:
-            sandbox = settings.sandbox_settings()
-            print(f"tracksolid:      embedded sandbox ({sandbox.n_devices} devices, seed {sandbox.seed})")
-        else:
-            print(f"tracksolid:      {live.base_url} as {live.user_id} (target {live.target_account}, "
-                  f"mileage unit {live.mileage_unit}); secret and password set")
+        if sandbox:
+            fleet = settings.sandbox_settings()
+            print(f"every vendor:    embedded sandbox ({fleet.n_devices} devices, seed {fleet.seed})")
+            return 0
+        for vendor, read in settings.VENDOR_SETTINGS.items():
+            live = read()  # each settings object's repr masks its secrets
+            print(f"{vendor + ':':<17}{live!r}" if live else f"{vendor + ':':<17}not configured "
+                  "(its assets fail in live mode)")
     except settings.ConfigError as exc:
         return _fail(f"configuration error: {exc}")
     return 0
@@ -212,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox_cmd = commands.add_parser("sandbox", help="vendor API sandboxes")
     sandbox_sub = sandbox_cmd.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_sub.add_parser("serve", help="serve a vendor sandbox on a loopback port")
-    serve.add_argument("--vendor", default="tracksolid")
+    serve.add_argument("--vendor", default="tracksolid", help="tracksolid, navixy, teltonika, aovx or telesto")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8900)
     defaults = settings.SandboxSettings(seed=42, n_devices=200)

@@ -385,6 +385,13 @@ class FileWindowLimiter:
             ledger.write(json.dumps(stamps))
             return 0.0
 
+    def try_acquire(self) -> float:
+        """Take a slot and return 0.0, or take nothing and return the seconds until one frees.
+
+        Never sleeps: for quotas whose window is too long to wait out inside a pipeline step
+        (Telesto: 100 an hour, then a 15-minute block)."""
+        return self._reserve()
+
     def acquire(self) -> float:
         waited = 0.0
         while (wait := self._reserve()) > 0:
@@ -582,7 +589,7 @@ class HttpSession:
                     self.vendor, method,
                     f"server answered {status}: {self._snippet(body)}", status=status,
                 ),
-                wait_s=_retry_after_s(response.headers.get("Retry-After")),
+                wait_s=retry_after_s(response.headers.get("Retry-After")),
                 throttle=status == 429,
             )
 
@@ -664,7 +671,7 @@ class HttpSession:
         return repr(text)
 
 
-def _retry_after_s(header: str | None) -> float | None:
+def retry_after_s(header: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
     if not header:
         return None

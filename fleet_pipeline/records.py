@@ -19,7 +19,7 @@ import polars as pl
 
 from fleet_pipeline.validation import RAW_COLUMN
 
-Kind = Literal["str", "float", "int", "bool", "time"]
+Kind = Literal["str", "float", "int", "bool", "time", "date"]
 
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no")
@@ -68,6 +68,8 @@ def _convert(expr: pl.Expr, kind: Kind) -> pl.Expr:
         )
     if kind == "time":
         return vendor_time(text)
+    if kind == "date":
+        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
     raise ValueError(f"unknown column kind {kind!r}")
 
 

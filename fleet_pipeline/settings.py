@@ -30,8 +30,9 @@ TRACKSOLID_CREDENTIAL_VARS = (
 )
 NAVIXY_EU_API = "https://api.eu.navixy.com/v2"
 NAVIXY_CREDENTIAL_VARS = ("NAVIXY_API_KEY", "NAVIXY_LOGIN", "NAVIXY_PASSWORD")
-# Any of these set means the pipeline talks to real vendors (live mode) — never to the sandbox.
-ALL_CREDENTIAL_VARS = TRACKSOLID_CREDENTIAL_VARS + NAVIXY_CREDENTIAL_VARS
+TELTONIKA_FOTA_API = "https://api.teltonika.lt"
+AOVX_US_SERVER = "https://cloud.aovx.com/prod"
+TELESTO_API = "https://telesto.app"
 MILEAGE_UNITS = ("km", "m")
 
 # Tracksolid keeps track points for three months; partitions older than that cannot be loaded, so
@@ -153,14 +154,116 @@ def navixy_settings(env: Mapping[str, str] | None = None) -> NavixySettings | No
                           login=None if api_key else login, password=None if api_key else password)
 
 
+def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
+    url = (_get(env, name) or default).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must start with http:// or https://, got {url!r}")
+    return url
+
+
+def _token_only(env: Mapping[str, str], token_var: str, url_var: str, default_url: str) -> tuple[str, str] | None:
+    """(base_url, token) for a vendor configured by one token, or None when the token is unset."""
+    token = _get(env, token_var)
+    if token is None:
+        if _get(env, url_var):
+            raise ConfigError(f"{url_var} is set but {token_var} is not (or unset {url_var} to use the sandbox)")
+        return None
+    return _base_url(env, url_var, default_url), token
+
+
+@dataclass(frozen=True, repr=False)
+class TeltonikaSettings:
+    base_url: str
+    token: str
+    user_agent: str | None
+
+    def __repr__(self) -> str:
+        return f"TeltonikaSettings(base_url={self.base_url!r}, user_agent={self.user_agent!r}, token=***)"
+
+
+def teltonika_settings(env: Mapping[str, str] | None = None) -> TeltonikaSettings | None:
+    env = os.environ if env is None else env
+    found = _token_only(env, "TELTONIKA_FOTA_API_TOKEN", "TELTONIKA_FOTA_BASE_URL", TELTONIKA_FOTA_API)
+    if found is None:
+        return None
+    return TeltonikaSettings(base_url=found[0], token=found[1], user_agent=_get(env, "TELTONIKA_FOTA_USER_AGENT"))
+
+
+@dataclass(frozen=True, repr=False)
+class AovxSettings:
+    base_url: str
+    token: str
+    terminal_ids: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"AovxSettings(base_url={self.base_url!r}, terminals={len(self.terminal_ids)}, token=***)"
+
+
+def aovx_terminal_ids(env: Mapping[str, str] | None = None) -> tuple[str, ...] | None:
+    """AOVX_TERMINAL_IDS (comma or whitespace separated) or the file AOVX_TERMINAL_IDS_FILE names
+    (one id per line, # comments); None when neither is set."""
+    env = os.environ if env is None else env
+    inline, path = _get(env, "AOVX_TERMINAL_IDS"), _get(env, "AOVX_TERMINAL_IDS_FILE")
+    if inline and path:
+        raise ConfigError("set AOVX_TERMINAL_IDS or AOVX_TERMINAL_IDS_FILE, not both")
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"AOVX_TERMINAL_IDS_FILE {path!r} cannot be read: {exc.strerror}") from exc
+        text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    elif inline:
+        text = inline
+    else:
+        return None
+    ids = tuple(dict.fromkeys(part for part in text.replace(",", " ").split() if part))
+    if not ids:
+        raise ConfigError("the AOVX terminal id list is empty")
+    return ids
+
+
+def aovx_settings(env: Mapping[str, str] | None = None) -> AovxSettings | None:
+    env = os.environ if env is None else env
+    found = _token_only(env, "AOVX_TOKEN", "AOVX_BASE_URL", AOVX_US_SERVER)
+    if found is None:
+        return None
+    ids = aovx_terminal_ids(env)
+    if ids is None:
+        raise ConfigError(
+            "AOVX_TOKEN is set but no terminal ids are: the AOVX API cannot list terminals, so name "
+            "them in AOVX_TERMINAL_IDS (comma separated) or in a file named by AOVX_TERMINAL_IDS_FILE"
+        )
+    return AovxSettings(base_url=found[0], token=found[1], terminal_ids=ids)
+
+
+@dataclass(frozen=True, repr=False)
+class TelestoSettings:
+    base_url: str
+    api_key: str
+
+    def __repr__(self) -> str:
+        return f"TelestoSettings(base_url={self.base_url!r}, api_key=***)"
+
+
+def telesto_settings(env: Mapping[str, str] | None = None) -> TelestoSettings | None:
+    env = os.environ if env is None else env
+    found = _token_only(env, "TELESTO_API_KEY", "TELESTO_BASE_URL", TELESTO_API)
+    return None if found is None else TelestoSettings(base_url=found[0], api_key=found[1])
+
+
+# Vendor -> reader of its live configuration (None when it has no credentials).
+VENDOR_SETTINGS = {
+    "tracksolid": tracksolid_settings,
+    "navixy": navixy_settings,
+    "teltonika": teltonika_settings,
+    "aovx": aovx_settings,
+    "telesto": telesto_settings,
+}
+
+
 def configured_vendors(env: Mapping[str, str] | None = None) -> list[str]:
     """Vendors with live credentials (validated: partial configuration raises ConfigError)."""
-    vendors = []
-    if tracksolid_settings(env) is not None:
-        vendors.append("tracksolid")
-    if navixy_settings(env) is not None:
-        vendors.append("navixy")
-    return vendors
+    return [vendor for vendor, read in VENDOR_SETTINGS.items() if read(env) is not None]
 
 
 def is_sandbox_mode(env: Mapping[str, str] | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the sandbox World and a running Tracksolid sandbox per test."""
+"""Shared fixtures: the sandbox World and a running Tracksolid or Navixy sandbox per test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from fleet_pipeline.sandbox import tracksolid
+from fleet_pipeline.sandbox import navixy, tracksolid
+from fleet_pipeline.sandbox.navixy import NavixyKnobs
 from fleet_pipeline.sandbox.server import ManualClock, SandboxServer
 from fleet_pipeline.sandbox.tracksolid import TracksolidKnobs
 from fleet_pipeline.sandbox.world import World
@@ -62,3 +63,39 @@ def tracksolid_sandbox(world: World) -> Iterator[TracksolidSandbox]:
     with tracksolid.make_server(world, now=clock) as server:
         yield TracksolidSandbox(server=server, world=world, clock=clock,
                                 credentials=dict(tracksolid.CREDENTIALS))
+
+
+@dataclass
+class NavixySandbox:
+    """A running Navixy sandbox and what a client needs to talk to it.
+
+    `base_url` already ends in /api-v2 (white-label style): calls are `{base_url}/tracker/list`.
+    `clock` is the sandbox clock (starts at `world.now()`); move it to end session hashes
+    (`knobs.session_lifetime_s`) or to reveal late points. The 50/s rate window runs on the
+    real monotonic clock here; tests that need a frozen one build their own server.
+    """
+
+    server: SandboxServer[NavixyKnobs]
+    world: World
+    clock: ManualClock
+    credentials: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url + navixy.API_PREFIX
+
+    @property
+    def knobs(self) -> NavixyKnobs:
+        return self.server.knobs
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+@pytest.fixture
+def navixy_sandbox(world: World) -> Iterator[NavixySandbox]:
+    """A fresh Navixy server per test, so knobs, sessions, limits and the log never leak."""
+    clock = ManualClock(world.now())
+    with navixy.make_server(world, now=clock) as server:
+        yield NavixySandbox(server=server, world=world, clock=clock,
+                            credentials=dict(navixy.CREDENTIALS))

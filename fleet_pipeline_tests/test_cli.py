@@ -7,13 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
-import pytest
 
+from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
@@ -24,7 +23,7 @@ DAY = (datetime.now(timezone.utc).date() - timedelta(days=5)).isoformat()
 
 def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRACKSOLID_", "FLEET_", "DAGSTER_"))}
+           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "FLEET_", "DAGSTER_"))}
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), DAGSTER_HOME=str(tmp_path / "dagster_home"), **extra)
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     return env
@@ -64,16 +63,39 @@ def test_dagster_cli_materializes_the_group_against_a_loopback_sandbox(tmp_path)
     assert sandbox_tracksolid.APP_SECRET not in done.stdout + done.stderr
 
 
+def test_dagster_cli_materializes_navixy_against_a_loopback_sandbox(tmp_path):
+    world = World(seed=42, n_devices=20)
+    with sandbox_navixy.make_server(world) as server:
+        warehouse = tmp_path / "cli.duckdb"
+        env = _clean_env(tmp_path, NAVIXY_BASE_URL=server.base_url + sandbox_navixy.API_PREFIX,
+                         NAVIXY_API_KEY=sandbox_navixy.API_KEY, FLEET_DUCKDB_PATH=str(warehouse))
+        done = subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "fleet_pipeline.definitions",
+             "--select", "group:navixy", "--partition", DAY],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = _tables(warehouse)
+    day = datetime.fromisoformat(DAY).date()
+    blocked = sandbox_navixy.default_blocked_tracker_ids(world)
+    truth = sum(len(world.day(d.imei, day).trips) for d in world.devices_on("navixy") if 100_000 + d.index not in blocked)
+    assert counts["raw_navixy.trips"] == truth > 0
+    for table in ("trackers", "states", "sensor_readings", "track_points", "events", "mileage_daily"):
+        assert counts[f"raw_navixy.{table}"] > 0, table
+    assert sandbox_navixy.API_KEY not in done.stdout + done.stderr
+
+
 def test_demo_runs_end_to_end_in_the_project_instance(tmp_path):
     env = _clean_env(tmp_path, FLEET_SANDBOX_DEVICES="12")
     done = subprocess.run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "[3/3] tracksolid_daily" in done.stdout and "Summary" in done.stdout
+    assert "[3/3] all_daily" in done.stdout and "Summary" in done.stdout
     warehouse = tmp_path / "data" / "sandbox.duckdb"
     assert str(warehouse) in done.stdout
     counts = _tables(warehouse)
     assert counts["raw_tracksolid.track_points"] > 0 and counts["raw_tracksolid.devices"] > 0
+    assert counts["raw_navixy.track_points"] > 0 and counts["raw_navixy.trackers"] > 0
     runs = list((tmp_path / "dagster_home").glob("history/runs/*.db")) or list(
         (tmp_path / "dagster_home").glob("history/runs.db"))
     assert runs, "runs were not recorded in the project's Dagster instance"

@@ -144,11 +144,21 @@ class Request:
     query: str
     headers: Mapping[str, str]
     body: bytes
+    # The peer's address: vendors that limit per client IP (Navixy) key their windows on it.
+    client_ip: str = ""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return self.header("Content-Type").split(";")[0].strip().lower()
+
+    def header(self, name: str, default: str = "") -> str:
+        """A header by case-insensitive name (clients spell `authorization` in any case)."""
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return default
 
     def form(self) -> list[tuple[str, str]] | None:
         """The body as form pairs (order and duplicates kept), or None if it is not a form."""
@@ -364,7 +374,8 @@ def _make_handler(server: SandboxServer[Any]) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length > 0 else b""
             split = urlsplit(self.path)
             request = Request(http_method=self.command, path=split.path, query=split.query,
-                              headers={k: v for k, v in self.headers.items()}, body=body)
+                              headers={k: v for k, v in self.headers.items()}, body=body,
+                              client_ip=str(self.client_address[0]))
             try:
                 response, fault = server.dispatch(request)
             except Exception as exc:  # noqa: BLE001 - a sandbox bug must answer 500, not hang

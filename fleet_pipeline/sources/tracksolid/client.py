@@ -15,13 +15,10 @@ Rows are returned exactly as the vendor sent them; typing belongs to the schema 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import random
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,6 +42,7 @@ from fleet_pipeline.http import (
     VendorAuthError,
     VendorResponseError,
 )
+from fleet_pipeline.shared_files import SharedJsonFile, cache_key
 
 logger = logging.getLogger("fleet_pipeline.sources.tracksolid")
 
@@ -223,55 +221,21 @@ class TokenState:
 
 
 class TokenCache:
-    """The token file shared by every process using one (base URL, app key, user).
-
-    Reads are lock-free (files are replaced atomically, so a reader never sees half a file);
-    renewals hold an exclusive ``fcntl`` lock so that only one process talks to the token
-    endpoints and the others pick up its result.
-    """
+    """The token of one (base URL, app key, user), shared by every process on the machine."""
 
     def __init__(self, directory: Path, base_url: str, app_key: str, user_id: str) -> None:
-        key = hashlib.sha256(f"{base_url}\n{app_key}\n{user_id}".encode()).hexdigest()[:24]
-        self.directory = Path(directory)
-        self.path = self.directory / f"tracksolid-token-{key}.json"
-        self.lock_path = self.directory / f"tracksolid-token-{key}.lock"
+        self.file = SharedJsonFile(directory, f"tracksolid-token-{cache_key(base_url, app_key, user_id)}")
+        self.path = self.file.path
 
     def read(self) -> TokenState:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return TokenState()
-        except (OSError, ValueError):
-            logger.warning("tracksolid token cache %s is unreadable; ignoring it", self.path)
-            return TokenState()
-        return TokenState.from_json(data) if isinstance(data, dict) else TokenState()
+        data = self.file.read()
+        return TokenState.from_json(data) if data else TokenState()
 
     def write(self, state: TokenState) -> None:
-        """Write atomically with mode 0600: the file holds a live credential."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tracksolid-token-", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state.to_json(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        self.file.write(state.to_json())
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return self.file.locked()
 
 
 class TracksolidClient:

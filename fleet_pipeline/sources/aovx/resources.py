@@ -1,0 +1,58 @@
+"""The AOVX resource: live token and terminal list from the environment, or the embedded sandbox."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dagster import EnvVar
+
+from fleet_pipeline import settings
+from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.aovx.client import AovxClient
+from fleet_pipeline.vendor_resource import VendorResource
+
+
+class AovxResource(VendorResource):
+    """Connection to the AOVX platform. No token = embedded sandbox (see VendorResource)."""
+
+    vendor = "AOVX"
+    credential_hint = "set AOVX_TOKEN and AOVX_TERMINAL_IDS or AOVX_TERMINAL_IDS_FILE"
+
+    base_url: Optional[str] = None
+    token: Optional[str] = None
+    # The ids API is undocumented, so in live mode the terminals come from configuration.
+    terminal_ids: list[str] = []
+
+    @classmethod
+    def from_env(cls) -> AovxResource:
+        live = settings.aovx_settings()
+        common = cls.common_from_env()
+        if live is None:
+            return cls(**common)
+        return cls(base_url=live.base_url, token=EnvVar("AOVX_TOKEN"), terminal_ids=list(live.terminal_ids),
+                   **common)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.token)
+
+    def make_sandbox(self, world: World) -> Any:
+        from fleet_pipeline.sandbox import aovx as sandbox_aovx
+
+        return sandbox_aovx.make_server(world)
+
+    def client(self) -> AovxClient:
+        if self.is_sandbox:
+            from fleet_pipeline.sandbox import aovx as sandbox_aovx
+
+            base_url, token = self.sandbox.base_url + sandbox_aovx.API_PREFIX, sandbox_aovx.TOKEN
+        else:
+            base_url, token = self.base_url or settings.AOVX_US_SERVER, self.token
+        return AovxClient(base_url, token, retry=self.retry_policy())
+
+    def terminals(self, client: AovxClient) -> dict[str, str | None]:
+        """terminal id -> IMEI (None when unknown): the sandbox lists them, live mode configures them."""
+        if not self.is_sandbox:
+            return {terminal_id: None for terminal_id in self.terminal_ids}
+        listed = self.memo("terminals", client.terminals)
+        return {row["terminalId"]: row.get("imei") for row in listed}

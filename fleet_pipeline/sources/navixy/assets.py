@@ -1,0 +1,202 @@
+"""Navixy assets: ``raw_navixy.<table>`` in DuckDB, one asset per table.
+
+Snapshots (``trackers``, ``states``, ``sensor_readings``) are kept one per UTC day; event tables
+(``trips``, ``track_points``, ``events``) are partitioned by the UTC day an event starts on. The
+client speaks the user's time zone to the API and hands back naive UTC, so a UTC-day partition
+covers exactly its 24 hours even on the 23- and 25-hour local days of a DST change.
+``mileage_daily`` is the exception: Navixy computes mileage per calendar day of the user's time
+zone, so that partition holds the local day of the same date (``local_date``, ``time_zone``).
+"""
+
+from datetime import timedelta
+from typing import Any
+
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult
+
+from fleet_pipeline.partitions import day_bounds
+from fleet_pipeline.records import typed_frame
+from fleet_pipeline.source_assets import Source, extraction, in_day, load, unknown_as_null
+from fleet_pipeline.sources.navixy import schemas
+from fleet_pipeline.sources.navixy.resources import NavixyResource
+from fleet_pipeline.warehouse import WarehouseResource
+
+SOURCE = Source(schema="raw_navixy", group="navixy", vendor="Navixy (API v2)")
+_asset = SOURCE.asset
+SENSOR_SOURCES = ("diagnostics", "fuel", "readings")
+
+
+def _with_imei(rows: list[dict[str, Any]], imeis: dict[int, str]) -> list[dict[str, Any]]:
+    return [{**row, "imei": imeis.get(int(row["tracker_id"]))} for row in rows]
+
+
+def _per_tracker(context: AssetExecutionContext, label: str, tracker_ids: list[int], fetch) -> tuple[list, bool]:
+    """Call ``fetch(tracker_id)`` for each tracker, logging progress; rows and limit_exceeded."""
+    rows: list[dict[str, Any]] = []
+    exceeded = False
+    for index, tracker_id in enumerate(tracker_ids, start=1):
+        result = fetch(tracker_id)
+        rows.extend({**row, "tracker_id": tracker_id} for row in result.rows)
+        exceeded |= result.limit_exceeded
+        if index % 50 == 0 or index == len(tracker_ids):
+            context.log.info(f"{label} {index}/{len(tracker_ids)} trackers, {len(rows)} rows so far")
+    return rows, exceeded
+
+
+def _exceeded_note(context: AssetExecutionContext, exceeded: bool) -> dict[str, Any]:
+    if exceeded:
+        context.log.warning("part of this day is beyond the trackers' storage period: Navixy dropped those rows")
+    return {"storage_limit_exceeded": exceeded}
+
+
+@_asset("trackers", "Daily snapshot of the account's trackers (tracker/list): IMEI, model, group, "
+        "phone, tariff, blocked flag.", partitioned=False)
+def trackers(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        listed = navixy.trackers(run.client)
+        typed = typed_frame(listed, schemas.TRACKER_COLUMNS).with_columns(
+            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+        )
+        blocked = sum(1 for t in listed if (t.get("source") or {}).get("blocked"))
+        return load(context, duckdb, SOURCE, run, "trackers", typed, schemas.TrackerSchema, blocked_trackers=blocked)
+
+
+@_asset("states", "Daily snapshot of each tracker's state (tracker/get_states, 2,000 a call): "
+        "connection and movement status, ignition, battery, GSM, last fix. Blocked trackers are "
+        "kept with tracker_status 'blocked'; deleted ones are reported in the metadata.", partitioned=False)
+def states(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        imeis = navixy.imei_by_tracker(run.client)
+        result = run.client.states(sorted(imeis))
+        rows = [{**state, "tracker_id": tid, "tracker_status": "ok"} for tid, state in result.states.items()]
+        rows += [{"tracker_id": tid, "tracker_status": "blocked"} for tid in result.blocked]
+        if result.blocked or result.missing:
+            context.log.warning(f"{len(result.blocked)} blocked and {len(result.missing)} deleted trackers: "
+                                f"blocked {sorted(result.blocked)[:20]}, deleted {sorted(result.missing)[:20]}")
+        typed = typed_frame(_with_imei(rows, imeis), schemas.STATE_COLUMNS).with_columns(
+            *unknown_as_null("speed_kmh", "heading_deg"),
+            snapshot_date=pl.lit(run.now.date()),
+            snapshot_at=pl.lit(run.now),
+        )
+        return load(context, duckdb, SOURCE, run, "states", typed, schemas.StateSchema,
+                    blocked_trackers=len(result.blocked), deleted_trackers=len(result.missing))
+
+
+def _sensor_rows(source: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """One long-format row per sensor input and per state value of a diagnostics-like payload."""
+    updated = payload.get("update_time")
+    rows = []
+    for sensor in payload.get("inputs") or []:
+        value = sensor.get("value")
+        rows.append({
+            "source": source, "sensor": str(sensor.get("name") or "").strip() or sensor.get("label"),
+            "label": sensor.get("label"), "sensor_type": sensor.get("type"),
+            "value_num": value if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+            "value_text": None if isinstance(value, (int, float)) else value,
+            "units": sensor.get("units_type") or sensor.get("units"), "updated_time": updated,
+        })
+    for name, value in (payload.get("states") or {}).items():
+        rows.append({"source": source, "sensor": name, "value_text": value, "updated_time": updated})
+    return rows
+
+
+@_asset("sensor_readings", "Daily snapshot of OBD/CAN/fuel/sensor values as long-format rows "
+        "(tracker/get_diagnostics, get_fuel, get_readings): one row per tracker, source and sensor.",
+        partitioned=False)
+def sensor_readings(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        imeis = navixy.imei_by_tracker(run.client)
+        active = navixy.active_tracker_ids(run.client)
+        rows: list[dict[str, Any]] = []
+        for index, tracker_id in enumerate(active, start=1):
+            for source in SENSOR_SOURCES:
+                payload = getattr(run.client, source)(tracker_id)
+                rows.extend({**r, "tracker_id": tracker_id} for r in _sensor_rows(source, payload or {}))
+            if index % 50 == 0 or index == len(active):
+                context.log.info(f"sensors {index}/{len(active)} trackers, {len(rows)} readings so far")
+        typed = typed_frame(_with_imei(rows, imeis), schemas.SENSOR_COLUMNS).with_columns(
+            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+        )
+        return load(context, duckdb, SOURCE, run, "sensor_readings", typed, schemas.SensorReadingSchema,
+                    trackers_read=len(active))
+
+
+@_asset("trips", "Trips per tracker and UTC day of their start (track/list, unfiltered, one row per "
+        "trip), times converted from the user's time zone.", partitioned=True)
+def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        imeis = navixy.imei_by_tracker(run.client)
+        begin, end = day_bounds(run.day)
+        rows, exceeded = _per_tracker(context, "track/list", navixy.active_tracker_ids(run.client),
+                                      lambda tid: run.client.trips(tid, begin, end))
+        typed = (
+            typed_frame(_with_imei(rows, imeis), schemas.TRIP_COLUMNS)
+            .with_columns(
+                partition_date=pl.lit(run.day),
+                duration_s=(pl.col("end_time") - pl.col("start_time")).dt.total_seconds(),
+            )
+            .filter(in_day("start_time", run.day))
+        )
+        return load(context, duckdb, SOURCE, run, "trips", typed, schemas.TripSchema,
+                    **_exceeded_note(context, exceeded))
+
+
+@_asset("track_points", "Every GPS fix per tracker and UTC day (track/read with simplify=false; "
+        "'from' is exclusive, so nothing is lost at window edges), unique on (tracker_id, gps_time).",
+        partitioned=True)
+def track_points(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        imeis = navixy.imei_by_tracker(run.client)
+        begin, end = day_bounds(run.day)
+        rows, exceeded = _per_tracker(context, "track/read", navixy.active_tracker_ids(run.client),
+                                      lambda tid: run.client.track_points(tid, begin, end))
+        typed = (
+            typed_frame(_with_imei(rows, imeis), schemas.TRACK_POINT_COLUMNS)
+            .with_columns(*unknown_as_null("speed_kmh", "heading_deg"), partition_date=pl.lit(run.day))
+            .filter(in_day("gps_time", run.day))
+        )
+        deduplicated = typed.unique(subset=["tracker_id", "gps_time"], keep="last", maintain_order=True)
+        return load(context, duckdb, SOURCE, run, "track_points", deduplicated, schemas.TrackPointSchema,
+                    duplicates_dropped=typed.height - deduplicated.height, **_exceeded_note(context, exceeded))
+
+
+@_asset("events", "Events per tracker and UTC day (history/tracker/list, 1,000 a page, paged by "
+        "time and de-duplicated by event id, so nothing is lost when many events share one second).",
+        partitioned=True)
+def events(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        imeis = navixy.imei_by_tracker(run.client)
+        rows = run.client.events(navixy.active_tracker_ids(run.client), *day_bounds(run.day))
+        typed = (
+            typed_frame(_with_imei(rows, imeis), schemas.EVENT_COLUMNS)
+            .with_columns(partition_date=pl.lit(run.day))
+            .filter(in_day("event_time", run.day))
+            .unique(subset=["event_id"], keep="last", maintain_order=True)
+        )
+        return load(context, duckdb, SOURCE, run, "events", typed, schemas.EventSchema)
+
+
+@_asset("mileage_daily", "Kilometres per tracker and calendar day of the user's time zone "
+        "(tracker/stats/mileage/read, 128 trackers and 31 days a call). The partition of date D holds "
+        "the local day D (see local_date, time_zone).", partitioned=True)
+def mileage_daily(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, navixy.client) as run:
+        imeis = navixy.imei_by_tracker(run.client)
+        rows = run.client.mileage(navixy.active_tracker_ids(run.client), run.day, run.day)
+        zone = str(run.client.time_zone.key)
+        typed = (
+            typed_frame(_with_imei(rows, imeis), schemas.MILEAGE_COLUMNS)
+            .with_columns(time_zone=pl.lit(zone), partition_date=pl.lit(run.day))
+            .filter(pl.col("local_date") == run.day)
+        )
+        return load(context, duckdb, SOURCE, run, "mileage_daily", typed, schemas.MileageSchema,
+                    time_zone=zone, local_day_hours=_local_day_hours(run.client, run.day))
+
+
+def _local_day_hours(client: Any, day) -> float:
+    """23, 24 or 25: how long the user's calendar day was (DST changes), for the metadata."""
+    start, end = client.local_day_window(day)
+    return (end - start) / timedelta(hours=1)
+
+
+navixy_assets = [trackers, states, sensor_readings, trips, track_points, events, mileage_daily]

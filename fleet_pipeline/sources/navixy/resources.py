@@ -1,0 +1,69 @@
+"""The Navixy resource: live credentials from the environment, or the embedded sandbox."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dagster import EnvVar
+
+from fleet_pipeline import settings
+from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.navixy.client import NavixyClient
+from fleet_pipeline.vendor_resource import VendorResource
+
+
+class NavixyResource(VendorResource):
+    """Connection to a Navixy platform (API v2). No credentials = embedded sandbox."""
+
+    vendor = "Navixy"
+    credential_hint = "set NAVIXY_API_KEY, or NAVIXY_LOGIN and NAVIXY_PASSWORD"
+
+    base_url: Optional[str] = None
+    api_key: Optional[str] = None
+    login: Optional[str] = None
+    password: Optional[str] = None
+
+    @classmethod
+    def from_env(cls) -> NavixyResource:
+        live = settings.navixy_settings()  # raises ConfigError on partial configuration
+        common = cls.common_from_env()
+        if live is None:
+            return cls(**common)
+        if live.api_key:
+            return cls(base_url=live.base_url, api_key=EnvVar("NAVIXY_API_KEY"), **common)
+        return cls(base_url=live.base_url, login=EnvVar("NAVIXY_LOGIN"), password=EnvVar("NAVIXY_PASSWORD"),
+                   **common)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key or (self.login and self.password))
+
+    def make_sandbox(self, world: World) -> Any:
+        from fleet_pipeline.sandbox import navixy as sandbox_navixy
+
+        return sandbox_navixy.make_server(world)
+
+    def client(self) -> NavixyClient:
+        """A new client with its own call statistics; session and rate ledger live in the cache dir."""
+        if self.is_sandbox:
+            from fleet_pipeline.sandbox import navixy as sandbox_navixy
+
+            connection = dict(base_url=self.sandbox.base_url + sandbox_navixy.API_PREFIX,
+                              api_key=sandbox_navixy.API_KEY)
+        elif self.api_key:
+            connection = dict(base_url=self.base_url or settings.NAVIXY_EU_API, api_key=self.api_key)
+        else:
+            connection = dict(base_url=self.base_url or settings.NAVIXY_EU_API, login=self.login,
+                              password=self.password)
+        return NavixyClient(cache_dir=self.cache_path, retry=self.retry_policy(), **connection)
+
+    def trackers(self, client: NavixyClient) -> list[dict[str, Any]]:
+        """The account's trackers (tracker/list), shared by the step's assets."""
+        return list(self.memo("trackers", client.trackers))
+
+    def imei_by_tracker(self, client: NavixyClient) -> dict[int, str]:
+        return {int(t["id"]): str((t.get("source") or {}).get("device_id")) for t in self.trackers(client)}
+
+    def active_tracker_ids(self, client: NavixyClient) -> list[int]:
+        """Trackers that are not tariff-blocked: history and stats refuse a call naming a blocked one."""
+        return sorted(int(t["id"]) for t in self.trackers(client) if not (t.get("source") or {}).get("blocked"))

@@ -1,0 +1,32 @@
+"""Telesto assets: ``raw_telesto.products``, one stock snapshot per UTC day.
+
+Telesto allows 100 requests an hour per client address and blocks the address for 15 minutes
+beyond that, so the snapshot costs one call and the client refuses (instead of waiting or earning
+the block) when the machine-wide hourly budget is spent.
+"""
+
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult
+
+from fleet_pipeline.records import typed_frame
+from fleet_pipeline.source_assets import Source, extraction, load
+from fleet_pipeline.sources.telesto import schemas
+from fleet_pipeline.sources.telesto.resources import TelestoResource
+from fleet_pipeline.warehouse import WarehouseResource
+
+SOURCE = Source(schema="raw_telesto", group="telesto", vendor="Telesto inventory")
+
+
+@SOURCE.asset("products", "Daily snapshot of every product and its stock on hand (GET /v2/products): "
+              "numbers typed, empty strings as null.", partitioned=False)
+def products(context: AssetExecutionContext, telesto: TelestoResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, telesto.client) as run:
+        rows = run.client.products()
+        typed = typed_frame(rows, schemas.PRODUCT_COLUMNS).with_columns(
+            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+        )
+        return load(context, duckdb, SOURCE, run, "products", typed, schemas.ProductSchema,
+                    hourly_budget_left=run.client.budget_remaining())
+
+
+telesto_assets = [products]

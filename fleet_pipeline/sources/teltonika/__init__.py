@@ -1,0 +1,6 @@
+"""Teltonika FOTA WEB API (``https://api.teltonika.lt``): bearer token, a mandatory User-Agent,
+about 100 requests a minute per user, and Laravel-style TOP-LEVEL pages of at most 100 rows.
+
+``client.TeltonikaFotaClient`` returns vendor rows as sent, except the IMEI: an int64 JSON
+number on the wire, a 15-digit string here (never a float). Typing belongs to the schema layer.
+"""
