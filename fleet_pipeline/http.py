@@ -687,3 +687,28 @@ def retry_after_s(header: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class VendorClient:
+    """Base of every vendor client: it owns (or borrows) an ``HttpSession`` in ``self.http``.
+
+    Gives each client the same call statistics, ``close()`` and context-manager behaviour; a
+    session passed in by the caller is left open for the caller to close.
+    """
+
+    http: HttpSession
+    _owns_http: bool = True
+
+    @property
+    def stats(self) -> CallStats:
+        return self.http.stats
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> VendorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

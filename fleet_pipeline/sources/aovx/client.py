@@ -38,15 +38,15 @@ from typing import Any
 
 from fleet_pipeline.http import (
     Backoff,
-    CallStats,
     HttpSession,
     Reply,
     RequestParts,
-    RetryableVendorError,
     RetryPolicy,
+    RetryableVendorError,
     Secrets,
     VendorAPIError,
     VendorAuthError,
+    VendorClient,
     VendorResponseError,
 )
 
@@ -84,7 +84,7 @@ def _count(value: Any, name: str, method: str) -> int:
     return number
 
 
-class AovxClient:
+class AovxClient(VendorClient):
     """One AOVX deployment (``base_url`` includes its context path, e.g. ``.../prod``) and token.
 
     ``http`` replaces the whole HTTP session (its retry policy and sleep then apply);
@@ -131,20 +131,6 @@ class AovxClient:
         self.secrets: Secrets = self.http.secrets
         self.secrets.register(token)
         self.secrets.register(token_prefix + token)
-
-    @property
-    def stats(self) -> CallStats:
-        return self.http.stats
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
-
-    def __enter__(self) -> AovxClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -----------------------------------------------------------------------------------------
     # The OTA report

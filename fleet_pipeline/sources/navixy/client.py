@@ -42,19 +42,19 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleet_pipeline.http import (
-    retry_after_s,
     Backoff,
-    CallStats,
     FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
-    RetryableVendorError,
     RetryPolicy,
+    RetryableVendorError,
     Secrets,
     VendorAPIError,
     VendorAuthError,
+    VendorClient,
     VendorResponseError,
+    retry_after_s,
 )
 from fleet_pipeline.shared_files import SharedJsonFile, cache_key
 
@@ -340,7 +340,7 @@ class SessionCache:
 # ---------------------------------------------------------------------------------------------
 
 
-class NavixyClient:
+class NavixyClient(VendorClient):
     """One Navixy user on one platform (``base_url`` ends with the API prefix, e.g. ``/api-v2``).
 
     Give either ``api_key`` (never expires, never renewed) or ``login`` + ``password`` (a
@@ -417,20 +417,6 @@ class NavixyClient:
         self.blocked_trackers: set[int] = set()
         self.missing_trackers: set[int] = set()
         self.skipped_calls = 0
-
-    @property
-    def stats(self) -> CallStats:
-        return self.http.stats
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
-
-    def __enter__(self) -> NavixyClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -----------------------------------------------------------------------------------------
     # User and time zone

@@ -38,21 +38,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fleet_pipeline.http import (
-    retry_after_s,
     Backoff,
-    CallStats,
     FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
-    RetryableVendorError,
     RetryPolicy,
+    RetryableVendorError,
     Secrets,
     VendorAPIError,
     VendorAuthError,
+    VendorClient,
     VendorHTTPError,
     VendorRateLimitError,
     VendorResponseError,
+    retry_after_s,
 )
 
 logger = logging.getLogger("fleet_pipeline.sources.telesto")
@@ -202,7 +202,7 @@ class HourlyBudget:
 # ---------------------------------------------------------------------------------------------
 
 
-class TelestoClient:
+class TelestoClient(VendorClient):
     """Telesto inventory for one API key; ``base_url`` like ``https://telesto.app``.
 
     ``cache_dir`` holds the hourly-budget ledger shared by every client of this origin on the
@@ -251,23 +251,9 @@ class TelestoClient:
         self.secrets: Secrets = self.http.secrets
         self.secrets.register(self._api_key)
 
-    @property
-    def stats(self) -> CallStats:
-        return self.http.stats
-
     def budget_remaining(self) -> int:
         """Calls this machine may still make in the current hour (for metadata and tests)."""
         return self.budget.remaining()
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
-
-    def __enter__(self) -> TelestoClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -----------------------------------------------------------------------------------------
 

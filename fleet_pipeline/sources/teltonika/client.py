@@ -38,19 +38,19 @@ from pathlib import Path
 from typing import Any
 
 from fleet_pipeline.http import (
-    retry_after_s,
     Backoff,
-    CallStats,
     FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
-    RetryableVendorError,
     RetryPolicy,
+    RetryableVendorError,
     Secrets,
     VendorAPIError,
     VendorAuthError,
+    VendorClient,
     VendorResponseError,
+    retry_after_s,
 )
 
 logger = logging.getLogger("fleet_pipeline.sources.teltonika")
@@ -90,7 +90,7 @@ class NotFound(VendorAPIError):
     """404: the device, group or background action does not exist for this token."""
 
 
-class TeltonikaFotaClient:
+class TeltonikaFotaClient(VendorClient):
     """One API token on one FOTA WEB API (``base_url`` is the API root, e.g. DEFAULT_BASE_URL).
 
     ``cache_dir`` holds the request-rate ledger shared by every client of this API on the
@@ -149,20 +149,6 @@ class TeltonikaFotaClient:
         self.limiter = self.http.limiter
         self.secrets: Secrets = self.http.secrets
         self.secrets.register(token)
-
-    @property
-    def stats(self) -> CallStats:
-        return self.http.stats
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
-
-    def __enter__(self) -> TeltonikaFotaClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -----------------------------------------------------------------------------------------
     # Operations

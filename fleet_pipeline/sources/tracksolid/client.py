@@ -29,17 +29,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fleet_pipeline.http import (
-    FileWindowLimiter,
     Backoff,
-    CallStats,
+    FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
-    RetryableVendorError,
     RetryPolicy,
+    RetryableVendorError,
     Secrets,
     VendorAPIError,
     VendorAuthError,
+    VendorClient,
     VendorResponseError,
 )
 from fleet_pipeline.shared_files import SharedJsonFile, cache_key
@@ -238,7 +238,7 @@ class TokenCache:
         return self.file.locked()
 
 
-class TracksolidClient:
+class TracksolidClient(VendorClient):
     """One Tracksolid Pro account (and its sub-accounts) on one region node.
 
     ``now`` is the UTC clock used for request timestamps, token expiry and the once-a-minute
@@ -308,20 +308,6 @@ class TracksolidClient:
             self.secrets.register(secret)
         self._cache = TokenCache(token_cache_dir, self.url, app_key, user_id)
         self._state: TokenState | None = None
-
-    @property
-    def stats(self) -> CallStats:
-        return self.http.stats
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
-
-    def __enter__(self) -> TracksolidClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---------------------------------------------------------------------------------------
     # High-level reads
