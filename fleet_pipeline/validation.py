@@ -54,6 +54,15 @@ def not_null_island(lat: str = "lat", lng: str = "lng") -> pl.Expr:
     return ~((pl.col(lat) == 0.0) & (pl.col(lng) == 0.0)).fill_null(False)
 
 
+# Fastest plausible road vehicle speed; anything above is a unit or sensor error.
+MAX_SPEED_KMH = 300.0
+
+
+def ordered(data: PolarsData, start: str, end: str) -> pl.LazyFrame:
+    """A dataframe check: ``end`` is not before ``start`` (rows missing either pass here)."""
+    return data.lazyframe.select((pl.col(end) >= pl.col(start)).fill_null(True))
+
+
 @dataclass(frozen=True)
 class SplitBatch:
     valid: pl.DataFrame

@@ -9,7 +9,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from fleet_pipeline.records import Col
-from fleet_pipeline.validation import luhn_valid
+from fleet_pipeline.validation import luhn_valid, ordered
 
 # queryTerminalOtaReport status codes (aovx-ota-report.md)
 STATUS_NAMES = {-1: "command_failed", 1: "sent", 2: "downloading", 3: "succeeded", 4: "failed"}
@@ -50,4 +50,4 @@ class OtaReportSchema(pa.DataFrameModel):
 
     @pa.dataframe_check(error="last update before the command was sent")
     def _updated_after_sent(cls, data: PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("last_update_at") >= pl.col("sent_at")).fill_null(True))
+        return ordered(data, "sent_at", "last_update_at")

@@ -14,16 +14,18 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from fleet_pipeline.records import Col
-from fleet_pipeline.validation import DeviceRecord, latitude_field, longitude_field, not_null_island
+from fleet_pipeline.validation import (
+    MAX_SPEED_KMH,
+    DeviceRecord,
+    latitude_field,
+    longitude_field,
+    not_null_island,
+    ordered,
+)
 
-MAX_SPEED_KMH = 300.0
 CONNECTION_STATUSES = ["signal_lost", "just_registered", "just_replaced", "offline", "idle", "active"]
 MOVEMENT_STATUSES = ["moving", "stopped", "parked"]
 TRACKER_STATUSES = ["ok", "blocked"]
-
-
-def _ordered(data: PolarsData, start: str, end: str) -> pl.LazyFrame:
-    return data.lazyframe.select((pl.col(end) >= pl.col(start)).fill_null(True))
 
 
 class TrackerRecord(DeviceRecord):
@@ -153,7 +155,7 @@ class TripSchema(TrackerRecord):
 
     @pa.dataframe_check(error="trip ends before it starts")
     def _end_after_start(cls, data: PolarsData) -> pl.LazyFrame:
-        return _ordered(data, "start_time", "end_time")
+        return ordered(data, "start_time", "end_time")
 
 
 # --- track points (track/read, simplify=false) ----------------------------------------------------

@@ -14,14 +14,15 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from fleet_pipeline.records import Col
-from fleet_pipeline.validation import DeviceRecord, latitude_field, longitude_field, not_null_island
+from fleet_pipeline.validation import (
+    MAX_SPEED_KMH,
+    DeviceRecord,
+    latitude_field,
+    longitude_field,
+    not_null_island,
+    ordered,
+)
 
-# Fastest plausible road vehicle speed; anything above is a unit or sensor error.
-MAX_SPEED_KMH = 300.0
-
-
-def _ordered(data: PolarsData, start: str, end: str) -> pl.LazyFrame:
-    return data.lazyframe.select((pl.col(end) >= pl.col(start)).fill_null(True))
 
 
 # --- devices (daily snapshot: device list of every account + device detail) -----------------------
@@ -135,7 +136,7 @@ class TripSchema(DeviceRecord):
 
     @pa.dataframe_check(error="trip ends before it starts")
     def _end_after_start(cls, data: PolarsData) -> pl.LazyFrame:
-        return _ordered(data, "start_time", "end_time")
+        return ordered(data, "start_time", "end_time")
 
 
 # --- track points (jimi.device.track.list) --------------------------------------------------------
@@ -197,7 +198,7 @@ class ParkingSchema(DeviceRecord):
 
     @pa.dataframe_check(error="parking ends before it starts")
     def _end_after_start(cls, data: PolarsData) -> pl.LazyFrame:
-        return _ordered(data, "start_time", "end_time")
+        return ordered(data, "start_time", "end_time")
 
 
 # --- alarms (jimi.device.alarm.list; polling and push field names both mapped) --------------------
