@@ -6,6 +6,9 @@ from dagster import AssetSelection, Definitions, define_asset_job
 
 from fleet_pipeline import settings
 from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project
+from fleet_pipeline.reporting.report import fleet_report
+from fleet_pipeline.reporting.serving import build_serving_asset
 from fleet_pipeline.sources.aovx.assets import aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.sources.navixy.assets import navixy_assets
@@ -37,10 +40,23 @@ all_daily_job = define_asset_job(
     description="One UTC day of every partitioned source asset.",
 )
 
+# dbt models (staging, core, marts), then the BI serving copy and the HTML report. The job mixes the
+# daily incremental models with unpartitioned ones; run it for a partition or a partition range.
+dbt_project = load_project()
+dbt_asset_defs = build_dbt_assets(dbt_project)
+serving_copy = build_serving_asset([key for definition in dbt_asset_defs for key in definition.keys])
+reporting_assets = [*dbt_asset_defs, serving_copy, fleet_report]
+reporting_job = define_asset_job(
+    "reporting",
+    selection=AssetSelection.assets(*reporting_assets),
+    description="dbt build of the reporting models, then the serving copy and the fleet report.",
+)
+
 defs = Definitions(
-    assets=source_assets,
-    jobs=[*tracksolid_jobs, *navixy_jobs, all_snapshots_job, all_daily_job],
+    assets=[*source_assets, *reporting_assets],
+    jobs=[*tracksolid_jobs, *navixy_jobs, all_snapshots_job, all_daily_job, reporting_job],
     resources={
+        "dbt": dbt_resource(dbt_project),
         "tracksolid": TracksolidResource.from_env(),
         "navixy": NavixyResource.from_env(),
         "teltonika": TeltonikaResource.from_env(),

@@ -299,6 +299,18 @@ def duckdb_path(env: Mapping[str, str] | None = None) -> Path:
     return data_dir(env) / name
 
 
+def serving_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where BI tools read: the published DuckDB copy and the Parquet export of the marts."""
+    env = os.environ if env is None else env
+    configured = _get(env, "FLEET_SERVING_DIR")
+    return Path(configured).resolve() if configured else data_dir(env) / "serving"
+
+
+def reports_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the rendered HTML report goes."""
+    return data_dir(env) / "reports"
+
+
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where clients keep state shared across processes and runs (tokens, rate-limit ledgers)."""
     return data_dir(env) / "cache"

@@ -1,0 +1,89 @@
+-- Firmware rollout per model, version and snapshot day. The target version of a model is the one
+-- its most recent OTA attempt installs, else the highest version seen on the model (Teltonika FOTA
+-- exposes no campaign in the raw layer). Attempt metrics are per model and day, repeated on each
+-- version row of that model-day.
+with daily as (
+    select snapshot_date as day, model_key, firmware_version, count(*) as devices_on_version
+    from {{ ref('dim_device_firmware_daily') }}
+    where firmware_version is not null
+    group by all
+),
+
+model_day as (
+    select day, model_key, sum(devices_on_version) as model_devices
+    from daily
+    group by all
+),
+
+target as (
+    select model_key, coalesce(
+        (select a.target_version from {{ ref('fct_ota_attempts') }} as a
+         where a.model_key = v.model_key order by a.sent_at desc limit 1),
+        max(v.firmware_version)) as target_version
+    from daily as v
+    group by model_key
+),
+
+attempts_by_day as (
+    select
+        model_key,
+        cast(last_update_at as date) as day,
+        count(*) as attempts,
+        count(*) filter (where status = 'success') as attempts_success,
+        count(*) filter (where status in ('failed', 'failure', 'error', 'timeout')) as attempts_failed,
+        count(*) filter (where status not in ('success', 'failed', 'failure', 'error', 'timeout')) as attempts_other
+    from {{ ref('fct_ota_attempts') }}
+    group by all
+),
+
+per_device as (
+    select
+        imei, model_key,
+        min(sent_at) as first_attempt_at,
+        min(last_update_at) filter (where is_success) as first_success_at
+    from {{ ref('fct_ota_attempts') }}
+    group by all
+),
+
+time_to_success as (
+    select m.day, m.model_key,
+        median(date_diff('second', p.first_attempt_at, p.first_success_at))
+            filter (where p.first_success_at < m.day + interval 1 day) as median_first_attempt_to_success_s
+    from model_day as m
+    left join per_device as p using (model_key)
+    group by all
+),
+
+stuck as (
+    select f.snapshot_date as day, f.model_key, count(*) as devices_stuck
+    from {{ ref('dim_device_firmware_daily') }} as f
+    join per_device as p using (imei)
+    join target as t on t.model_key = f.model_key
+    where coalesce(f.firmware_version, '') <> t.target_version
+      and p.first_attempt_at < f.snapshot_date - interval {{ var('firmware_stuck_days') }} day
+    group by all
+)
+
+select
+    d.model_key,
+    d.firmware_version,
+    d.day,
+    d.devices_on_version,
+    m.model_devices,
+    t.target_version,
+    d.firmware_version = t.target_version as is_target,
+    cast(sum(d.devices_on_version) filter (where d.firmware_version = t.target_version)
+         over (partition by d.model_key, d.day) as double) / m.model_devices as share_on_target,
+    coalesce(a.attempts, 0) as attempts,
+    coalesce(a.attempts_success, 0) as attempts_success,
+    coalesce(a.attempts_failed, 0) as attempts_failed,
+    coalesce(a.attempts_other, 0) as attempts_other,
+    case when a.attempts > 0 then cast(a.attempts_success as double) / a.attempts end as success_rate,
+    s.median_first_attempt_to_success_s,
+    coalesce(k.devices_stuck, 0) as devices_stuck
+from daily as d
+join model_day as m using (day, model_key)
+join target as t using (model_key)
+left join attempts_by_day as a using (model_key, day)
+left join time_to_success as s using (model_key, day)
+left join stuck as k using (model_key, day)

@@ -1,0 +1,72 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='partition_date') }}
+-- Kilometres per device and UTC day from every source, one chosen figure and a flag when the
+-- sources disagree. Navixy's own mileage report counts LOCAL days, so the odometer figure comes
+-- from the per-fix odometer deltas Navixy sends with each track point (summed per UTC day). Chosen: odometer (the device's own count) where
+-- present, else the platform's trips, else the haversine sum of fixes (a lower bound: straight
+-- lines between fixes cut corners).
+with from_points as (
+    select
+        imei, partition_date, any_value(platform) as platform,
+        sum(distance_from_prev_km) as points_km,
+        sum(vendor_distance_km) as odometer_km,
+        count(*) as fix_count
+    from {{ ref('fct_track_points') }}
+    where true {{ partition_filter('partition_date') }}
+    group by imei, partition_date
+),
+
+from_trips as (
+    select imei, partition_date, any_value(platform) as platform,
+           sum(distance_km) as trips_km, count(*) as trip_count
+    from {{ ref('fct_trips') }}
+    where true {{ partition_filter('partition_date') }}
+    group by imei, partition_date
+),
+
+joined as (
+    select
+        coalesce(p.imei, t.imei) as imei,
+        coalesce(p.partition_date, t.partition_date) as partition_date,
+        coalesce(p.platform, t.platform) as platform,
+        t.trips_km, coalesce(t.trip_count, 0) as trip_count,
+        p.points_km, coalesce(p.fix_count, 0) as fix_count,
+        p.odometer_km
+    from from_points as p
+    full outer join from_trips as t
+        on p.imei = t.imei and p.partition_date = t.partition_date
+),
+
+chosen as (
+    select
+        *,
+        case
+            when odometer_km is not null then 'odometer'
+            when trips_km is not null then 'trips'
+            else 'track_points'
+        end as chosen_source,
+        coalesce(odometer_km, trips_km, points_km, 0.0) as chosen_km
+    from joined
+)
+
+select
+    imei,
+    partition_date,
+    partition_date as day,
+    platform,
+    trips_km,
+    trip_count,
+    points_km,
+    fix_count,
+    odometer_km,
+    chosen_km,
+    chosen_source,
+    -- every available source within the tolerance of the chosen figure (1 km floor: short days)
+    coalesce(
+        greatest(
+            abs(coalesce(trips_km, chosen_km) - chosen_km),
+            abs(coalesce(points_km, chosen_km) - chosen_km),
+            abs(coalesce(odometer_km, chosen_km) - chosen_km)
+        ) > greatest({{ var('mileage_tolerance_share') }} * chosen_km, 1.0),
+        false
+    ) as sources_disagree
+from chosen
