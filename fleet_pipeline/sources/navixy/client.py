@@ -566,17 +566,7 @@ class NavixyClient(VendorClient):
         most ``track_window`` long and halved on code 211. Date-time field converted:
         ``get_time``. ``limit_exceeded`` warns that part of the window is beyond storage.
         """
-        begin, end = _as_utc(begin_utc), _as_utc(end_utc)
-        rows: list[dict[str, Any]] = []
-        exceeded = False
-        for lo, hi in _windows(begin, end, self.track_window):
-            part = self._split_on_211(TRACK_READ, lo, hi, lambda a, b: self._track_read(tracker_id, a, b))
-            rows.extend(part.rows)
-            exceeded |= part.limit_exceeded
-        rows.sort(key=lambda r: r["get_time"])
-        if exceeded:
-            self._warn_limit_exceeded(TRACK_READ, tracker_id, begin, end)
-        return WindowRows(rows, exceeded)
+        return self._windowed(TRACK_READ, tracker_id, begin_utc, end_utc, self._track_read, "get_time")
 
     def _track_read(self, tracker_id: int, begin: datetime, end: datetime) -> WindowRows:
         clock = self.clock
@@ -604,16 +594,21 @@ class NavixyClient(VendorClient):
         ``start_date``, so adjacent windows share no trip. Date-time fields converted:
         ``start_date``, ``end_date`` (and ``points_list.*.get_time`` if present).
         """
+        return self._windowed(TRACK_LIST, tracker_id, begin_utc, end_utc, self._track_list, "start_date")
+
+    def _windowed(self, method: str, tracker_id: int, begin_utc: datetime, end_utc: datetime,
+                  fetch: Callable[[int, datetime, datetime], WindowRows], time_key: str) -> WindowRows:
+        """Read ``[begin, end)`` in windows of at most ``track_window`` (halved on 211), sorted."""
         begin, end = _as_utc(begin_utc), _as_utc(end_utc)
         rows: list[dict[str, Any]] = []
         exceeded = False
         for lo, hi in _windows(begin, end, self.track_window):
-            part = self._split_on_211(TRACK_LIST, lo, hi, lambda a, b: self._track_list(tracker_id, a, b))
+            part = self._split_on_211(method, lo, hi, lambda a, b: fetch(tracker_id, a, b))
             rows.extend(part.rows)
             exceeded |= part.limit_exceeded
-        rows.sort(key=lambda r: r["start_date"])
+        rows.sort(key=lambda r: r[time_key])
         if exceeded:
-            self._warn_limit_exceeded(TRACK_LIST, tracker_id, begin, end)
+            self._warn_limit_exceeded(method, tracker_id, begin, end)
         return WindowRows(rows, exceeded)
 
     def _track_list(self, tracker_id: int, begin: datetime, end: datetime) -> WindowRows:
