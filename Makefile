@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test ui sandbox lock clean
+.PHONY: install demo test ui sandbox lock clean bench
 
 install: $(VENV)/.installed
 
@@ -28,14 +28,19 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: install
 	$(BIN)/fleet-pipeline demo
 
+# Test files are spread over two worker processes (a file stays on one worker: its fixtures are shared).
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
 
 ui: install
 	$(BIN)/fleet-pipeline ui
 
 sandbox: install
 	$(BIN)/fleet-pipeline sandbox serve --vendor $(or $(VENDOR),tracksolid)
+
+# Issue 7's benchmark (minutes, not part of the tests): BENCH_ARGS="--devices 10000 --latency-ms 0" etc.
+bench: install
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Re-resolve the lock after changing pyproject.toml's dependencies.
 lock: install

@@ -1,6 +1,7 @@
-"""``fleet-pipeline``: the demo, the standalone sandbox servers, the UI, and a configuration report.
+"""``fleet-pipeline``: the demo, backfills, the standalone sandbox servers, the UI, and a configuration report.
 
     fleet-pipeline demo [--days 7]        materialize every source for the last N complete UTC days
+    fleet-pipeline backfill --days 30     backfill every source and model (or --start/--end)
     fleet-pipeline sandbox serve ...      run a vendor sandbox on a loopback port
     fleet-pipeline ui                     open the Dagster UI on the project's instance and warehouse
     fleet-pipeline config                 show the resolved configuration (secrets masked)
@@ -13,7 +14,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from fleet_pipeline import settings
@@ -36,28 +38,48 @@ def _quiet_run_config() -> dict:
     return {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _materialized(result) -> dict[str, dict]:
-    """Metadata of each asset materialized by a run, keyed by table name."""
-    found: dict[str, dict] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
-        found["/".join(materialization.asset_key.path)] = metadata
-    return found
+@dataclass
+class RunStats:
+    """What a run materialized: rows per table (summed over its days) and vendor API usage.
 
+    A run over several days emits one materialization per day; each carries that day's rows and the
+    whole run's API figures, so rows are summed and API figures taken once per asset.
+    """
 
-def _describe_run(result) -> str:
-    parts, without_counts = [], 0
-    for table, metadata in sorted(_materialized(result).items()):
-        if "dagster/row_count" not in metadata:  # dbt models, the serving copy, the report
-            without_counts += 1
-            continue
-        rows = metadata.get("dagster/row_count", 0)
-        rejected = metadata.get("rejected_rows", 0)
-        parts.append(f"{table.split('/')[-1]} {rows:,}" + (f" ({rejected} rejected)" if rejected else ""))
-    if without_counts:
-        parts.append(f"{without_counts} assets without row counts")
-    return ", ".join(parts) or "nothing materialized"
+    rows: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    without_counts: int = 0
+    api_calls: int = 0
+    throttle_wait_s: float = 0.0
+
+    @classmethod
+    def of(cls, result) -> RunStats:
+        stats, api_by_asset = cls(), {}
+        for event in result.get_asset_materialization_events():
+            materialization = event.event_specific_data.materialization
+            metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+            table = "/".join(materialization.asset_key.path)
+            if "dagster/row_count" not in metadata:  # dbt models, the serving copy, the report
+                stats.without_counts += 1
+                continue
+            stats.rows[table] = stats.rows.get(table, 0) + int(metadata["dagster/row_count"])
+            stats.rejected[table] = stats.rejected.get(table, 0) + int(metadata.get("rejected_rows", 0))
+            api_by_asset[table] = (int(metadata.get("api_calls", 0)), float(metadata.get("throttle_wait_s", 0.0)))
+        stats.api_calls = sum(calls for calls, _ in api_by_asset.values())
+        stats.throttle_wait_s = sum(wait for _, wait in api_by_asset.values())
+        return stats
+
+    def describe(self) -> str:
+        parts = [f"{table.removeprefix('raw_').replace('/', '.')} {rows:,}"
+                 + (f" ({self.rejected[table]} rejected)" if self.rejected[table] else "")
+                 for table, rows in sorted(self.rows.items())]
+        if self.without_counts:
+            parts.append(f"{self.without_counts} assets without row counts")
+        if self.api_calls:
+            parts.append(f"{self.api_calls:,} API calls")
+        if self.throttle_wait_s:
+            parts.append(f"{self.throttle_wait_s:.1f}s throttled")
+        return ", ".join(parts) or "nothing materialized"
 
 
 def demo(days: int) -> int:
@@ -102,10 +124,11 @@ def demo(days: int) -> int:
             instance=instance, partition_key=partition_key, tags=tags, run_config=_quiet_run_config(),
             raise_on_error=False,
         )
-        api_calls += sum(int(m.get("api_calls", 0)) for m in _materialized(result).values())
+        stats = RunStats.of(result)
+        api_calls += stats.api_calls
         elapsed = time.monotonic() - step_started
         if result.success:
-            print(f"{label} done in {elapsed:.1f}s: {_describe_run(result)}", flush=True)
+            print(f"{label} done in {elapsed:.1f}s: {stats.describe()}", flush=True)
         else:
             failures.append(label)
             print(f"{label} FAILED after {elapsed:.1f}s (run {result.run_id}): {_first_error(result)}", flush=True)
@@ -117,10 +140,120 @@ def demo(days: int) -> int:
     return 0
 
 
+def _backfill_days(days: int | None, start: str | None, end: str | None, today: date) -> list[date]:
+    """The days to backfill: the last ``days`` complete UTC days, or ``start`` to ``end`` inclusive."""
+    from fleet_pipeline.partitions import days_between
+
+    if days is not None:
+        if start or end:
+            raise ValueError("give either --days or --start/--end, not both")
+        if days < 1:
+            raise ValueError("--days must be at least 1")
+        return days_between(today - timedelta(days=days), today - timedelta(days=1))
+    if not start:
+        raise ValueError("give --days N or --start YYYY-MM-DD [--end YYYY-MM-DD]")
+    try:
+        first = date.fromisoformat(start)
+        last = date.fromisoformat(end) if end else today - timedelta(days=1)
+    except ValueError as exc:
+        raise ValueError(f"dates must look like 2026-11-20: {exc}") from None
+    if last < first:
+        raise ValueError(f"--end {last} is before --start {first}")
+    if last > today:
+        raise ValueError(f"--end {last} is in the future (today is {today} UTC)")
+    return days_between(first, last)
+
+
+def backfill(days: int | None, start: str | None, end: str | None, resume: bool, reporting: bool) -> int:
+    """Load every partitioned source for a range of days, cut into runs by each asset's backfill
+    policy (``fleet_pipeline.backfill``), then build the reporting models for the range."""
+    today = datetime.now(timezone.utc).date()
+    try:
+        wanted = _backfill_days(days, start, end, today)
+        first_partition = date.fromisoformat(settings.partitions_start())
+        if wanted[0] < first_partition:
+            return _fail(f"{wanted[0]} is before the first partition {first_partition} (FLEET_PARTITIONS_START)")
+        sandbox = settings.is_sandbox_mode()
+        warehouse = settings.duckdb_path()
+        prepare_instance_home()
+        defs = _load_definitions()
+    except ValueError as exc:  # settings.ConfigError included
+        return _fail(str(exc))
+
+    from dagster import DagsterInstance
+
+    from fleet_pipeline.backfill import plan
+
+    instance = DagsterInstance.get()
+    todo, skipped = plan(defs, wanted, instance, today, resume=resume, reporting=reporting)
+    label = f"{wanted[0]}...{wanted[-1]}"
+    mode = "embedded sandbox (no vendor credentials set)" if sandbox else "live vendor APIs"
+    print(f"fleet-pipeline backfill: {mode}")
+    print(f"  warehouse      {warehouse}")
+    print(f"  dagster home   {settings.dagster_home()}")
+    print(f"  partitions     {wanted[0]} .. {wanted[-1]} ({len(wanted)} UTC day{'s' if len(wanted) > 1 else ''})")
+    print("  snapshots      not backfilled: they are the fleet's state, which vendors only report as of now"
+          + ("; today's is taken first (none yet)" if todo and todo[0].job_name == "all_snapshots" else ""))
+    if skipped:
+        print(f"  resumed        {len(skipped)} run(s) skipped, their days are already materialized: "
+              + "; ".join(run.describe() for run in skipped))
+
+    api_calls, failures, started = 0, [], time.monotonic()
+    for index, run in enumerate(todo, start=1):
+        step = f"[{index}/{len(todo)}] {run.describe()}"
+        if run.job_name == "reporting" and failures:
+            print(f"{step} skipped: source runs failed", flush=True)
+            continue
+        print(f"{step} ...", flush=True)
+        run_started = time.monotonic()
+        job = defs.resolve_job_def(run.job_name)
+        result = job.execute_in_process(
+            instance=instance, partition_key=run.partition_key, tags=run.tags(label),
+            asset_selection=list(run.asset_keys) or None, run_config=_quiet_run_config(), raise_on_error=False,
+        )
+        stats = RunStats.of(result)
+        api_calls += stats.api_calls
+        elapsed = time.monotonic() - run_started
+        if result.success:
+            print(f"{step} done in {elapsed:.1f}s: {stats.describe()}", flush=True)
+        else:
+            failures.append(run.describe())
+            print(f"{step} FAILED after {elapsed:.1f}s (run {result.run_id}): {_first_error(result)}", flush=True)
+
+    _print_summary(warehouse, api_calls, time.monotonic() - started)
+    if failures:
+        print(
+            f"{len(failures)} run(s) failed: " + "; ".join(failures) + ". The days of a failed run are "
+            "unchanged (each run replaces its days in one transaction). Fix the cause and run "
+            f"`fleet-pipeline backfill --start {wanted[0]} --end {wanted[-1]}` again: re-running "
+            "replaces every day, never duplicates; add "
+            "--resume to skip the runs whose days are already materialized.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _event_error(event):
+    """The error a failure event carries: a step's, a resource's (set up before any step), a run's."""
+    if event.is_step_failure and event.step_failure_data:
+        return event.step_failure_data.error
+    if event.is_resource_init_failure or event.is_run_failure:
+        return getattr(event.event_specific_data, "error", None)
+    return None
+
+
 def _first_error(result) -> str:
+    """The first failure of a run and its own error, not Dagster's wrapper around it."""
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip().splitlines()[-1]
+        error = _event_error(event)
+        if error is None:
+            continue
+        # Wrappers: "Error occurred while executing op", "Exceeded max_retries", resource errors.
+        while error.cause is not None and (error.cls_name or "").startswith(("Dagster", "RetryRequested")):
+            error = error.cause
+        lines = error.message.strip().splitlines() or [error.cls_name or "unknown error"]
+        return f"{event.step_key or 'run'}: {lines[-1]}"
     return "see the run in the Dagster UI (make ui)"
 
 
@@ -246,6 +379,17 @@ def _parser() -> argparse.ArgumentParser:
     demo_cmd = commands.add_parser("demo", help="materialize every source for the last N complete UTC days")
     demo_cmd.add_argument("--days", type=int, default=7)
 
+    backfill_cmd = commands.add_parser(
+        "backfill", help="load every source for a range of days (cut into runs by each asset's backfill "
+        "policy), then build the reporting models for it")
+    backfill_cmd.add_argument("--days", type=int, help="the last N complete UTC days")
+    backfill_cmd.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
+    backfill_cmd.add_argument("--end", help="last day, YYYY-MM-DD (UTC, included; default yesterday)")
+    backfill_cmd.add_argument("--resume", action="store_true",
+                              help="skip runs whose every asset and day is already materialized")
+    backfill_cmd.add_argument("--no-reporting", dest="reporting", action="store_false",
+                              help="load the sources only, do not run the reporting job")
+
     sandbox_cmd = commands.add_parser("sandbox", help="vendor API sandboxes")
     sandbox_sub = sandbox_cmd.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_sub.add_parser("serve", help="serve a vendor sandbox on a loopback port")
@@ -267,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return demo(args.days)
+    if args.command == "backfill":
+        return backfill(args.days, args.start, args.end, args.resume, args.reporting)
     if args.command == "sandbox":
         return sandbox_serve(args.vendor, args.host, args.port, args.seed, args.devices)
     if args.command == "ui":

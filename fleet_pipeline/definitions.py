@@ -5,10 +5,12 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from fleet_pipeline import settings
+from fleet_pipeline.freshness import build_freshness_checks, build_freshness_sensor
 from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project
 from fleet_pipeline.reporting.report import fleet_report
 from fleet_pipeline.reporting.serving import build_serving_asset
+from fleet_pipeline.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
 from fleet_pipeline.sources.aovx.assets import aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.sources.navixy.assets import navixy_assets
@@ -52,9 +54,17 @@ reporting_job = define_asset_job(
     description="dbt build of the reporting models, then the serving copy and the fleet report.",
 )
 
+# Schedules and sensors start stopped unless FLEET_SCHEDULES_RUNNING=1 (see schedules.py).
+freshness_checks = build_freshness_checks(source_assets)
+schedules = [build_daily_schedule(all_daily_job), build_snapshot_schedule(all_snapshots_job)]
+sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness_sensor(freshness_checks)]
+
 defs = Definitions(
     assets=[*source_assets, *reporting_assets],
+    asset_checks=freshness_checks,
     jobs=[*tracksolid_jobs, *navixy_jobs, all_snapshots_job, all_daily_job, reporting_job],
+    schedules=schedules,
+    sensors=sensors,
     resources={
         "dbt": dbt_resource(dbt_project),
         "tracksolid": TracksolidResource.from_env(),

@@ -599,7 +599,7 @@ class HttpSession:
             error_cls = VendorResponseError if status < 400 else VendorHTTPError
             error = error_cls(
                 self.vendor, method,
-                f"body is not valid JSON (HTTP {status}, {len(body)} bytes): {self._snippet(body)}",
+                f"body is not valid JSON (HTTP {status}, {len(body)} bytes): {self._undecodable(body)}",
                 status=status,
             )
             if status < 400:
@@ -664,6 +664,17 @@ class HttpSession:
             raise VendorTransportError(
                 self.vendor, method, f"request could not be sent ({type(exc).__name__}): {exc}"
             ) from None
+
+    def _undecodable(self, body: bytes) -> str:
+        """What a body that does not decode looks like, without risking a secret.
+
+        A page (a gateway's HTML error page) is quoted: it tells the reader who answered. Broken
+        JSON is not: it is the vendor's own answer cut short, and the part that arrived may hold a
+        credential the client has not read yet (a token endpoint's answer), so cannot redact.
+        """
+        if body.lstrip()[:1] in (b"{", b"["):
+            return "JSON cut short or malformed (not shown: it may hold credentials)"
+        return self._snippet(body)
 
     def _snippet(self, body: bytes) -> str:
         text = body[:BODY_SNIPPET_CHARS * 4].decode("utf-8", errors="replace")

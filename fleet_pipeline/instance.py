@@ -2,14 +2,30 @@
 
 Keeping it inside the project means nothing is written to the user's home directory, and runs
 launched by ``make demo`` are the same runs ``make ui`` shows afterwards.
+
+The instance settings also carry the one rule DuckDB imposes on the whole deployment: one writer
+process per file. Every asset that writes the warehouse belongs to the pool ``duckdb_writer``
+(``source_assets.WRITER_POOL``), and the pool has one slot, claimed per step: two runs, or two
+steps of one multiprocess run, never write at the same time; a writer step that finds the slot
+taken waits for it ("Step blocked by limit for pool duckdb_writer" in the run's log).
+
+A slot is given back when its step ends. A run whose process was killed never gives it back, and
+every later writer step would wait forever; :func:`release_abandoned_pool_slots` frees such slots.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fleet_pipeline import settings
+
+if TYPE_CHECKING:  # dagster is imported only when an instance is opened: `fleet-pipeline config` stays fast
+    from dagster import DagsterInstance
+
+logger = logging.getLogger(__name__)
 
 DAGSTER_YAML = """\
 # Written by fleet_pipeline/instance.py on every CLI start; edit that file, not this one.
@@ -17,15 +33,98 @@ telemetry:
   enabled: false
 nux:
   enabled: false
+concurrency:
+  pools:
+    # The instance settings have no per-pool limit, only this default for every pool without one
+    # (`dagster instance concurrency set` or the UI's Pools page would store one in the database).
+    # The one pool is duckdb_writer: DuckDB allows one writer process per file.
+    default_limit: 1
+    # Claimed per step, not per run, so that the steps of a multiprocess run queue for it too.
+    granularity: op
+run_monitoring:
+  enabled: true
+  # The daemon (`make ui`) frees the slot of a run that ended without freeing it itself: its
+  # executor crashed, or it was marked terminated in the UI after its process was killed.
+  free_slots_after_run_end_seconds: 30
 """
 
 
 def prepare_instance_home() -> Path:
-    """Create the instance home with its settings and point ``DAGSTER_HOME`` at it."""
+    """Create the instance home with its settings, point ``DAGSTER_HOME`` at it, and free the
+    writer slots of runs that were killed since the last start."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() or config.read_text() != DAGSTER_YAML:
         config.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        release_abandoned_pool_slots(instance)
     return home
+
+
+def release_abandoned_pool_slots(instance: DagsterInstance) -> list[str]:
+    """Free the pool slots held by runs that cannot free them any more; returns those run ids.
+
+    Two kinds of runs hold a slot for good: a run that ended without freeing it (its executor
+    crashed), and a run whose process was killed (SIGKILL, the out-of-memory killer, a reboot),
+    which stays "started" forever because the default run launcher cannot see a dead process.
+    The second kind is marked failed with the reason. Runs are recognised by the process id their
+    start was logged from; this instance keeps its runs on this machine (SQLite in the project),
+    where that id means something.
+    """
+    from dagster._core.storage.runs import SqliteRunStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(instance.run_storage, SqliteRunStorage) or not storage.supports_global_concurrency_limits:
+        return []  # runs may live on other machines: a process id from there means nothing here
+    released = []
+    for run_id in sorted(storage.get_concurrency_run_ids()):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            pid = _run_process_id(instance, run_id)
+            if pid is None or _process_alive(pid):
+                continue  # still running (or not started yet): its slot is in use
+            instance.report_run_failed(
+                run,
+                job_failure_data=_killed(),
+                message=f"The process of this run (pid {pid}) is gone: it was killed (SIGKILL, out of "
+                "memory) or the machine restarted. Every partition it was writing kept its previous "
+                "rows (one transaction each); its duckdb_writer slot has been released. Re-run it.",
+            )
+        storage.free_concurrency_slots_for_run(run_id)
+        logger.warning("released the duckdb_writer pool slot held by run %s (ended or killed)", run_id)
+        released.append(run_id)
+    return released
+
+
+def _killed() -> Any:
+    from dagster._core.events import JobFailureData, RunFailureReason
+
+    return JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION)
+
+
+def _run_process_id(instance: DagsterInstance, run_id: str) -> int | None:
+    """The process that executes the run: the one that logged its start."""
+    from dagster import DagsterEventType
+
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    event = records[0].event_log_entry.dagster_event if records else None
+    return event.pid if event is not None else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    # A killed child its parent has not reaped yet is a zombie: dead, though its pid answers.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"

@@ -1,13 +1,16 @@
-"""The last step of every source asset: validate a typed batch, replace its partition, describe it.
+"""The last step of every source asset: validate a typed batch, replace its partitions, describe it.
 
 One function per concern, shared by all vendors, so every table gets the same guarantees and the
 same metadata: row counts, rejects (with an asset check), API usage, duration, column schema and a
-preview the Dagster UI can show.
+preview the Dagster UI can show. A batch covers one partition (a day, or a day's snapshot) or, in a
+backfill run, several days; they are validated per day (each reject is kept with its day) and
+replaced together in one transaction.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,23 +25,60 @@ from dagster import (
     AssetKey,
     MetadataValue,
     TableColumn,
+    TableColumnConstraints,
+    TableRecord,
     TableSchema,
 )
 
 from fleet_pipeline.http import CallStats
-from fleet_pipeline.validation import SplitBatch, split_valid
-from fleet_pipeline.warehouse import ReplaceResult, TableRef, rejects_frame, replace_partition
+from fleet_pipeline.validation import split_valid
+from fleet_pipeline.warehouse import ReplaceResult, TableRef, rejects_frame, replace_partitions
 
 REJECTS_CHECK = "no_rejected_rows"
 PREVIEW_ROWS = 5
 
 
 @dataclass(frozen=True)
+class PartitionLoad:
+    """What happened to one partition of a batch."""
+
+    key: date
+    rows: int
+    reasons: list[str]
+    written: ReplaceResult
+
+    @property
+    def rejected(self) -> int:
+        return len(self.reasons)
+
+
+@dataclass(frozen=True)
 class LoadOutcome:
     table: TableRef
-    partition_key: str
-    split: SplitBatch
-    written: ReplaceResult
+    valid: pl.DataFrame
+    partitions: list[PartitionLoad]
+
+    @property
+    def partition_key(self) -> str:
+        """The partition, or ``first...last`` for a run over several days."""
+        keys = [str(p.key) for p in self.partitions]
+        return keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+
+    @property
+    def rejected(self) -> int:
+        return sum(p.rejected for p in self.partitions)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for p in self.partitions for reason in p.reasons]
+
+    @property
+    def rows_before(self) -> int:
+        return sum(p.written.rows_before for p in self.partitions)
+
+    @property
+    def rows_added(self) -> int:
+        return sum(p.written.rows_added for p in self.partitions)
 
 
 def load_batch(
@@ -47,13 +87,31 @@ def load_batch(
     typed: pl.DataFrame,
     schema: type[pa.DataFrameModel],
     key_column: str,
-    key_value: date,
+    key_values: Sequence[date],
 ) -> LoadOutcome:
-    """Validate ``typed`` (which carries the raw records) and atomically replace its partition."""
-    split = split_valid(typed, schema)
-    rejects = rejects_frame(table, str(key_value), split.reasons, split.records)
-    written = replace_partition(conn, table, split.valid, key_column, key_value, rejects)
-    return LoadOutcome(table=table, partition_key=str(key_value), split=split, written=written)
+    """Validate ``typed`` (which carries the raw records) and atomically replace its partitions.
+
+    Every row must already carry its partition in ``key_column``; each of ``key_values`` is
+    replaced, also when the batch has no row for it.
+    """
+    keys = sorted(set(key_values))
+    stray = typed.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
+    if stray:
+        raise ValueError(f"{table}: {stray} rows of the batch are outside the partitions being loaded")
+    by_key = typed.partition_by(key_column, as_dict=True, include_key=True) if typed.height else {}
+    valid_parts, rejects_parts, splits = [], [], {}
+    for key in keys:
+        split = split_valid(by_key.get((key,), typed.clear()), schema)
+        splits[key] = split
+        valid_parts.append(split.valid)
+        rejects_parts.append(rejects_frame(table, str(key), split.reasons, split.records))
+    valid = pl.concat(valid_parts, how="vertical")
+    written = replace_partitions(conn, table, valid, key_column, keys, pl.concat(rejects_parts, how="vertical"))
+    partitions = [
+        PartitionLoad(key=key, rows=splits[key].valid.height, reasons=splits[key].reasons, written=written[key])
+        for key in keys
+    ]
+    return LoadOutcome(table=table, valid=valid, partitions=partitions)
 
 
 def rejects_check_spec(asset_key: AssetKey) -> AssetCheckSpec:
@@ -66,15 +124,20 @@ def rejects_check_spec(asset_key: AssetKey) -> AssetCheckSpec:
 
 
 def rejects_check(outcome: LoadOutcome) -> AssetCheckResult:
+    metadata: dict[str, Any] = {
+        "rejected_rows": outcome.rejected,
+        "reasons": MetadataValue.json(_reason_counts(outcome.reasons)),
+        "rejects_table": f"{outcome.table.schema}.rejects",
+    }
+    if len(outcome.partitions) > 1:
+        metadata["rejected_by_partition"] = MetadataValue.json(
+            {str(p.key): p.rejected for p in outcome.partitions if p.rejected}
+        )
     return AssetCheckResult(
         check_name=REJECTS_CHECK,
-        passed=outcome.split.rejected == 0,
+        passed=outcome.rejected == 0,
         severity=AssetCheckSeverity.WARN,
-        metadata={
-            "rejected_rows": outcome.split.rejected,
-            "reasons": MetadataValue.json(_reason_counts(outcome.split.reasons)),
-            "rejects_table": f"{outcome.table.schema}.rejects",
-        },
+        metadata=metadata,
     )
 
 
@@ -95,35 +158,80 @@ _DTYPE_NAMES = {
 }
 
 
-def table_schema(frame: pl.DataFrame) -> TableSchema:
-    def name(dtype: pl.DataType) -> str:
-        if isinstance(dtype, pl.Datetime):
-            return "TIMESTAMP"
-        return _DTYPE_NAMES.get(type(dtype), str(dtype))
+def _sql_type(dtype: Any) -> str:
+    """DuckDB's name for a polars dtype (given as a class or an instance)."""
+    dtype_class = dtype if isinstance(dtype, type) else type(dtype)
+    if issubclass(dtype_class, pl.Datetime):
+        return "TIMESTAMP"
+    return _DTYPE_NAMES.get(dtype_class, str(dtype))
 
-    return TableSchema(columns=[TableColumn(column, name(dtype)) for column, dtype in frame.schema.items()])
+
+def table_schema(frame: pl.DataFrame) -> TableSchema:
+    return TableSchema(columns=[TableColumn(column, _sql_type(dtype)) for column, dtype in frame.schema.items()])
+
+
+def declared_table_schema(model: Any) -> TableSchema:
+    """The columns a table's pandera model lets in, declared on the asset so that the UI shows the
+    table's shape before its first materialization."""
+    return TableSchema(columns=[
+        TableColumn(name, _sql_type(column.dtype.type), constraints=TableColumnConstraints(nullable=column.nullable))
+        for name, column in model.to_schema().columns.items()
+    ])
+
+
+def partition_metadata(partition: PartitionLoad) -> dict[str, Any]:
+    """What belongs to one partition's materialization: its own rows, not the run's."""
+    return {
+        "dagster/row_count": partition.rows,
+        "partition_key": str(partition.key),
+        "rows_before": partition.written.rows_before,
+        "rows_added": partition.written.rows_added,
+        "rejected_rows": partition.rejected,
+    }
 
 
 def materialization_metadata(
     outcome: LoadOutcome, stats: CallStats, started_monotonic: float, **extra: Any
 ) -> dict[str, Any]:
-    """What a person reading the run in the UI needs: counts, rejects, API usage, duration, preview."""
-    valid = outcome.split.valid
+    """What a person reading the run in the UI needs: counts, rejects, API usage, duration, preview.
+
+    For a run over several days the counts are the run's totals, and ``rows_per_partition`` splits
+    them by day; each day's materialization also carries its own counts (:func:`partition_metadata`).
+    """
+    valid = outcome.valid
     metadata: dict[str, Any] = {
         "dagster/row_count": valid.height,
         "dagster/column_schema": table_schema(valid),
         "table": str(outcome.table),
         "partition_key": outcome.partition_key,
-        "rows_before": outcome.written.rows_before,
-        "rows_added": outcome.written.rows_added,
-        "rejected_rows": outcome.split.rejected,
+        "rows_before": outcome.rows_before,
+        "rows_added": outcome.rows_added,
+        "rejected_rows": outcome.rejected,
         "duration_s": round(time.monotonic() - started_monotonic, 3),
         "preview": MetadataValue.md(_preview_markdown(valid.head(PREVIEW_ROWS))),
     }
+    if len(outcome.partitions) > 1:
+        metadata["partitions_in_run"] = len(outcome.partitions)
+        metadata["partition_range"] = outcome.partition_key
+        metadata["rows_per_partition"] = MetadataValue.table(
+            records=[
+                TableRecord({"partition": str(p.key), "rows": p.rows, "rows_before": p.written.rows_before,
+                             "rows_added": p.written.rows_added, "rejected_rows": p.rejected})
+                for p in outcome.partitions
+            ],
+            schema=_PER_PARTITION_SCHEMA,
+        )
     for key, value in stats.as_metadata().items():
         metadata[key] = MetadataValue.json(value) if isinstance(value, dict) else value
     metadata.update(extra)
     return metadata
+
+
+_PER_PARTITION_SCHEMA = TableSchema(columns=[
+    TableColumn("partition", "DATE"), TableColumn("rows", "BIGINT"),
+    TableColumn("rows_before", "BIGINT"), TableColumn("rows_added", "BIGINT"),
+    TableColumn("rejected_rows", "BIGINT"),
+])
 
 
 def _preview_markdown(frame: pl.DataFrame) -> str:

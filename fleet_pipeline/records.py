@@ -4,14 +4,21 @@ Vendors send numbers as strings (``"speed": "0"``), empty strings for nulls, fie
 between documentation and reality (``alarmTypeName`` / ``alertTypeName``), and several time formats
 (``2026-11-20 1:27:23``, ``2026-11-20T01:05:33.000Z``, epoch seconds or milliseconds). A table is
 declared as a list of :class:`Col`; :func:`typed_frame` reads each column from the first variant name
-present, converts it, and keeps the original record as JSON for the rejects table. A value that does
-not convert becomes null, so the table's pandera schema decides whether the row is rejected.
+present, converts it, and keeps the original record for the rejects table. A value that does not
+convert becomes null, so the table's pandera schema decides whether the row is rejected.
+
+The meaning of a cell is defined on its text (:func:`_as_text`, then :func:`_convert`), but typing is
+column by column: a column whose values are all of one plain type (strings, ints, floats, bools,
+naive datetimes) goes to polars in one piece, and only mixed or unusual columns are turned into text
+value by value. A day of 10,000 devices is millions of rows, so per-cell Python is the cost that
+counts; both routes give the same result (``fleet_pipeline_tests/test_records.py`` holds them to it).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,12 +92,22 @@ def _lookup(row: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _pick(row: Mapping[str, Any], sources: tuple[str, ...]) -> Any:
-    for key in sources:
-        value = _lookup(row, key)
-        if value is not None:
-            return value
-    return None
+def _values(rows: list[Mapping[str, Any]], path: str) -> list[Any]:
+    if "." in path:
+        return [_lookup(row, path) for row in rows]
+    return [row.get(path) for row in rows]
+
+
+def _pick(rows: list[Mapping[str, Any]], sources: tuple[str, ...]) -> list[Any]:
+    """Per row, the value of the first source that is present and not null."""
+    values = _values(rows, sources[0])
+    for path in sources[1:]:
+        missing = [i for i, value in enumerate(values) if value is None]
+        if not missing:
+            break
+        for i in missing:
+            values[i] = _lookup(rows[i], path)
+    return values
 
 
 def _as_text(value: Any) -> str | None:
@@ -103,15 +120,56 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
+_NONE = type(None)
+# Building a typed Series refuses values that do not fit (ints beyond 64 bits, mixed naive and
+# aware datetimes): such a column takes the text route instead.
+_UNFIT = (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError)
+
+
+def _column(name: str, values: list[Any], kind: Kind) -> pl.Series:
+    """The column as polars can take it in one piece: text, or a type that :func:`_typed` converts
+    exactly as it would convert the value's text."""
+    types = set(map(type, values))
+    types.discard(_NONE)
+    if types <= {str}:
+        return pl.Series(name, values, dtype=pl.String)
+    try:
+        if kind in ("float", "int") and types <= {int, float}:
+            return pl.Series(name, values, dtype=pl.Float64)
+        if types == {int}:
+            return pl.Series(name, values, dtype=pl.Int64).cast(pl.String)
+        if kind == "bool" and types == {bool}:
+            return pl.Series(name, values, dtype=pl.Boolean)
+        if kind == "time" and types == {datetime}:
+            moments = pl.Series(name, values)
+            if moments.dtype == pl.Datetime("us"):
+                return moments
+    except _UNFIT:
+        pass
+    return pl.Series(name, [_as_text(value) for value in values], dtype=pl.String)
+
+
+def _typed(column: pl.Series, kind: Kind) -> pl.Expr:
+    expr = pl.col(column.name)
+    if column.dtype == pl.Float64:
+        return expr.round(0).cast(pl.Int64, strict=False) if kind == "int" else expr
+    if column.dtype == pl.Datetime("us"):
+        # str() of a datetime with a fraction of a second does not match the vendor formats, so
+        # its text converts to null; keep that.
+        return pl.when(expr.dt.microsecond() == 0).then(expr)
+    if column.dtype == pl.Boolean:
+        return expr
+    return _convert(expr, kind)
+
+
 def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.DataFrame:
-    """Typed frame with one column per :class:`Col` plus the raw record of each row."""
-    rows = list(rows)
-    text = {
-        col.name: [_as_text(_pick(row, col.sources)) for row in rows] for col in columns
-    }
-    text[RAW_COLUMN] = [json.dumps(row, sort_keys=True, default=str) for row in rows]
-    frame = pl.DataFrame(text, schema={name: pl.String for name in text})
+    """Typed frame with one column per :class:`Col` plus, in :data:`RAW_COLUMN`, each row's original
+    record (the object itself, not a copy: only rejected rows are ever serialised, by ``split_valid``,
+    so the rows must not be modified afterwards)."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    series = [_column(col.name, _pick(rows, col.sources), col.kind) for col in columns]
+    frame = pl.DataFrame([*series, pl.Series(RAW_COLUMN, rows, dtype=pl.Object)])
     return frame.select(
-        *[_convert(pl.col(col.name), col.kind).alias(col.name) for col in columns],
+        *[_typed(column, col.kind).alias(col.name) for column, col in zip(series, columns)],
         pl.col(RAW_COLUMN),
     )

@@ -332,6 +332,36 @@ def partitions_start(env: Mapping[str, str] | None = None) -> str:
     return value
 
 
+# Devices buffer fixes while offline and upload them up to 3 days late (FIELD-NOTES; the sandbox
+# does the same), so the daily schedule re-loads that many days before yesterday.
+DEFAULT_LATE_DATA_DAYS = 3
+# Tracksolid keeps track points for three months: a longer window would only re-load empty days.
+MAX_LATE_DATA_DAYS = 90
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def late_data_days(env: Mapping[str, str] | None = None) -> int:
+    """How many days before yesterday the daily schedule re-loads to pick up late uploads."""
+    env = os.environ if env is None else env
+    raw = _get(env, "FLEET_LATE_DATA_DAYS")
+    try:
+        days = int(raw) if raw else DEFAULT_LATE_DATA_DAYS
+    except ValueError as exc:
+        raise ConfigError(f"FLEET_LATE_DATA_DAYS must be a whole number of days, got {raw!r}") from exc
+    if not 0 <= days <= MAX_LATE_DATA_DAYS:
+        raise ConfigError(f"FLEET_LATE_DATA_DAYS must be between 0 and {MAX_LATE_DATA_DAYS}, got {days}")
+    return days
+
+
+def schedules_running(env: Mapping[str, str] | None = None) -> bool:
+    """Whether schedules and sensors start switched on (production) or stopped (``make ui``)."""
+    env = os.environ if env is None else env
+    raw = (_get(env, "FLEET_SCHEDULES_RUNNING") or "0").lower()
+    if raw not in _TRUE + _FALSE:
+        raise ConfigError(f"FLEET_SCHEDULES_RUNNING must be 1 or 0 (or true/false), got {raw!r}")
+    return raw in _TRUE
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
     seed: int
@@ -350,3 +380,27 @@ def sandbox_settings(env: Mapping[str, str] | None = None) -> SandboxSettings:
     if values["FLEET_SANDBOX_DEVICES"] < 1:
         raise ConfigError("FLEET_SANDBOX_DEVICES must be at least 1")
     return SandboxSettings(seed=values["FLEET_SANDBOX_SEED"], n_devices=values["FLEET_SANDBOX_DEVICES"])
+
+
+@dataclass(frozen=True)
+class StepRetrySettings:
+    """Dagster step retries of the source assets (see ``fleet_pipeline.source_assets``)."""
+
+    max_retries: int
+    delay_s: float
+
+
+def step_retry_settings(env: Mapping[str, str] | None = None) -> StepRetrySettings:
+    env = os.environ if env is None else env
+    raw_retries = _get(env, "FLEET_STEP_RETRIES") or "2"
+    raw_delay = _get(env, "FLEET_STEP_RETRY_DELAY_S") or "60"
+    try:
+        retries, delay = int(raw_retries), float(raw_delay)
+    except ValueError as exc:
+        raise ConfigError(
+            f"FLEET_STEP_RETRIES must be an integer and FLEET_STEP_RETRY_DELAY_S a number of seconds, "
+            f"got {raw_retries!r} and {raw_delay!r}"
+        ) from exc
+    if retries < 0 or delay < 0:
+        raise ConfigError("FLEET_STEP_RETRIES and FLEET_STEP_RETRY_DELAY_S must not be negative")
+    return StepRetrySettings(max_retries=retries, delay_s=delay)

@@ -1,20 +1,23 @@
 """What the assets of every source share: how they are declared, extracted, loaded and described.
 
-A vendor's ``assets.py`` only says what is vendor-specific — which calls to make and how to type
-the rows. Everything else is here so that every raw table gets the same guarantees and the same
-metadata: one writer pool, the rejects check, partitioning by UTC day (events) or one snapshot per
-UTC day (fleet state), and the metadata ``fleet_pipeline.loader`` builds.
+A vendor's ``assets.py`` only says what is vendor-specific — which calls to make, how to type the
+rows, and how many days one run may cover. Everything else is here so that every raw table gets the
+same guarantees and the same metadata: one writer pool, step retries for vendor outages, the
+rejects and row-count checks, partitioning by UTC day (events) or one snapshot per UTC day (fleet
+state), runs over several days for backfills, and the metadata ``fleet_pipeline.loader`` builds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
+import duckdb as duckdb_errors
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -22,18 +25,70 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    Backoff,
+    BackfillPolicy,
+    BetaWarning,
+    Failure,
     MaterializeResult,
+    RetryPolicy,
     asset,
 )
 
-from fleet_pipeline.loader import load_batch, materialization_metadata, rejects_check, rejects_check_spec
-from fleet_pipeline.partitions import daily_partitions, day_window, partition_day
+from fleet_pipeline import settings
+from fleet_pipeline.anomaly import row_count_check, row_count_check_spec
+from fleet_pipeline.http import (
+    RetryableVendorError,
+    VendorHTTPError,
+    VendorRateLimitError,
+    VendorResponseError,
+    VendorTransportError,
+)
+from fleet_pipeline.loader import (
+    declared_table_schema,
+    load_batch,
+    materialization_metadata,
+    partition_metadata,
+    rejects_check,
+    rejects_check_spec,
+)
+from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 # DuckDB allows one writer process: every asset that writes the file belongs to this pool.
 WRITER_POOL = "duckdb_writer"
 OWNERS = ["team:data-platform"]
 KINDS = {"python", "duckdb", "polars"}
+
+
+def _step_retry_policy() -> RetryPolicy | None:
+    """Step retries of every source asset (FLEET_STEP_RETRIES, FLEET_STEP_RETRY_DELAY_S).
+
+    Each client already retries a failed call for a minute or so; a vendor outage, a rate-limit
+    storm or dropped connections that outlast that are often over minutes later, so the step runs
+    again after ``delay`` (60 s), then after three times that (exponential): about five minutes of
+    outage survived with the defaults. Re-running a step is safe: every partition is replaced in
+    one transaction. Errors that waiting cannot fix (credentials, configuration, a request the
+    vendor refuses, a bug) are not retried (:func:`extraction`). dbt models get no retries: a model
+    or test that fails on the same data fails the same way again.
+    """
+    configured = settings.step_retry_settings()
+    if configured.max_retries == 0:
+        return None
+    return RetryPolicy(max_retries=configured.max_retries, delay=configured.delay_s, backoff=Backoff.EXPONENTIAL)
+
+
+STEP_RETRY_POLICY = _step_retry_policy()
+
+# What a later attempt can succeed at: the vendor or the network was down or overloaded, or
+# another process held the warehouse's writer lock.
+_TRANSIENT = (VendorTransportError, VendorResponseError, VendorRateLimitError, RetryableVendorError,
+              duckdb_errors.IOException)
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, VendorHTTPError):
+        return error.status is None or error.status >= 500 or error.status == 429
+    return isinstance(error, _TRANSIENT)
 
 
 def utc_now() -> datetime:
@@ -45,11 +100,6 @@ def unknown_as_null(*columns: str) -> list[pl.Expr]:
     return [pl.when(pl.col(c) < 0).then(None).otherwise(pl.col(c)).alias(c) for c in columns]
 
 
-def in_day(column: str, day: date) -> pl.Expr:
-    """Rows of this UTC day; rows whose time did not parse stay so that validation rejects them."""
-    return (pl.col(column).dt.date() == day) | pl.col(column).is_null()
-
-
 @dataclass(frozen=True)
 class Source:
     """One vendor's raw schema and asset group."""
@@ -57,46 +107,111 @@ class Source:
     schema: str
     group: str
     vendor: str
+    # table -> the pandera model its rows are validated with (and its columns declared from)
+    tables: Mapping[str, Any] = field(default_factory=dict)
 
     def key(self, table: str) -> AssetKey:
         return AssetKey([self.schema, table])
 
+    def model(self, table: str) -> Any:
+        if table not in self.tables:
+            raise ValueError(f"{self.schema}.{table}: no pandera model declared in the Source's tables")
+        return self.tables[table]
+
     def asset(
-        self, table: str, description: str, partitioned: bool, checks: tuple[AssetCheckSpec, ...] = ()
+        self,
+        table: str,
+        description: str,
+        partitioned: bool,
+        checks: tuple[AssetCheckSpec, ...] = (),
+        backfill: BackfillPolicy | None = None,
     ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
-        """Declare ``<schema>.<table>``: daily-partitioned (events) or a daily snapshot (state)."""
+        """Declare ``<schema>.<table>``: daily-partitioned (events) or a daily snapshot (state).
+
+        A partitioned asset states how many days one run may cover (``backfill``, see
+        ``fleet_pipeline.partitions``) and gets the row-count anomaly check.
+        """
+        if partitioned and backfill is None:
+            raise ValueError(f"{self.schema}.{table}: a partitioned source asset needs a backfill policy")
+        if not partitioned and backfill is not None:
+            raise ValueError(f"{self.schema}.{table}: a snapshot is state, it has no backfill policy")
+        specs = [rejects_check_spec(self.key(table))]
+        if partitioned:
+            specs.append(row_count_check_spec(self.key(table)))
+        with warnings.catch_warnings():
+            # backfill_policy is "beta" in Dagster 1.13; the version is pinned exactly.
+            warnings.simplefilter("ignore", BetaWarning)
+            return self._declare(table, description, partitioned, specs + list(checks), backfill)
+
+    def _declare(
+        self, table: str, description: str, partitioned: bool, specs: list[AssetCheckSpec],
+        backfill: BackfillPolicy | None,
+    ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
         return asset(
             key=self.key(table),
             group_name=self.group,
             description=description,
             partitions_def=daily_partitions if partitioned else None,
+            backfill_policy=backfill,
+            retry_policy=STEP_RETRY_POLICY,
             kinds=KINDS,
             owners=OWNERS,
             pool=WRITER_POOL,
-            check_specs=[rejects_check_spec(self.key(table)), *checks],
-            metadata={"vendor": self.vendor, "table": f"{self.schema}.{table}"},
+            check_specs=specs,
+            metadata={
+                "vendor": self.vendor,
+                "table": f"{self.schema}.{table}",
+                "dagster/column_schema": declared_table_schema(self.model(table)),
+            },
         )
 
 
 @dataclass
 class Extraction:
-    """What an asset body works with: a client (with its own call stats), the day and a timer."""
+    """What an asset body works with: a client (with its own call stats), the run's days and a timer.
+
+    A partitioned run covers one UTC day or, in a backfill, several consecutive ones: the body asks
+    the vendor once for the whole window (``bounds``) and ``by_day`` files each row under the UTC
+    day it belongs to. A snapshot run has no days and replaces today's snapshot.
+    """
 
     client: Any
-    day: date | None
+    days: tuple[date, ...]
     started: float = field(default_factory=time.monotonic)
     now: datetime = field(default_factory=utc_now)
 
-    @property
-    def window(self) -> tuple[datetime, datetime]:
-        if self.day is None:
+    def _require_days(self) -> tuple[date, ...]:
+        if not self.days:
             raise RuntimeError("a snapshot asset has no partition window")
-        return day_window(self.day)
+        return self.days
 
     @property
-    def key(self) -> tuple[str, date]:
-        """Events replace their UTC day; snapshots replace today's snapshot."""
-        return ("partition_date", self.day) if self.day else ("snapshot_date", self.now.date())
+    def first(self) -> date:
+        return self._require_days()[0]
+
+    @property
+    def last(self) -> date:
+        return self._require_days()[-1]
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[00:00 of the first day, 00:00 after the last day) in UTC: the window to ask for."""
+        return range_bounds(self._require_days())
+
+    def by_day(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        """The rows whose ``column`` (a time or a date) falls on one of the run's days, each with
+        ``partition_date`` set to that day. A row whose time did not parse is kept, in the first
+        day, so that validation rejects it instead of it vanishing."""
+        values = pl.col(column)
+        day = values if frame.schema.get(column) == pl.Date else values.dt.date()
+        return frame.filter(day.is_between(self.first, self.last) | values.is_null()).with_columns(
+            partition_date=day.fill_null(self.first)
+        )
+
+    @property
+    def key(self) -> tuple[str, list[date]]:
+        """Events replace their UTC days; snapshots replace today's snapshot."""
+        return ("partition_date", list(self.days)) if self.days else ("snapshot_date", [self.now.date()])
 
 
 @contextlib.contextmanager
@@ -104,9 +219,16 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     # A run launched for a partition also carries its key into unpartitioned (snapshot) assets, so
     # ask the asset, not the run, whether it is partitioned.
     partitioned = context.assets_def.partitions_def is not None
-    day = partition_day(context.partition_key) if partitioned else None
+    days = tuple(sorted(partition_day(key) for key in context.partition_keys)) if partitioned else ()
+    if len(days) > 1:
+        context.log.info(f"one run for {len(days)} partitions, {days[0]} to {days[-1]}")
     with contextlib.closing(make_client()) as client:
-        yield Extraction(client=client, day=day)
+        try:
+            yield Extraction(client=client, days=days)
+        except Exception as error:
+            if STEP_RETRY_POLICY is not None and not is_transient(error):
+                raise Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
+            raise
 
 
 def load(
@@ -116,18 +238,31 @@ def load(
     run: Extraction,
     table: str,
     typed: pl.DataFrame,
-    schema: Any,
     extra_checks: tuple[AssetCheckResult, ...] = (),
+    per_partition: Mapping[date, Mapping[str, Any]] | None = None,
     **extra_metadata: Any,
 ) -> MaterializeResult:
-    """Validate the batch, swap it into its partition, and describe what happened."""
-    key_column, key_value = run.key
+    """Validate the batch, swap it into its partitions, judge the row counts, describe it all.
+
+    ``per_partition`` adds metadata to single days' materializations (values that differ by day).
+    """
+    key_column, key_values = run.key
+    ref = TableRef(source.schema, table)
     with duckdb.get_connection() as conn:
-        outcome = load_batch(conn, TableRef(source.schema, table), typed, schema, key_column, key_value)
+        outcome = load_batch(conn, ref, typed, source.model(table), key_column, key_values)
+        # After the commit, on the same connection: the check sees exactly what was written, and
+        # runs inside the writer pool like the load itself.
+        checks = [rejects_check(outcome)]
+        if run.days:
+            checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
     metadata = materialization_metadata(outcome, run.client.stats, run.started, **extra_metadata)
+    if run.days:
+        for partition in outcome.partitions:
+            scoped = partition_metadata(partition) | dict((per_partition or {}).get(partition.key, {}))
+            context.add_asset_metadata(scoped, partition_key=str(partition.key))
     context.log.info(
-        f"{source.schema}.{table} {key_column}={key_value}: {outcome.split.valid.height} rows "
-        f"({outcome.written.rows_added:+d} vs before), {outcome.split.rejected} rejected, "
+        f"{source.schema}.{table} {key_column}={outcome.partition_key}: {outcome.valid.height} rows "
+        f"({outcome.rows_added:+d} vs before), {outcome.rejected} rejected, "
         f"{metadata['api_calls']} API calls"
     )
-    return MaterializeResult(metadata=metadata, check_results=[rejects_check(outcome), *extra_checks])
+    return MaterializeResult(metadata=metadata, check_results=[*checks, *extra_checks])

@@ -1,22 +1,32 @@
 """Batch validation: split a typed batch into rows that pass its pandera schema and rejects.
 
-Each source types its vendor rows into a polars frame that carries, per row, the original record as
-JSON in :data:`RAW_COLUMN`. :func:`split_valid` runs the table's pandera schema lazily (every
-failure, not just the first), keeps the rows that pass, and returns the others with a readable
-reason — they go to the rejects table instead of being dropped silently.
+Each source types its vendor rows into a polars frame that carries, per row, the original record in
+:data:`RAW_COLUMN` (the record object, or its JSON text). :func:`split_valid` runs the table's pandera
+schema lazily (every failure, not just the first), keeps the rows that pass, and returns the others
+with a readable reason and the record as JSON — they go to the rejects table instead of being
+dropped silently. Only rejected records are serialised: a batch is mostly valid rows.
 
 The reusable checks below (IMEI Luhn digit, coordinates) are shared by every vendor's schema.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
 RAW_COLUMN = "_raw"
+
+
+def raw_json(record: Any) -> str:
+    """The original record as the rejects table keeps it (keys sorted, anything else as text)."""
+    if isinstance(record, str):
+        return record
+    return json.dumps(record, sort_keys=True, default=str)
 
 
 def luhn_valid(column: pl.Expr, length: int = 15) -> pl.Expr:
@@ -99,5 +109,5 @@ def split_valid(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> SplitBa
     return SplitBatch(
         valid=valid,
         reasons=["; ".join(dict.fromkeys(failed[i])) for i in rejected["_row"].to_list()],
-        records=rejected[RAW_COLUMN].to_list(),
+        records=[raw_json(record) for record in rejected[RAW_COLUMN].to_list()],
     )

@@ -1,10 +1,11 @@
 """DuckDB access: atomic partition replacement, schema evolution and table statistics.
 
-Everything that writes the warehouse goes through :func:`replace_partition`, so the guarantees the
+Everything that writes the warehouse goes through :func:`replace_partitions`, so the guarantees the
 rest of the pipeline relies on live in one place:
 
 * a partition (one UTC day of an event table, or one day's snapshot) is replaced by a single
   transaction — delete, insert, rejects — so a crash or an error leaves the previous rows intact;
+  a run that covers several days (a backfill) replaces all of them in one transaction;
 * re-running a partition is idempotent: it deletes exactly the rows it is about to write again;
 * a column the vendor starts sending is added to the table instead of failing the load; rows are
   inserted by column name, never by position;
@@ -16,7 +17,7 @@ Storage is kept behind this module so a move to MotherDuck (an ``md:`` path) is 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -109,16 +110,22 @@ def _replace_rows(
     frame: pl.DataFrame,
     where: str,
     params: list[Any],
-) -> int:
+    count_by: str | None = None,
+) -> dict[Any, int]:
+    """Delete the rows matching ``where`` and insert ``frame``; the deleted rows' count, in total
+    under ``None`` or per value of ``count_by``."""
     view = f"_incoming_{table.schema}_{table.name}"
     conn.register(view, frame.to_arrow())
     try:
         _ensure_table(conn, table, view)
-        before = conn.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}", params).fetchone()[0]
+        group = f'"{count_by}"' if count_by else "NULL"
+        before = conn.execute(
+            f"SELECT {group}, count(*) FROM {table.sql} WHERE {where} GROUP BY 1", params
+        ).fetchall()
         conn.execute(f"DELETE FROM {table.sql} WHERE {where}", params)
         if frame.height:
             conn.execute(f"INSERT INTO {table.sql} BY NAME SELECT * FROM {view}")
-        return int(before)
+        return {key: int(count) for key, count in before}
     finally:
         conn.unregister(view)
 
@@ -151,7 +158,7 @@ def replace_partition(
     table: TableRef,
     frame: pl.DataFrame,
     key_column: str,
-    key_value: date | str,
+    key_value: date,
     rejects: pl.DataFrame | None = None,
 ) -> ReplaceResult:
     """Atomically swap the rows of one partition (``key_column = key_value``) for ``frame``.
@@ -159,27 +166,78 @@ def replace_partition(
     Rejected rows of the same partition are swapped in the same transaction, in
     ``<schema>.rejects``, so the two can never disagree.
     """
+    return replace_partitions(conn, table, frame, key_column, [key_value], rejects)[key_value]
+
+
+def replace_partitions(
+    conn: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    frame: pl.DataFrame,
+    key_column: str,
+    key_values: Sequence[date],
+    rejects: pl.DataFrame | None = None,
+) -> dict[date, ReplaceResult]:
+    """Atomically swap the rows of several partitions (a backfill run's days) for ``frame``.
+
+    One transaction for all of them: a run that fails leaves every one of its partitions as it
+    was, never some days new and some old. A partition that ``frame`` has no rows for is emptied
+    (the vendor reported nothing that day). ``rejects`` carry their partition in ``partition_key``
+    and replace the rejects of exactly these partitions.
+    """
+    keys = list(dict.fromkeys(key_values))
+    if not keys:
+        raise ValueError(f"{table}: no partition to replace")
     if key_column not in frame.columns:
         raise ValueError(f"{table}: batch has no partition column {key_column!r}")
-    stray = frame.filter(pl.col(key_column) != key_value).height
+    stray = frame.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
     if stray:
-        raise ValueError(f"{table}: {stray} rows do not belong to partition {key_column}={key_value}")
+        shown = ", ".join(str(k) for k in keys[:3]) + (" ..." if len(keys) > 3 else "")
+        raise ValueError(f"{table}: {stray} rows do not belong to partitions {key_column} in ({shown})")
+    written = _counts_by(frame, key_column, keys)
+    rejected: dict[str, int] = {}
+    if rejects is not None:
+        if rejects.filter(~pl.col("partition_key").is_in([str(k) for k in keys])).height:
+            raise ValueError(f"{table}: rejects of a partition this write does not replace")
+        rejected = _counts_by(rejects, "partition_key", [str(k) for k in keys])
+    placeholders = ", ".join("?" for _ in keys)
     rejects_table = TableRef(table.schema, REJECTS_TABLE)
     conn.execute("BEGIN TRANSACTION")
     try:
-        before = _replace_rows(conn, table, frame, f'"{key_column}" = ?', [key_value])
-        rejected = 0
+        before = _replace_rows(conn, table, frame, f'"{key_column}" IN ({placeholders})', keys, key_column)
         if rejects is not None:
             _replace_rows(
-                conn, rejects_table, rejects, "table_name = ? AND partition_key = ?",
-                [table.name, str(key_value)],
+                conn, rejects_table, rejects, f"table_name = ? AND partition_key IN ({placeholders})",
+                [table.name, *(str(k) for k in keys)],
             )
-            rejected = rejects.height
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return ReplaceResult(rows_before=before, rows_written=frame.height, rejects_written=rejected)
+    return {
+        key: ReplaceResult(
+            rows_before=before.get(key, 0), rows_written=written.get(key, 0),
+            rejects_written=rejected.get(str(key), 0),
+        )
+        for key in keys
+    }
+
+
+def _counts_by(frame: pl.DataFrame, column: str, keys: Sequence[Any]) -> dict[Any, int]:
+    counts = dict(frame.group_by(column).len().iter_rows()) if frame.height else {}
+    return {key: int(counts.get(key, 0)) for key in keys}
+
+
+def partition_row_counts(
+    conn: duckdb.DuckDBPyConnection, table: TableRef, key_column: str, first: date, last: date
+) -> dict[date, int]:
+    """Rows per partition between ``first`` and ``last`` (both included); absent days are left out."""
+    if not _table_exists(conn, table):
+        return {}
+    rows = conn.execute(
+        f'SELECT "{key_column}", count(*) FROM {table.sql} WHERE "{key_column}" BETWEEN ? AND ? GROUP BY 1',
+        [first, last],
+    ).fetchall()
+    return {row[0]: int(row[1]) for row in rows}
 
 
 def count_rows(conn: duckdb.DuckDBPyConnection, table: TableRef, where: str = "true", params: list[Any] | None = None) -> int:

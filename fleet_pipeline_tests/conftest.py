@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,11 @@ from fleet_pipeline.sandbox.navixy import NavixyKnobs
 from fleet_pipeline.sandbox.server import ManualClock, SandboxServer
 from fleet_pipeline.sandbox.tracksolid import TracksolidKnobs
 from fleet_pipeline.sandbox.world import World
+
+# Runs that are meant to fail would otherwise wait out the source assets' step retries (a minute
+# and more each). Set before any test module imports an asset module (the policy is read at
+# import); tests that exercise step retries give their job its own policy.
+os.environ.setdefault("FLEET_STEP_RETRIES", "0")
 
 # A fixed clock: what the sandbox may reveal (late points, trips that have ended) must not
 # depend on when the suite runs.

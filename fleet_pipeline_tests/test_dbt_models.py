@@ -12,11 +12,12 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from dagster import AssetKey, DagsterInstance
 
 from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.sandbox.world import World
@@ -35,6 +36,7 @@ class Warehouse:
     path: Path
     days: list[date]
     world: World
+    data_dir: Path
 
 
 def _sandbox_env(data_dir: Path) -> dict[str, str]:
@@ -42,7 +44,7 @@ def _sandbox_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_"))}
     env.update(FLEET_DATA_DIR=str(data_dir), FLEET_SANDBOX_DEVICES=str(N_DEVICES),
-               FLEET_SANDBOX_SEED=str(SEED))
+               FLEET_SANDBOX_SEED=str(SEED), DAGSTER_HOME=str(data_dir / "dagster_home"))
     return env
 
 
@@ -68,7 +70,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
         days = [r[0] for r in con.execute(
             "select distinct partition_date from raw_tracksolid.track_points order by 1").fetchall()]
     assert len(days) == 2
-    return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES))
+    return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES), data_dir=tmp)
 
 
 def query(wh: Warehouse, sql: str) -> list[tuple]:
@@ -143,23 +145,83 @@ def test_navixy_ignition_and_trip_events_are_split_by_state(warehouse: Warehouse
     assert counts.get("trip_start", 0) == raw.get("track_start", 0) > 0
 
 
-def test_parking_derived_from_points_matches_the_world_parkings(warehouse: Warehouse) -> None:
-    # Navixy sends no parking report, so its parkings are the stops derived from track points.
-    rows = query(warehouse, "select imei, day, parking_count from marts.parking_daily "
-                            "where platform = 'navixy'")
-    actual = {(imei, day): n for imei, day, n in rows}
+def _served_devices(world: World) -> list:
+    """Devices whose data reaches the warehouse: blocked Navixy trackers answer 217."""
+    blocked = navixy.default_blocked_tracker_ids(world)
+    return [d for d in world.devices if d.platform == "tracksolid" or navixy.tracker_id(d) not in blocked]
+
+
+def test_derived_stops_have_95_percent_precision_and_recall(warehouse: Warehouse) -> None:
+    # A derived stop matches a true stop of the same device that starts within 2 minutes of it;
+    # true stops are the world's stationary spells of at least stop_min_duration_s (300 s).
     world = warehouse.world
-    absent = navixy.default_blocked_tracker_ids(world)
+    rows = query(warehouse, "select imei, platform, started_at from core.fct_stops "
+                            "where stop_source = 'derived' and not continues_previous_day")
+    tolerance = timedelta(minutes=2)
+    for platform in ("tracksolid", "navixy"):
+        truth = [(d.imei, s.start) for d in _served_devices(world) if d.platform == platform
+                 for day in warehouse.days for s in world.day(d.imei, day).stops
+                 if (s.end - s.start).total_seconds() >= 300]
+        derived = [(imei, started) for imei, p, started in rows if p == platform]
+        unmatched = list(derived)
+        found = 0
+        for imei, start in truth:
+            match = next((c for c in unmatched if c[0] == imei and abs(c[1] - start) <= tolerance), None)
+            if match is not None:
+                unmatched.remove(match)
+                found += 1
+        assert len(truth) >= 20, f"{platform}: too few true stops to measure anything"
+        recall, precision = found / len(truth), found / len(derived)
+        assert recall >= 0.95 and precision >= 0.95, (platform, len(truth), len(derived), recall, precision)
+
+
+def test_parking_and_idling_per_device_day_equal_the_world(warehouse: Warehouse) -> None:
+    # Tracksolid: its report (ignition known: parking vs idling) plus derived stops for parkings the
+    # report does not list yet (still going on at extraction). Navixy: derived only, no ignition.
+    rows = query(warehouse, "select imei, day, parking_count, idling_count from marts.parking_daily")
+    actual = {(imei, day): (parked, idled) for imei, day, parked, idled in rows if parked or idled}
     expected = {}
-    for d in world.devices_on("navixy"):
-        if navixy.tracker_id(d) in absent:
-            continue
+    for d in _served_devices(warehouse.world):
         for day in warehouse.days:
-            n = sum(1 for s in world.day(d.imei, day).stops if s.kind == "parking")
-            if n:
-                expected[(d.imei, day)] = n
-    assert expected, "no Navixy parking in the world: nothing tested"
+            parkings = [s for s in warehouse.world.day(d.imei, day).stops if s.kind == "parking"]
+            idling = sum(s.ignition_on for s in parkings) if d.platform == "tracksolid" else 0
+            if parkings:
+                expected[(d.imei, day)] = (len(parkings) - idling, idling)
+    assert expected, "no parking in the world: nothing tested"
     assert actual == expected
+
+
+def test_firmware_shares_equal_the_world(warehouse: Warehouse) -> None:
+    # Teltonika FOTA's daily snapshot is the firmware history: per model and snapshot day, the
+    # devices on each version and the share on the newest campaign's target are the world's.
+    world = warehouse.world
+    snapshots = query(warehouse, "select imei, snapshot_date, max(snapshot_at) from staging.stg_teltonika__devices "
+                                 "group by all")
+    expected: Counter[tuple[str, date, str]] = Counter()
+    for imei, day, at in snapshots:
+        expected[(world.device(imei).model.replace("-", ""), day, world.firmware_at(imei, at))] += 1
+    rows = query(warehouse, "select model_key, day, firmware_version, devices_on_version, target_version, "
+                            "share_on_target from marts.firmware_rollout where model_key like 'FM%'")
+    assert Counter({(m, d, v): n for m, d, v, n, _, _ in rows}) == expected
+    for model, day, _, _, target, share in rows:
+        campaign = max((c for c in world.campaigns if c.model.replace("-", "") == model and c.start_day <= day),
+                       key=lambda c: c.start_day)
+        assert target == campaign.target_version, model
+        on_target = sum(n for (m, d, v), n in expected.items() if (m, d) == (model, day) and v == target)
+        on_model = sum(n for (m, d, _), n in expected.items() if (m, d) == (model, day))
+        assert share == pytest.approx(on_target / on_model)
+
+
+def test_stock_daily_equals_the_world_stock_and_activations(warehouse: Warehouse) -> None:
+    world = warehouse.world
+    rows = query(warehouse, "select product_id, day, model_key, stock_on_hand, activations from marts.stock_daily")
+    models = {p.product_id: p.model for p in world.products}
+    assert {r[0] for r in rows} == set(models)
+    for product_id, day, model_key, stock, activations in rows:
+        assert stock == world.stock_on(product_id, day), product_id
+        model = models[product_id]
+        assert model_key == (model.replace("-", "") if model else None)
+        assert activations == (world.activations_on(model, day) if model else None)
 
 
 def test_teltonika_firmware_per_day_is_the_world_version(warehouse: Warehouse) -> None:
@@ -171,6 +233,65 @@ def test_teltonika_firmware_per_day_is_the_world_version(warehouse: Warehouse) -
     assert rows, "no Teltonika-managed device in the warehouse"
     for imei, version, snapshot_at in rows:
         assert version == warehouse.world.firmware_at(imei, snapshot_at), imei
+
+
+def _latest_metadata(wh: Warehouse, *key: str) -> dict:
+    with DagsterInstance.from_config(str(wh.data_dir / "dagster_home")) as instance:
+        event = instance.get_latest_materialization_event(AssetKey(list(key)))
+    assert event is not None and event.asset_materialization is not None, f"{key} never materialized"
+    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+
+def test_marts_carry_their_key_figures_as_dagster_metadata(warehouse: Warehouse) -> None:
+    mileage = _latest_metadata(warehouse, "marts", "mileage_daily")
+    (km, device_days), = query(warehouse, "select round(sum(chosen_km), 1), count(*) from marts.mileage_daily")
+    assert mileage["fleet_km"] == pytest.approx(km, abs=0.1)
+    assert mileage["device_days"] == device_days
+    alarms = _latest_metadata(warehouse, "marts", "alarms_daily")
+    (count,), = query(warehouse, "select sum(alarm_count) from marts.alarms_daily")
+    assert alarms["alarms"] == count
+    for kind, n in query(warehouse, "select canonical_type, sum(alarm_count) from marts.alarms_daily group by 1"):
+        assert f"| {kind} | {n:,} |" in alarms["alarms_by_type"]
+    rollout = _latest_metadata(warehouse, "marts", "firmware_rollout")
+    for model, target in query(warehouse, "select distinct model_key, target_version from marts.firmware_rollout"):
+        assert f"| {model} |" in rollout["rollout_by_model"] and target in rollout["rollout_by_model"]
+    stock = _latest_metadata(warehouse, "marts", "stock_daily")
+    (units,), = query(warehouse, "select sum(stock_on_hand) from marts.stock_daily "
+                                 "where day = (select max(day) from marts.stock_daily)")
+    assert stock["units_on_hand"] == units
+    assert _latest_metadata(warehouse, "marts", "parking_daily")["parkings"] > 0
+
+
+READER = """
+import sys, time, duckdb
+path, stop_file, out = sys.argv[1:4]
+reads, inodes = 0, set()
+import os, pathlib
+while not pathlib.Path(stop_file).exists():
+    inodes.add(os.stat(path).st_ino)
+    with duckdb.connect(path, read_only=True) as conn:
+        reads += conn.execute("select count(*) > 0 from marts.mileage_daily").fetchone()[0]
+    time.sleep(0.05)
+pathlib.Path(out).write_text(f"{reads} {len(inodes)}")
+"""
+
+
+def test_serving_copy_stays_readable_while_a_partition_is_rematerialized(warehouse: Warehouse) -> None:
+    # A separate process keeps opening the BI copy read-only while the pipeline re-materializes
+    # yesterday's partition (sources, dbt, then a new serving copy swapped in): every read succeeds
+    # and the reader sees the new file appear.
+    serving = warehouse.data_dir / "serving" / "fleet.duckdb"
+    stop, out = warehouse.data_dir / "reader.stop", warehouse.data_dir / "reader.out"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(serving), str(stop), str(out)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _run([str(BIN / "fleet-pipeline"), "demo", "--days", "1"], _sandbox_env(warehouse.data_dir), REPO)
+    finally:
+        stop.touch()
+        _, errors = reader.communicate(timeout=60)
+    assert reader.returncode == 0, f"the reader failed while the pipeline ran:\n{errors[-3000:]}"
+    reads, files_seen = map(int, out.read_text().split())
+    assert reads >= 20 and files_seen >= 2, (reads, files_seen)
 
 
 def test_a_one_day_run_replaces_only_that_day(warehouse: Warehouse, tmp_path: Path) -> None:

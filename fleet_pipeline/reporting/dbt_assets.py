@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from fleet_pipeline import settings
 from fleet_pipeline.partitions import daily_partitions
-from fleet_pipeline.source_assets import WRITER_POOL
+from fleet_pipeline.reporting.key_figures import Window, with_key_figures
+from fleet_pipeline.source_assets import OWNERS, WRITER_POOL
 
 DBT_PROJECT_DIR = settings.project_root() / "dbt_models"
 LAYERS = ("staging", "core", "marts")
@@ -117,7 +118,8 @@ def load_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
 
 class FleetDbtTranslator(DagsterDbtTranslator):
     """dbt sources ``raw_<vendor>.<table>`` are the loaders' assets ``[raw_<vendor>, <table>]``, so
-    lineage runs from the vendor API to the marts; models are grouped by layer."""
+    lineage runs from the vendor API to the marts; models are grouped by layer (seeds by the layer
+    schema they are loaded into) and owned by the data platform team unless dbt says otherwise."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -129,7 +131,13 @@ class FleetDbtTranslator(DagsterDbtTranslator):
         for layer in LAYERS:
             if layer in fqn[1:-1]:
                 return layer
+        schema = (dbt_resource_props.get("config") or {}).get("schema")
+        if schema in LAYERS:
+            return schema
         return super().get_group_name(dbt_resource_props)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str] | None:
+        return list(super().get_owners(dbt_resource_props) or OWNERS)
 
 
 TRANSLATOR = FleetDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
@@ -169,6 +177,20 @@ def _partition_vars(context: AssetExecutionContext) -> dict[str, str]:
     return {"min_date": window.start.date().isoformat(), "max_date": last_day.isoformat()}
 
 
+def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, args: list[str], window: Window) -> Iterator[Any]:
+    """Run dbt, then yield its events with the marts' key figures. dbt holds the warehouse's write
+    lock until it exits, so the figures can only be read once its stream has ended."""
+    events: list[Any] = []
+    with _environment(dbt_env()):
+        try:
+            events.extend(dbt.cli(args, context=context).stream())
+        except Exception:
+            yield from events  # what dbt did build stays recorded; the failure follows
+            raise
+    keys_by_output = dict(context.assets_def.keys_by_output_name)
+    yield from with_key_figures(events, keys_by_output, settings.duckdb_path(), window)
+
+
 def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:
     """One ``@dbt_assets`` for the incremental (daily) models and one for the rest; a selection
     that matches no model is left out (dagster-dbt refuses empty selections)."""
@@ -188,10 +210,9 @@ def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:
             pool=WRITER_POOL,
         )
         def dbt_daily_models(context, dbt: DbtCliResource):  # untyped context: string annotations are not resolved here
-            args = ["build", "--vars", json.dumps(_partition_vars(context))]
-            with _environment(dbt_env()):
-                invocation = dbt.cli(args, context=context)
-            yield from invocation.stream()
+            window = _partition_vars(context)
+            days = Window(date.fromisoformat(window["min_date"]), date.fromisoformat(window["max_date"]))
+            yield from _dbt_build(context, dbt, ["build", "--vars", json.dumps(window)], days)
 
         definitions.append(dbt_daily_models)
 
@@ -206,9 +227,7 @@ def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:
             pool=WRITER_POOL,
         )
         def dbt_models(context, dbt: DbtCliResource):
-            with _environment(dbt_env()):
-                invocation = dbt.cli(["build"], context=context)
-            yield from invocation.stream()
+            yield from _dbt_build(context, dbt, ["build"], Window())
 
         definitions.append(dbt_models)
     return definitions

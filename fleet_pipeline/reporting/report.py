@@ -22,6 +22,7 @@ from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
 from fleet_pipeline.reporting.serving import SERVING_FILE
+from fleet_pipeline.source_assets import OWNERS
 
 REPORT_FILE = "fleet_report.html"
 # Share of a model's devices on its target firmware that counts as "rolled out".
@@ -332,6 +333,8 @@ def _figures_markdown(sections: list[Section]) -> str:
     name="fleet_report",
     group_name="serving",
     deps=[AssetKey("serving_copy")],
+    owners=OWNERS,
+    kinds={"python", "html"},
     description="Self-contained HTML report (reports/fleet_report.html) of km, parking, alarms, "
     "firmware rollout, OTA success and stock, read from the serving copy.",
 )

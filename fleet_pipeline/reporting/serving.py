@@ -16,7 +16,7 @@ import duckdb
 from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
-from fleet_pipeline.source_assets import WRITER_POOL
+from fleet_pipeline.source_assets import OWNERS, WRITER_POOL
 
 SERVING_FILE = "fleet.duckdb"
 PARQUET_DIR = "parquet"
@@ -117,6 +117,8 @@ def build_serving_asset(upstream: list[AssetKey]):
         group_name="serving",
         deps=upstream,
         pool=WRITER_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "parquet"},
         description="Atomic BI copy of the core and marts schemas (serving/fleet.duckdb) and one "
         "Parquet file per mart (serving/parquet/<table>.parquet).",
     )

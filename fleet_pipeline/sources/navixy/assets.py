@@ -14,14 +14,25 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
-from fleet_pipeline.partitions import day_bounds
+from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, in_day, load, unknown_as_null
+from fleet_pipeline.source_assets import Source, extraction, load, unknown_as_null
 from fleet_pipeline.sources.navixy import schemas
 from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.warehouse import WarehouseResource
 
-SOURCE = Source(schema="raw_navixy", group="navixy", vendor="Navixy (API v2)")
+SOURCE = Source(
+    schema="raw_navixy", group="navixy", vendor="Navixy (API v2)",
+    tables={
+        "trackers": schemas.TrackerSchema,
+        "states": schemas.StateSchema,
+        "sensor_readings": schemas.SensorReadingSchema,
+        "trips": schemas.TripSchema,
+        "track_points": schemas.TrackPointSchema,
+        "events": schemas.EventSchema,
+        "mileage_daily": schemas.MileageSchema,
+    },
+)
 _asset = SOURCE.asset
 SENSOR_SOURCES = ("diagnostics", "fuel", "readings")
 
@@ -45,7 +56,7 @@ def _per_tracker(context: AssetExecutionContext, label: str, tracker_ids: list[i
 
 def _exceeded_note(context: AssetExecutionContext, exceeded: bool) -> dict[str, Any]:
     if exceeded:
-        context.log.warning("part of this day is beyond the trackers' storage period: Navixy dropped those rows")
+        context.log.warning("part of this window is beyond the trackers' storage period: Navixy dropped those rows")
     return {"storage_limit_exceeded": exceeded}
 
 
@@ -58,7 +69,7 @@ def trackers(context: AssetExecutionContext, navixy: NavixyResource, duckdb: War
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
         blocked = sum(1 for t in listed if (t.get("source") or {}).get("blocked"))
-        return load(context, duckdb, SOURCE, run, "trackers", typed, schemas.TrackerSchema, blocked_trackers=blocked)
+        return load(context, duckdb, SOURCE, run, "trackers", typed, blocked_trackers=blocked)
 
 
 @_asset("states", "Daily snapshot of each tracker's state (tracker/get_states, 2,000 a call): "
@@ -78,7 +89,7 @@ def states(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareh
             snapshot_date=pl.lit(run.now.date()),
             snapshot_at=pl.lit(run.now),
         )
-        return load(context, duckdb, SOURCE, run, "states", typed, schemas.StateSchema,
+        return load(context, duckdb, SOURCE, run, "states", typed,
                     blocked_trackers=len(result.blocked), deleted_trackers=len(result.missing))
 
 
@@ -117,80 +128,84 @@ def sensor_readings(context: AssetExecutionContext, navixy: NavixyResource, duck
         typed = typed_frame(_with_imei(rows, imeis), schemas.SENSOR_COLUMNS).with_columns(
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
-        return load(context, duckdb, SOURCE, run, "sensor_readings", typed, schemas.SensorReadingSchema,
+        return load(context, duckdb, SOURCE, run, "sensor_readings", typed,
                     trackers_read=len(active))
 
 
+# track/list: one tracker a call, read by the client in 7-day windows: a week is one call per
+# tracker (30 days: 5 instead of 30); trips are few, so a month per run keeps memory small.
 @_asset("trips", "Trips per tracker and UTC day of their start (track/list, unfiltered, one row per "
-        "trip), times converted from the user's time zone.", partitioned=True)
+        "trip), times converted from the user's time zone.", partitioned=True, backfill=MONTH_PER_RUN)
 def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
-        begin, end = day_bounds(run.day)
+        begin, end = run.bounds
         rows, exceeded = _per_tracker(context, "track/list", navixy.active_tracker_ids(run.client),
                                       lambda tid: run.client.trips(tid, begin, end))
-        typed = (
-            typed_frame(_with_imei(rows, imeis), schemas.TRIP_COLUMNS)
-            .with_columns(
-                partition_date=pl.lit(run.day),
+        typed = run.by_day(
+            typed_frame(_with_imei(rows, imeis), schemas.TRIP_COLUMNS).with_columns(
                 duration_s=(pl.col("end_time") - pl.col("start_time")).dt.total_seconds(),
-            )
-            .filter(in_day("start_time", run.day))
+            ),
+            "start_time",
         )
-        return load(context, duckdb, SOURCE, run, "trips", typed, schemas.TripSchema,
+        return load(context, duckdb, SOURCE, run, "trips", typed,
                     **_exceeded_note(context, exceeded))
 
 
 @_asset("track_points", "Every GPS fix per tracker and UTC day (track/read with simplify=false; "
         "'from' is exclusive, so nothing is lost at window edges), unique on (tracker_id, gps_time).",
-        partitioned=True)
+        # track/read: one tracker a call, read by the client in 7-day windows: a week is one call
+        # per tracker; longer runs save nothing and hold every fix in memory.
+        partitioned=True, backfill=WEEK_PER_RUN)
 def track_points(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
-        begin, end = day_bounds(run.day)
+        begin, end = run.bounds
         rows, exceeded = _per_tracker(context, "track/read", navixy.active_tracker_ids(run.client),
                                       lambda tid: run.client.track_points(tid, begin, end))
-        typed = (
+        typed = run.by_day(
             typed_frame(_with_imei(rows, imeis), schemas.TRACK_POINT_COLUMNS)
-            .with_columns(*unknown_as_null("speed_kmh", "heading_deg"), partition_date=pl.lit(run.day))
-            .filter(in_day("gps_time", run.day))
+            .with_columns(*unknown_as_null("speed_kmh", "heading_deg")),
+            "gps_time",
         )
         deduplicated = typed.unique(subset=["tracker_id", "gps_time"], keep="last", maintain_order=True)
-        return load(context, duckdb, SOURCE, run, "track_points", deduplicated, schemas.TrackPointSchema,
+        return load(context, duckdb, SOURCE, run, "track_points", deduplicated,
                     duplicates_dropped=typed.height - deduplicated.height, **_exceeded_note(context, exceeded))
 
 
 @_asset("events", "Events per tracker and UTC day (history/tracker/list, 1,000 a page, paged by "
         "time and de-duplicated by event id, so nothing is lost when many events share one second).",
-        partitioned=True)
+        # history/tracker/list: 500 trackers and 1,000 events a page over any range: a month is
+        # paged once instead of day by day.
+        partitioned=True, backfill=MONTH_PER_RUN)
 def events(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
-        rows = run.client.events(navixy.active_tracker_ids(run.client), *day_bounds(run.day))
+        rows = run.client.events(navixy.active_tracker_ids(run.client), *run.bounds)
         typed = (
-            typed_frame(_with_imei(rows, imeis), schemas.EVENT_COLUMNS)
-            .with_columns(partition_date=pl.lit(run.day))
-            .filter(in_day("event_time", run.day))
+            run.by_day(typed_frame(_with_imei(rows, imeis), schemas.EVENT_COLUMNS), "event_time")
             .unique(subset=["event_id"], keep="last", maintain_order=True)
         )
-        return load(context, duckdb, SOURCE, run, "events", typed, schemas.EventSchema)
+        return load(context, duckdb, SOURCE, run, "events", typed)
 
 
 @_asset("mileage_daily", "Kilometres per tracker and calendar day of the user's time zone "
         "(tracker/stats/mileage/read, 128 trackers and 31 days a call). The partition of date D holds "
-        "the local day D (see local_date, time_zone).", partitioned=True)
+        "the local day D (see local_date, time_zone).",
+        # stats/mileage/read: 128 trackers and 31 days a call: a month is one call per 128 trackers.
+        partitioned=True, backfill=MONTH_PER_RUN)
 def mileage_daily(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
-        rows = run.client.mileage(navixy.active_tracker_ids(run.client), run.day, run.day)
+        rows = run.client.mileage(navixy.active_tracker_ids(run.client), run.first, run.last)
         zone = str(run.client.time_zone.key)
-        typed = (
-            typed_frame(_with_imei(rows, imeis), schemas.MILEAGE_COLUMNS)
-            .with_columns(time_zone=pl.lit(zone), partition_date=pl.lit(run.day))
-            .filter(pl.col("local_date") == run.day)
+        typed = run.by_day(
+            typed_frame(_with_imei(rows, imeis), schemas.MILEAGE_COLUMNS).with_columns(time_zone=pl.lit(zone)),
+            "local_date",
         )
-        return load(context, duckdb, SOURCE, run, "mileage_daily", typed, schemas.MileageSchema,
-                    time_zone=zone, local_day_hours=_local_day_hours(run.client, run.day))
+        return load(context, duckdb, SOURCE, run, "mileage_daily", typed,
+                    time_zone=zone,
+                    per_partition={day: {"local_day_hours": _local_day_hours(run.client, day)} for day in run.days})
 
 
 def _local_day_hours(client: Any, day) -> float:

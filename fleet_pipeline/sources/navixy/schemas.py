@@ -167,7 +167,8 @@ TRACK_POINT_COLUMNS = [
     Col.of("lng", kind="float"),
     Col.of("altitude_m", "alt", kind="float"),
     Col.of("satellites", kind="int"),
-    Col.of("odometer_km", "mileage", kind="float"),
+    # Navixy's per-point `mileage` is the km since the previous fix, not an odometer reading.
+    Col.of("distance_from_previous_km", "mileage", kind="float"),
     Col.of("heading_deg", "heading", kind="float"),
     Col.of("speed_kmh", "speed", kind="float"),
     Col.of("precision_m", "precision", kind="float"),
@@ -185,7 +186,7 @@ class TrackPointSchema(TrackerRecord):
     lng: float = longitude_field()
     altitude_m: float = pa.Field(nullable=True)
     satellites: int = pa.Field(nullable=True, ge=0)
-    odometer_km: float = pa.Field(nullable=True, ge=0)
+    distance_from_previous_km: float = pa.Field(nullable=True, ge=0)
     heading_deg: float = pa.Field(nullable=True, ge=0, le=360)
     speed_kmh: float = pa.Field(nullable=True, ge=0, le=MAX_SPEED_KMH)
     precision_m: float = pa.Field(nullable=True, ge=0)

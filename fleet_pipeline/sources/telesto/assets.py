@@ -14,7 +14,12 @@ from fleet_pipeline.sources.telesto import schemas
 from fleet_pipeline.sources.telesto.resources import TelestoResource
 from fleet_pipeline.warehouse import WarehouseResource
 
-SOURCE = Source(schema="raw_telesto", group="telesto", vendor="Telesto inventory")
+SOURCE = Source(
+    schema="raw_telesto", group="telesto", vendor="Telesto inventory",
+    tables={
+        "products": schemas.ProductSchema,
+    },
+)
 
 
 @SOURCE.asset("products", "Daily snapshot of every product and its stock on hand (GET /v2/products): "
@@ -25,7 +30,7 @@ def products(context: AssetExecutionContext, telesto: TelestoResource, duckdb: W
         typed = typed_frame(rows, schemas.PRODUCT_COLUMNS).with_columns(
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
-        return load(context, duckdb, SOURCE, run, "products", typed, schemas.ProductSchema,
+        return load(context, duckdb, SOURCE, run, "products", typed,
                     hourly_budget_left=run.client.budget_remaining())
 
 

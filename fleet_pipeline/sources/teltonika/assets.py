@@ -13,7 +13,13 @@ from fleet_pipeline.sources.teltonika import schemas
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
 from fleet_pipeline.warehouse import WarehouseResource
 
-SOURCE = Source(schema="raw_teltonika", group="teltonika", vendor="Teltonika FOTA WEB")
+SOURCE = Source(
+    schema="raw_teltonika", group="teltonika", vendor="Teltonika FOTA WEB",
+    tables={
+        "devices": schemas.DeviceSchema,
+        "groups": schemas.GroupSchema,
+    },
+)
 
 
 @SOURCE.asset("devices", "Daily snapshot of every FOTA device (GET /devices, 100 a page): model, "
@@ -27,7 +33,7 @@ def devices(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb
         )
         firmware = typed.group_by("model", "current_firmware").len().sort("model", "current_firmware")
         context.log.info("firmware in use: " + ", ".join(f"{m} {v}: {n}" for m, v, n in firmware.iter_rows()))
-        return load(context, duckdb, SOURCE, run, "devices", typed, schemas.DeviceSchema,
+        return load(context, duckdb, SOURCE, run, "devices", typed,
                     firmware_versions=firmware.height)
 
 
@@ -37,7 +43,7 @@ def groups(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb:
         typed = typed_frame(run.client.groups(), schemas.GROUP_COLUMNS).with_columns(
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
-        return load(context, duckdb, SOURCE, run, "groups", typed, schemas.GroupSchema)
+        return load(context, duckdb, SOURCE, run, "groups", typed)
 
 
 teltonika_assets = [devices, groups]

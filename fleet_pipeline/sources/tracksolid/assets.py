@@ -13,12 +13,23 @@ import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult
 
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, in_day, load, unknown_as_null
+from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
+from fleet_pipeline.source_assets import Source, extraction, load, unknown_as_null
 from fleet_pipeline.sources.tracksolid import schemas
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
 from fleet_pipeline.warehouse import WarehouseResource
 
-SOURCE = Source(schema="raw_tracksolid", group="tracksolid", vendor="Tracksolid Pro (Jimi IoT)")
+SOURCE = Source(
+    schema="raw_tracksolid", group="tracksolid", vendor="Tracksolid Pro (Jimi IoT)",
+    tables={
+        "devices": schemas.DeviceSchema,
+        "positions": schemas.PositionSchema,
+        "trips": schemas.TripSchema,
+        "track_points": schemas.TrackPointSchema,
+        "parking": schemas.ParkingSchema,
+        "alarms": schemas.AlarmSchema,
+    },
+)
 SCHEMA, GROUP = SOURCE.schema, SOURCE.group
 PLAUSIBILITY_CHECK = "trip_distance_plausible"
 # A trip whose distance implies an average speed this far from the vendor's own average speed (or
@@ -46,7 +57,7 @@ def devices(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
         typed = typed_frame(rows, schemas.DEVICE_COLUMNS).with_columns(
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
-        return load(context, duckdb, SOURCE, run, "devices", typed, schemas.DeviceSchema,
+        return load(context, duckdb, SOURCE, run, "devices", typed,
                      accounts=len({r["_account"] for r in listed}))
 
 
@@ -65,7 +76,7 @@ def positions(context: AssetExecutionContext, tracksolid: TracksolidResource, du
             snapshot_date=pl.lit(run.now.date()),
             snapshot_at=pl.lit(run.now),
         )
-        return load(context, duckdb, SOURCE, run, "positions", typed, schemas.PositionSchema)
+        return load(context, duckdb, SOURCE, run, "positions", typed)
 
 
 def _plausibility(frame: pl.DataFrame, unit: str) -> AssetCheckResult:
@@ -106,6 +117,9 @@ def _plausibility(frame: pl.DataFrame, unit: str) -> AssetCheckResult:
     "Trips per device and UTC day of their start (jimi.device.track.mileage, 50 IMEIs a call). "
     "The distance unit is TRACKSOLID_MILEAGE_UNIT (km by default, BUG-02).",
     partitioned=True,
+    # track.mileage takes any time range for 50 IMEIs and pages 100 trips a call: a month costs
+    # about one call per 100 trips instead of at least one per batch and day.
+    backfill=MONTH_PER_RUN,
     checks=(
         AssetCheckSpec(
             PLAUSIBILITY_CHECK,
@@ -119,22 +133,21 @@ def trips(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb
     per_km = 0.001 if tracksolid.mileage_unit == "m" else 1.0
     with extraction(context, tracksolid.client) as run:
         imeis = tracksolid.imeis(run.client)
-        rows, _totals = run.client.trips(imeis, *run.window)
+        rows, _totals = run.client.trips(imeis, *run.bounds)
         typed = (
             typed_frame(rows, schemas.TRIP_COLUMNS)
             .with_columns(*unknown_as_null("distance_raw", "avg_speed_kmh", "max_speed_kmh"))
             .with_columns(
-                partition_date=pl.lit(run.day),
                 distance_km=pl.col("distance_raw") * per_km,
                 duration_s=(pl.col("end_time") - pl.col("start_time")).dt.total_seconds(),
             )
             .drop("distance_raw")
         )
-        of_day = typed.filter(in_day("start_time", run.day))
-        timed = of_day.filter(pl.col("start_time").is_not_null() & pl.col("end_time").is_not_null())
-        return load(context, duckdb, SOURCE, run, "trips", of_day, schemas.TripSchema,
+        of_days = run.by_day(typed, "start_time")
+        timed = of_days.filter(pl.col("start_time").is_not_null() & pl.col("end_time").is_not_null())
+        return load(context, duckdb, SOURCE, run, "trips", of_days,
                      extra_checks=(_plausibility(timed, tracksolid.mileage_unit),),
-                     devices_queried=len(imeis), rows_outside_partition=typed.height - of_day.height)
+                     devices_queried=len(imeis), rows_outside_partition=typed.height - of_days.height)
 
 
 @_asset(
@@ -142,25 +155,29 @@ def trips(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb
     "Every GPS fix per device and UTC day (jimi.device.track.list, one IMEI and at most 7 days a "
     "call), deduplicated on (imei, gps_time); late re-uploaded fixes appear when the day is re-run.",
     partitioned=True,
+    # track.list takes one IMEI and at most 7 days a call: a week is one call per device (30 days:
+    # 5 calls instead of 30). Longer runs save nothing and hold every fix in memory; the API only
+    # reaches 3 months back.
+    backfill=WEEK_PER_RUN,
 )
 def track_points(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         imeis = tracksolid.imeis(run.client)
         rows: list[dict[str, Any]] = []
         for index, imei in enumerate(imeis, start=1):
-            rows.extend({**point, "imei": imei} for point in run.client.track_points(imei, *run.window))
+            rows.extend({**point, "imei": imei} for point in run.client.track_points(imei, *run.bounds))
             if index % 50 == 0 or index == len(imeis):
                 context.log.info(f"track.list {index}/{len(imeis)} devices, {len(rows)} fixes so far")
-        typed = (
+        typed = run.by_day(
             typed_frame(rows, schemas.TRACK_POINT_COLUMNS)
             .with_columns(*unknown_as_null("speed_kmh", "direction_deg"))
-            .with_columns(partition_date=pl.lit(run.day), reuploaded=(pl.col("gps_mode") == "1").fill_null(False))
-            .drop("gps_mode")
-            .filter(in_day("gps_time", run.day))
+            .with_columns(reuploaded=(pl.col("gps_mode") == "1").fill_null(False))
+            .drop("gps_mode"),
+            "gps_time",
         )
         # Overlapping windows and re-uploads return the same fix twice; the last copy wins.
         deduplicated = typed.unique(subset=["imei", "gps_time"], keep="last", maintain_order=True)
-        return load(context, duckdb, SOURCE, run, "track_points", deduplicated, schemas.TrackPointSchema,
+        return load(context, duckdb, SOURCE, run, "track_points", deduplicated,
                      devices_queried=len(imeis), duplicates_dropped=typed.height - deduplicated.height)
 
 
@@ -169,19 +186,19 @@ def track_points(context: AssetExecutionContext, tracksolid: TracksolidResource,
     "Parking and idling periods per device and UTC day of their start "
     "(jimi.open.platform.report.parking with acc_type=0: without it the API returns no rows).",
     partitioned=True,
+    # report.parking takes any time range for 50 IMEIs and pages its rows, like track.mileage.
+    backfill=MONTH_PER_RUN,
 )
 def parking(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         rows: list[dict[str, Any]] = []
         for account, imeis in tracksolid.imeis_by_account(run.client).items():
-            rows.extend(run.client.parking(account, imeis, *run.window))
+            rows.extend(run.client.parking(account, imeis, *run.bounds))
         typed = (
-            typed_frame(rows, schemas.PARKING_COLUMNS)
-            .with_columns(partition_date=pl.lit(run.day))
-            .filter(in_day("start_time", run.day))
+            run.by_day(typed_frame(rows, schemas.PARKING_COLUMNS), "start_time")
             .unique(subset=["imei", "start_time"], keep="last", maintain_order=True)
         )
-        return load(context, duckdb, SOURCE, run, "parking", typed, schemas.ParkingSchema)
+        return load(context, duckdb, SOURCE, run, "parking", typed)
 
 
 @_asset(
@@ -189,17 +206,18 @@ def parking(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
     "Alarms per device and UTC day (jimi.device.alarm.list, paged, windows split at 1,000 rows); "
     "polling and push field-name variants are both mapped.",
     partitioned=True,
+    # alarm.list takes at most a month a call (the client splits there and at 1,000 rows).
+    backfill=MONTH_PER_RUN,
 )
 def alarms(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
-        rows = run.client.alarms(tracksolid.imeis(run.client), *run.window)
+        rows = run.client.alarms(tracksolid.imeis(run.client), *run.bounds)
         typed = (
-            typed_frame(rows, schemas.ALARM_COLUMNS)
-            .with_columns(*unknown_as_null("speed_kmh"), partition_date=pl.lit(run.day))
-            .filter(in_day("alarm_time", run.day))
+            run.by_day(typed_frame(rows, schemas.ALARM_COLUMNS).with_columns(*unknown_as_null("speed_kmh")),
+                       "alarm_time")
             .unique(subset=["imei", "alarm_time", "alarm_type_id"], keep="last", maintain_order=True)
         )
-        return load(context, duckdb, SOURCE, run, "alarms", typed, schemas.AlarmSchema)
+        return load(context, duckdb, SOURCE, run, "alarms", typed)
 
 
 tracksolid_assets = [devices, positions, trips, track_points, parking, alarms]

@@ -544,7 +544,11 @@ class TracksolidClient(VendorClient):
         if code is None:
             raise VendorResponseError(VENDOR, method, "answer has no result code", status=reply.status)
         if code in THROTTLE_CODES:
-            wait = self.throttle_backoff.delay(reply.attempt, self._rng)
+            # token.get has its own limit, once a minute, that a token.get whose answer was lost
+            # on the way (a proxy page, a cut connection) has used up too: any shorter wait is
+            # refused again.
+            wait = (self.token_get_interval_s if method == TOKEN_GET
+                    else self.throttle_backoff.delay(reply.attempt, self._rng))
             raise RetryableVendorError(
                 VENDOR, method, f"request frequency too high: {message}", code,
                 wait_s=wait, throttle=True,

@@ -28,6 +28,9 @@ class TracksolidResource(VendorResource):
     mileage_unit: str = "km"
     # 1006 ("frequency too high") waits start in the tens of seconds, as the vendor asks.
     throttle_backoff_base_s: float = 15.0
+    # jimi.oauth.token.get may succeed once a minute per account (tests against a sandbox whose
+    # limit is shorter shrink it).
+    token_get_interval_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> TracksolidResource:
@@ -81,6 +84,7 @@ class TracksolidResource(VendorResource):
         return TracksolidClient(
             token_cache_dir=self.cache_path,
             retry=self.retry_policy(),
+            token_get_interval_s=self.token_get_interval_s,
             throttle_backoff=Backoff(base_s=self.throttle_backoff_base_s,
                                      max_s=max(120.0, self.throttle_backoff_base_s)),
             **self._connection(),

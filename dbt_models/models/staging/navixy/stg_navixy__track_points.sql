@@ -2,6 +2,5 @@
 select
     imei, tracker_id, partition_date, gps_time, lat, lng, speed_kmh, heading_deg,
     cast(null as boolean) as ignition_on, satellites, altitude_m,
-    -- Navixy's point `mileage` is the km since the previous fix, not an odometer reading
-    odometer_km as vendor_distance_km, parking as is_parking
+    distance_from_previous_km as vendor_distance_km, parking as is_parking
 from {{ source('raw_navixy', 'track_points') }}

@@ -1,0 +1,126 @@
+"""What the vendors allow: the fewest API calls one day can take, and the documented rate limits.
+
+The minimum of each method follows from the batch and page limits of the vendor documents
+(``/work/shared/vendor-apis`` and FIELD-NOTES.md) applied to the fleet of the benchmark's world
+and to the rows the day returned, e.g. Tracksolid ``track.mileage`` takes 50 IMEIs a call and
+pages 100 trips, so a day of T devices and R trips needs at least ``max(ceil(T/50), ceil(R/100))``
+calls; ``track.list`` takes one IMEI, so T calls. A method not listed has no known minimum.
+
+Paged minima use the rows that were loaded plus rejected, a slight under-count where the
+pipeline drops rows after the call (duplicates, rows outside the UTC day): the minimum can only
+be lower than the true one, never hide excess calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from math import ceil
+
+from fleet_pipeline.sandbox import navixy as sandbox_navixy
+from fleet_pipeline.sandbox.world import World
+
+# Requests per second each vendor allows (documents and FIELD-NOTES); None = none documented.
+VENDOR_RATE_LIMIT_PER_S: dict[str, float | None] = {
+    "tracksolid": 25.0,         # 1006 "frequency too high" after a burst of ~25 calls
+    "navixy": 50.0,             # 50 requests/s per user and per IP
+    "teltonika": 100.0 / 60.0,  # ~100 requests a minute
+    "aovx": None,               # nothing documented
+    "telesto": 100.0 / 3600.0,  # 100 requests an hour per IP (then a 15-minute block)
+}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The facts of the world the minima depend on."""
+
+    tracksolid_devices: int
+    tracksolid_accounts: int
+    tracksolid_per_account: tuple[int, ...]
+    navixy_trackers: int
+    navixy_active: int
+    teltonika_devices: int
+    aovx_terminals: int
+
+    @classmethod
+    def of(cls, world: World) -> Fleet:
+        tracksolid = world.devices_on("tracksolid")
+        per_account: dict[str, int] = {}
+        for device in tracksolid:
+            per_account[device.account_id] = per_account.get(device.account_id, 0) + 1
+        accounts = _account_tree(world, world.root_account("tracksolid").account_id) if tracksolid else []
+        trackers = world.devices_on("navixy")
+        blocked = sandbox_navixy.default_blocked_tracker_ids(world) if trackers else set()
+        return cls(
+            tracksolid_devices=len(tracksolid),
+            tracksolid_accounts=len(accounts),
+            tracksolid_per_account=tuple(per_account.values()),
+            navixy_trackers=len(trackers),
+            navixy_active=len(trackers) - len(blocked),
+            teltonika_devices=sum(1 for d in world.devices if d.firmware_platform == "teltonika_fota"),
+            aovx_terminals=sum(1 for d in world.devices if d.firmware_platform == "aovx"),
+        )
+
+
+def _account_tree(world: World, root: str) -> list[str]:
+    found, queue = [], [root]
+    while queue:
+        account = queue.pop()
+        found.append(account)
+        queue.extend(child.account_id for child in world.child_accounts(account))
+    return found
+
+
+def _pages(rows: int, per_page: int) -> int:
+    return max(1, ceil(rows / per_page))
+
+
+# method -> minimum calls, from the fleet and the rows per table (``schema.table`` -> rows).
+Rule = Callable[[Fleet, Mapping[str, int]], int]
+MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
+    "tracksolid": {
+        "jimi.oauth.token.get": lambda f, r: 1,
+        # The device list is not recursive: one child.list and one device.list per account.
+        "jimi.user.child.list": lambda f, r: f.tracksolid_accounts,
+        "jimi.user.device.list": lambda f, r: f.tracksolid_accounts,
+        "jimi.track.device.detail": lambda f, r: f.tracksolid_devices,              # one IMEI a call
+        "jimi.user.device.location.list": lambda f, r: f.tracksolid_accounts,       # per account
+        "jimi.device.track.mileage": lambda f, r: max(ceil(f.tracksolid_devices / 50),
+                                                      _pages(r.get("raw_tracksolid.trips", 0), 100)),
+        "jimi.device.track.list": lambda f, r: f.tracksolid_devices,                # one IMEI, <= 7 days
+        "jimi.open.platform.report.parking": lambda f, r: max(
+            sum(ceil(n / 50) for n in f.tracksolid_per_account), _pages(r.get("raw_tracksolid.parking", 0), 100)),
+        "jimi.device.alarm.list": lambda f, r: max(ceil(f.tracksolid_devices / 50),
+                                                   _pages(r.get("raw_tracksolid.alarms", 0), 100)),
+    },
+    "navixy": {
+        "user/get_info": lambda f, r: 1,                                          # the user's time zone
+        "tracker/list": lambda f, r: 1,
+        "tracker/get_states": lambda f, r: ceil(f.navixy_trackers / 2000),
+        "tracker/get_diagnostics": lambda f, r: f.navixy_active,                  # one tracker a call
+        "tracker/get_fuel": lambda f, r: f.navixy_active,
+        "tracker/get_readings": lambda f, r: f.navixy_active,
+        "track/list": lambda f, r: f.navixy_active,
+        "track/read": lambda f, r: f.navixy_active,
+        "history/tracker/list": lambda f, r: _pages(r.get("raw_navixy.events", 0), 1000),
+        "tracker/stats/mileage/read": lambda f, r: ceil(f.navixy_active / 128),
+    },
+    "teltonika": {
+        "GET /devices": lambda f, r: _pages(f.teltonika_devices, 100),
+        "GET /groups": lambda f, r: _pages(r.get("raw_teltonika.groups", 0), 100),
+    },
+    "aovx": {
+        # ids has no documented limit; pages of 100 rows.
+        "queryTerminalOtaReport": lambda f, r: _pages(r.get("raw_aovx.ota_reports", 0), 100),
+        # The sandbox-only terminal list (live mode configures the ids): pages of 100.
+        "terminal/list": lambda f, r: _pages(f.aovx_terminals, 100),
+    },
+    "telesto": {
+        "GET /v2/products": lambda f, r: 1,
+    },
+}
+
+
+def minimum_calls(vendor: str, method: str, fleet: Fleet, rows: Mapping[str, int]) -> int | None:
+    rule = MINIMUM_CALLS.get(vendor, {}).get(method)
+    return None if rule is None else rule(fleet, rows)

@@ -1,0 +1,239 @@
+"""Run the benchmark: every (fleet size, sandbox latency), then the 30-day models; table + JSON.
+
+    python -m benchmarks [--devices 200,1000] [--latency-ms 0,200] [--day YYYY-MM-DD]
+                         [--models-devices 1000 --models-days 30 | --no-models]
+
+For each size and latency: one sandbox process (all five vendors over World(seed, N), the
+latency added to every request), then one process per stage: each vendor's snapshots and the
+day's events (extract, validate, load into a fresh DuckDB file), then ``dbt build`` of that day.
+Then the models over many days (``benchmarks.models``). Results: a table on stdout and
+``benchmarks/results/<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks import models, report
+from benchmarks.limits import Fleet
+from fleet_pipeline.sandbox.world import World
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+VENDORS = ("tracksolid", "navixy", "teltonika", "aovx", "telesto")
+# Late uploads arrive up to 3 days after the fix: a day 5 days back is complete.
+DEFAULT_DAY_OFFSET = 5
+
+
+def _env() -> dict[str, str]:
+    # Vendor credentials would not change what the stages talk to, but keep the children clean.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_"))}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
+    return env
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """User+system CPU of a running process (Linux /proc), to report the sandbox's own cost."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _proc_peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Sandbox:
+    """The sandbox process of one benchmark size; its stdin is our lifeline to it."""
+
+    def __init__(self, devices: int, latency_ms: float, seed: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.sandbox_host", "--devices", str(devices),
+             "--latency-ms", str(latency_ms), "--seed", str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=_env(), text=True,
+        )
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line:
+            self.stop()
+            raise RuntimeError("the sandbox process did not start (see its stderr above)")
+        self.urls: dict[str, str] = json.loads(line)
+
+    def usage(self) -> dict[str, float | None]:
+        return {"cpu_s": _proc_cpu_s(self.process.pid), "peak_rss_mib": _proc_peak_rss_mib(self.process.pid)}
+
+    def stop(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+def run_stage(spec: dict[str, Any], workdir: Path, name: str, log: Path) -> dict[str, Any]:
+    """Run ``benchmarks.stage`` in a fresh process; its result dict, with process-level figures."""
+    spec_path, out_path = workdir / f"{name}.spec.json", workdir / f"{name}.out.json"
+    spec_path.write_text(json.dumps(spec))
+    started = time.perf_counter()
+    with log.open("a") as stderr:
+        stderr.write(f"\n===== {name} =====\n")
+        stderr.flush()
+        done = subprocess.run([sys.executable, "-m", "benchmarks.stage", str(spec_path), str(out_path)],
+                              cwd=REPO, env=_env(), stdout=stderr, stderr=stderr, check=False)
+    process_wall = time.perf_counter() - started
+    if done.returncode != 0 or not out_path.exists():
+        return {"success": False, "errors": [f"stage process exited {done.returncode}; see {log}"],
+                "process_wall_s": round(process_wall, 3)}
+    result = json.loads(out_path.read_text())
+    result["process_wall_s"] = round(process_wall, 3)
+    before, after = result.pop("usage_before"), result.pop("usage_after")
+    result["cpu_s"] = round(sum(after[k] - before[k] for k in ("user_s", "sys_s")), 3)
+    result["children_cpu_s"] = round(sum(after[k] - before[k] for k in ("children_user_s", "children_sys_s")), 3)
+    result["peak_rss_mib"] = round(after["peak_rss_mib"], 1)
+    result["children_peak_rss_mib"] = round(after["children_peak_rss_mib"], 1)
+    return result
+
+
+def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path, warehouse: Path,
+                workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every vendor's snapshots and day into ``warehouse``; (stage results, sandbox usage)."""
+    stages: dict[str, Any] = {}
+    sandbox = Sandbox(devices, latency_ms, seed)
+    try:
+        for vendor in VENDORS:
+            spec = {"kind": "vendor", "vendor": vendor, "base_url": sandbox.urls[vendor], "day": day.isoformat(),
+                    "warehouse": str(warehouse), "bare_db": str(workdir / f"bare_{vendor}.duckdb"),
+                    "cache_dir": str(workdir / "cache")}
+            stages[vendor] = run_stage(spec, workdir, vendor, log)
+            _progress(vendor, stages[vendor])
+        return stages, sandbox.usage()
+    finally:
+        sandbox.stop()
+
+
+def _progress(label: str, stage: dict[str, Any]) -> None:
+    print(f"   {label:<11} {stage.get('wall_s', float('nan')):8.1f} s"
+          + ("" if stage["success"] else "  FAILED: " + "; ".join(stage.get("errors") or [])[-300:]), flush=True)
+
+
+def bench_size(devices: int, latency_ms: float, day: date, seed: int, log: Path,
+               models_cache: tuple[int, Path] | None = None) -> dict[str, Any]:
+    """Every vendor's day and the day's dbt build at one fleet size and latency.
+
+    ``models_cache`` = (days, path): also turn this run's raw warehouse into the many-days cache
+    (saves running the sources again for it).
+    """
+    print(f"-- {devices} devices, {latency_ms:g} ms latency, day {day}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{devices}-{int(latency_ms)}-"))
+    warehouse = workdir / "warehouse.duckdb"
+    try:
+        stages, sandbox_usage = run_sources(devices, latency_ms, day, seed, log, warehouse, workdir)
+        if models_cache and all(stage["success"] for stage in stages.values()):
+            models.finish_cache(warehouse, *models_cache)
+        spec = {"kind": "dbt", "warehouse": str(warehouse), "scratch_dir": str(workdir / "dbt"),
+                "min_date": day.isoformat(), "max_date": day.isoformat()}
+        stages["dbt"] = run_stage(spec, workdir, "dbt", log)
+        _progress("dbt build", stages["dbt"])
+        warehouse_mib = warehouse.stat().st_size / 2**20 if warehouse.exists() else None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    fleet = Fleet.of(World(seed=seed, n_devices=devices))
+    return {
+        "devices": devices, "latency_ms": latency_ms, "day": day.isoformat(),
+        "fleet": fleet.__dict__, "sandbox": sandbox_usage, "warehouse_mib": warehouse_mib,
+        "stages": stages, "summary": report.summarize(stages, fleet, latency_ms),
+    }
+
+
+def bench_size_into(devices: int, latency_ms: float, day: date, seed: int, log: Path, warehouse: Path) -> None:
+    """Load one day of every source into ``warehouse`` (the seed of the many-days cache)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-seed-{devices}-"))
+    try:
+        stages, _ = run_sources(devices, latency_ms, day, seed, log, warehouse, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    failed = [vendor for vendor, stage in stages.items() if not stage["success"]]
+    if failed:
+        raise RuntimeError(f"the sources failed while building the models cache: {', '.join(failed)}; see {log}")
+
+
+def _list(text: str, kind: type) -> list[Any]:
+    return [kind(part) for part in text.split(",") if part.strip()]
+
+
+def _write(out: Path, stamp: str, runs: list[dict[str, Any]], many_days: dict[str, Any] | None,
+           started: float) -> dict[str, Any]:
+    results = {
+        "started_utc": stamp, "host": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "runs": runs, "models_many_days": many_days, "growth": report.growth(runs, many_days),
+        "total_wall_s": round(time.perf_counter() - started, 1),
+    }
+    out.write_text(json.dumps(results, indent=1, default=str))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", default="200,1000", help="fleet sizes, comma separated (e.g. 200,1000,10000)")
+    parser.add_argument("--latency-ms", default="0,200", help="sandbox latency per call, comma separated")
+    parser.add_argument("--day", type=date.fromisoformat, default=None,
+                        help=f"the UTC day to load (default: {DEFAULT_DAY_OFFSET} days ago, complete)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--models-devices", type=int, default=1000, help="fleet of the many-days models run")
+    parser.add_argument("--models-days", type=int, default=30, help="days of the many-days models run")
+    parser.add_argument("--no-models", action="store_true", help="skip the many-days models run")
+    parser.add_argument("--out", type=Path, default=None, help="JSON result file (default: benchmarks/results/<timestamp>.json)")
+    args = parser.parse_args(argv)
+
+    day = args.day or datetime.now(timezone.utc).date() - timedelta(days=DEFAULT_DAY_OFFSET)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = args.out or RESULTS_DIR / f"{stamp}.json"
+    log = out.with_suffix(".log")
+    print(f"benchmark: stage logs in {log}", flush=True)
+
+    started = time.perf_counter()
+    runs = []
+    for n in _list(args.devices, int):
+        for latency in _list(args.latency_ms, float):
+            cache = models.cache_path(n, args.models_days, args.seed, RESULTS_DIR / "cache")
+            seeds_cache = (not args.no_models and n == args.models_devices and latency == 0 and not cache.exists())
+            runs.append(bench_size(n, latency, day, args.seed, log,
+                                   (args.models_days, cache) if seeds_cache else None))
+            # Written after every size, so a long run that is stopped keeps what it measured.
+            _write(out, stamp, runs, None, started)
+    many_days = None
+    if not args.no_models:
+        many_days = models.bench_many_days(args.models_devices, args.models_days, day, args.seed, log,
+                                           RESULTS_DIR / "cache")
+    results = _write(out, stamp, runs, many_days, started)
+    print()
+    print(report.render(results))
+    print(f"\nJSON: {out}")
+    return 0 if all(s.get("success") for r in runs for s in r["stages"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Key figures of each mart as Dagster metadata, so the UI answers "how far did the fleet drive" or
+"how is the rollout going" without a SQL client.
+
+dbt holds the warehouse's write lock while it runs, so the figures are read after the dbt process
+has exited and attached to the materialization events dbt produced (see ``dbt_assets.py``). Daily
+marts are summarised over the run's partition window; the unpartitioned ones at their newest day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from dagster import AssetKey, MetadataValue, Output
+
+MARTS_LAYER = "marts"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The UTC days a run rebuilt (inclusive); None = every day (an unpartitioned run)."""
+
+    first: date | None = None
+    last: date | None = None
+
+    def where(self, column: str = "day") -> str:
+        if self.first is None or self.last is None:
+            return "true"
+        return f"{column} between date '{self.first.isoformat()}' and date '{self.last.isoformat()}'"
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return f"{value:,.2f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _one(conn: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    return conn.execute(sql).fetchone() or ()
+
+
+def mileage(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    device_days, km, disagree = _one(conn, f"""
+        select count(*), coalesce(sum(chosen_km), 0), count(*) filter (where sources_disagree)
+        from {schema}.mileage_daily where {window.where()}""")
+    by_day = conn.execute(f"""
+        select day, count(*), round(sum(chosen_km), 1), count(*) filter (where sources_disagree)
+        from {schema}.mileage_daily where {window.where()} group by day order by day""").fetchall()
+    return {
+        "fleet_km": MetadataValue.float(round(float(km), 1)),
+        "device_days": MetadataValue.int(int(device_days)),
+        "device_days_sources_disagree": MetadataValue.int(int(disagree)),
+        "km_per_day": MetadataValue.md(_markdown_table(["day", "devices", "km", "sources disagree"], by_day)),
+    }
+
+
+def parking(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    parkings, parked_s, night_s, idling_s, longest_s = _one(conn, f"""
+        select coalesce(sum(parking_count), 0), coalesce(sum(parking_s), 0), coalesce(sum(night_parking_s), 0),
+               coalesce(sum(idling_s), 0), coalesce(max(longest_parking_s), 0)
+        from {schema}.parking_daily where {window.where()}""")
+    return {
+        "parkings": MetadataValue.int(int(parkings)),
+        "parking_hours": MetadataValue.float(round(parked_s / 3600, 1)),
+        "night_parking_hours": MetadataValue.float(round(night_s / 3600, 1)),
+        "idling_hours": MetadataValue.float(round(idling_s / 3600, 1)),
+        "longest_parking_hours": MetadataValue.float(round(longest_s / 3600, 1)),
+    }
+
+
+def parking_events(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    rows = conn.execute(f"""
+        select platform, stop_source, stop_kind, count(*), round(sum(duration_s) / 3600, 1)
+        from {schema}.parking_events where {window.where()} group by all order by all""").fetchall()
+    return {"stops_by_source": MetadataValue.md(
+        _markdown_table(["platform", "source", "kind", "stops", "hours"], rows))}
+
+
+def alarms(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    rows = conn.execute(f"""
+        select canonical_type, sum(alarm_count)::bigint, count(distinct imei)
+        from {schema}.alarms_daily where {window.where()} group by all order by 2 desc, 1""").fetchall()
+    unmapped = _one(conn, f"select coalesce(sum(unmapped_count), 0) from {schema}.alarms_daily where {window.where()}")
+    return {
+        "alarms": MetadataValue.int(int(sum(r[1] for r in rows))),
+        "unmapped_alarms": MetadataValue.int(int(unmapped[0])),
+        "alarms_by_type": MetadataValue.md(_markdown_table(["canonical type", "alarms", "devices"], rows)),
+    }
+
+
+def firmware(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    rows = conn.execute(f"""
+        with latest as (
+            select *, max(day) over (partition by model_key) as newest from {schema}.firmware_rollout
+        )
+        select model_key, newest, any_value(target_version), max(model_devices),
+               round(100 * max(share_on_target), 1), sum(attempts_success), sum(attempts),
+               max(devices_stuck)
+        from latest where day = newest group by model_key, newest order by model_key""").fetchall()
+    table = _markdown_table(
+        ["model", "day", "target", "devices", "% on target", "OTA successes", "OTA attempts", "stuck"], rows)
+    return {
+        "models": MetadataValue.int(len(rows)),
+        "devices_stuck": MetadataValue.int(int(sum(r[7] or 0 for r in rows))),
+        "rollout_by_model": MetadataValue.md(table),
+    }
+
+
+def stock(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    rows = conn.execute(f"""
+        select sku, product_name, stock_on_hand, activations from {schema}.stock_daily
+        where day = (select max(day) from {schema}.stock_daily) order by sku nulls last, product_name""").fetchall()
+    return {
+        "units_on_hand": MetadataValue.int(int(sum(r[2] or 0 for r in rows))),
+        "stock_by_product": MetadataValue.md(_markdown_table(["sku", "product", "on hand", "activations"], rows)),
+    }
+
+
+FIGURES: dict[str, Callable[[duckdb.DuckDBPyConnection, str, Window], dict[str, Any]]] = {
+    "mileage_daily": mileage,
+    "parking_daily": parking,
+    "parking_events": parking_events,
+    "alarms_daily": alarms,
+    "firmware_rollout": firmware,
+    "stock_daily": stock,
+}
+
+
+def _marts_schema(conn: duckdb.DuckDBPyConnection) -> str | None:
+    names = [r[0] for r in conn.execute("select schema_name from duckdb_schemas()").fetchall()]
+    candidates = [n for n in names if n == MARTS_LAYER or n.endswith("_" + MARTS_LAYER)]
+    return min(candidates, key=len) if candidates else None
+
+
+def with_key_figures(
+    events: Iterable[Any], keys_by_output: dict[str, AssetKey], database: Path, window: Window
+) -> Iterator[Any]:
+    """The dbt events, with each mart's key figures added to its materialization."""
+    events = list(events)
+    wanted = {name for name in keys_by_output if keys_by_output[name].path[-1] in FIGURES}
+    if not any(isinstance(e, Output) and e.output_name in wanted for e in events):
+        yield from events
+        return
+    with duckdb.connect(str(database), read_only=True) as conn:
+        schema = _marts_schema(conn)
+        for event in events:
+            if isinstance(event, Output) and event.output_name in wanted and schema is not None:
+                figures = FIGURES[keys_by_output[event.output_name].path[-1]](conn, schema, window)
+                event = event.with_metadata({**event.metadata, **figures})
+            yield event
