@@ -82,6 +82,18 @@ class RunStats:
         return ", ".join(parts) or "nothing materialized"
 
 
+def _execute(job, label: str, started: float, **run_args) -> tuple[bool, int]:
+    """Run ``job`` in this process and print one line on how it went; (succeeded, API calls)."""
+    result = job.execute_in_process(run_config=_quiet_run_config(), raise_on_error=False, **run_args)
+    stats = RunStats.of(result)
+    elapsed = time.monotonic() - started
+    if result.success:
+        print(f"{label} done in {elapsed:.1f}s: {stats.describe()}", flush=True)
+    else:
+        print(f"{label} FAILED after {elapsed:.1f}s (run {result.run_id}): {_first_error(result)}", flush=True)
+    return result.success, stats.api_calls
+
+
 def demo(days: int) -> int:
     """Materialize every asset for the last ``days`` complete UTC days, in the project instance."""
     if days < 1:
@@ -120,18 +132,11 @@ def demo(days: int) -> int:
             first, last = partition.split("...")
             partition_key = None
             tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, tags=tags, run_config=_quiet_run_config(),
-            raise_on_error=False,
-        )
-        stats = RunStats.of(result)
-        api_calls += stats.api_calls
-        elapsed = time.monotonic() - step_started
-        if result.success:
-            print(f"{label} done in {elapsed:.1f}s: {stats.describe()}", flush=True)
-        else:
+        succeeded, calls = _execute(job, label, step_started, instance=instance, partition_key=partition_key,
+                                    tags=tags)
+        api_calls += calls
+        if not succeeded:
             failures.append(label)
-            print(f"{label} FAILED after {elapsed:.1f}s (run {result.run_id}): {_first_error(result)}", flush=True)
 
     _print_summary(warehouse, api_calls, time.monotonic() - started)
     if failures:
@@ -207,18 +212,11 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
         print(f"{step} ...", flush=True)
         run_started = time.monotonic()
         job = defs.resolve_job_def(run.job_name)
-        result = job.execute_in_process(
-            instance=instance, partition_key=run.partition_key, tags=run.tags(label),
-            asset_selection=list(run.asset_keys) or None, run_config=_quiet_run_config(), raise_on_error=False,
-        )
-        stats = RunStats.of(result)
-        api_calls += stats.api_calls
-        elapsed = time.monotonic() - run_started
-        if result.success:
-            print(f"{step} done in {elapsed:.1f}s: {stats.describe()}", flush=True)
-        else:
+        succeeded, calls = _execute(job, step, run_started, instance=instance, partition_key=run.partition_key,
+                                    tags=run.tags(label), asset_selection=list(run.asset_keys) or None)
+        api_calls += calls
+        if not succeeded:
             failures.append(run.describe())
-            print(f"{step} FAILED after {elapsed:.1f}s (run {result.run_id}): {_first_error(result)}", flush=True)
 
     _print_summary(warehouse, api_calls, time.monotonic() - started)
     if failures:
