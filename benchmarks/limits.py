@@ -6,9 +6,17 @@ and to the rows the day returned, e.g. Tracksolid ``track.mileage`` takes 50 IME
 pages 100 trips, so a day of T devices and R trips needs at least ``max(ceil(T/50), ceil(R/100))``
 calls; ``track.list`` takes one IMEI, so T calls. A method not listed has no known minimum.
 
-Paged minima use the rows that were loaded plus rejected, a slight under-count where the
-pipeline drops rows after the call (duplicates, rows outside the UTC day): the minimum can only
-be lower than the true one, never hide excess calls.
+A batch endpoint pages each batch on its own, so its minimum is the sum over the batches the
+client must make (50 IMEIs of the sorted fleet, per account for parking) of that batch's pages:
+a batch of 50 IMEIs with 130 trips costs two calls whatever the rest of the fleet did. Paged
+minima count the rows that were loaded per IMEI (``rows_per_imei``, read from the warehouse by
+the stage), a slight under-count where the vendor sent rows the pipeline then dropped
+(duplicates, rows outside the UTC day): the minimum can only be lower than the true one, never
+hide excess calls.
+
+Listing the fleet (Tracksolid's account tree, Navixy's tracker list and user time zone) is part
+of every run: the snapshots job and the daily job are separate runs (``RUNS_PER_DAY``), and a
+run does not trust a fleet list another run made.
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ from math import ceil
 
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.aovx.client import IDS_PER_CALL as AOVX_IDS_PER_CALL
+from fleet_pipeline.sources.tracksolid.client import MAX_IMEIS_PER_CALL, MAX_PAGE_SIZE
+
+# The snapshots job and the daily job (``fleet_pipeline.schedules``): what the benchmark runs.
+RUNS_PER_DAY = 2
 
 # Requests per second each vendor allows (documents and FIELD-NOTES); None = none documented.
 VENDOR_RATE_LIMIT_PER_S: dict[str, float | None] = {
@@ -37,6 +50,9 @@ class Fleet:
     tracksolid_devices: int
     tracksolid_accounts: int
     tracksolid_per_account: tuple[int, ...]
+    # The IMEIs in the order the client batches them: sorted, and sorted within each account.
+    tracksolid_imeis: tuple[str, ...]
+    tracksolid_imeis_by_account: tuple[tuple[str, ...], ...]
     navixy_trackers: int
     navixy_active: int
     teltonika_devices: int
@@ -46,8 +62,10 @@ class Fleet:
     def of(cls, world: World) -> Fleet:
         tracksolid = world.devices_on("tracksolid")
         per_account: dict[str, int] = {}
+        imeis_by_account: dict[str, list[str]] = {}
         for device in tracksolid:
             per_account[device.account_id] = per_account.get(device.account_id, 0) + 1
+            imeis_by_account.setdefault(device.account_id, []).append(device.imei)
         accounts = _account_tree(world, world.root_account("tracksolid").account_id) if tracksolid else []
         trackers = world.devices_on("navixy")
         blocked = sandbox_navixy.default_blocked_tracker_ids(world) if trackers else set()
@@ -55,6 +73,8 @@ class Fleet:
             tracksolid_devices=len(tracksolid),
             tracksolid_accounts=len(accounts),
             tracksolid_per_account=tuple(per_account.values()),
+            tracksolid_imeis=tuple(sorted(d.imei for d in tracksolid)),
+            tracksolid_imeis_by_account=tuple(tuple(sorted(v)) for v in imeis_by_account.values()),
             navixy_trackers=len(trackers),
             navixy_active=len(trackers) - len(blocked),
             teltonika_devices=sum(1 for d in world.devices if d.firmware_platform == "teltonika_fota"),
@@ -75,27 +95,49 @@ def _pages(rows: int, per_page: int) -> int:
     return max(1, ceil(rows / per_page))
 
 
-# method -> minimum calls, from the fleet and the rows per table (``schema.table`` -> rows).
-Rule = Callable[[Fleet, Mapping[str, int]], int]
+def _batched_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int]) -> int:
+    """Calls of a Tracksolid batch endpoint: every batch of 50 IMEIs pages 100 rows at a time."""
+    return sum(_pages(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + MAX_IMEIS_PER_CALL]), MAX_PAGE_SIZE)
+               for i in range(0, len(imeis), MAX_IMEIS_PER_CALL))
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a day returned: rows per table (``schema.table``) and, for paged tables, per IMEI."""
+
+    per_table: Mapping[str, int]
+    per_imei: Mapping[str, Mapping[str, int]]
+
+    def get(self, table: str, default: int = 0) -> int:
+        return self.per_table.get(table, default)
+
+    def of_imeis(self, table: str) -> Mapping[str, int]:
+        return self.per_imei.get(table, {})
+
+
+# The tables whose rows per IMEI decide a minimum (read from the warehouse by the stage).
+PAGED_PER_IMEI = ("raw_tracksolid.trips", "raw_tracksolid.parking", "raw_tracksolid.alarms")
+
+# method -> minimum calls, from the fleet and the rows of the day.
+Rule = Callable[[Fleet, Rows], int]
 MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
     "tracksolid": {
         "jimi.oauth.token.get": lambda f, r: 1,
-        # The device list is not recursive: one child.list and one device.list per account.
-        "jimi.user.child.list": lambda f, r: f.tracksolid_accounts,
-        "jimi.user.device.list": lambda f, r: f.tracksolid_accounts,
+        # The device list is not recursive: one child.list and one device.list per account and run.
+        "jimi.user.child.list": lambda f, r: f.tracksolid_accounts * RUNS_PER_DAY,
+        "jimi.user.device.list": lambda f, r: f.tracksolid_accounts * RUNS_PER_DAY,
         "jimi.track.device.detail": lambda f, r: f.tracksolid_devices,              # one IMEI a call
         "jimi.user.device.location.list": lambda f, r: f.tracksolid_accounts,       # per account
-        "jimi.device.track.mileage": lambda f, r: max(ceil(f.tracksolid_devices / 50),
-                                                      _pages(r.get("raw_tracksolid.trips", 0), 100)),
+        "jimi.device.track.mileage": lambda f, r: _batched_pages(f.tracksolid_imeis,
+                                                                 r.of_imeis("raw_tracksolid.trips")),
         "jimi.device.track.list": lambda f, r: f.tracksolid_devices,                # one IMEI, <= 7 days
-        "jimi.open.platform.report.parking": lambda f, r: max(
-            sum(ceil(n / 50) for n in f.tracksolid_per_account), _pages(r.get("raw_tracksolid.parking", 0), 100)),
-        "jimi.device.alarm.list": lambda f, r: max(ceil(f.tracksolid_devices / 50),
-                                                   _pages(r.get("raw_tracksolid.alarms", 0), 100)),
+        "jimi.open.platform.report.parking": lambda f, r: sum(
+            _batched_pages(imeis, r.of_imeis("raw_tracksolid.parking")) for imeis in f.tracksolid_imeis_by_account),
+        "jimi.device.alarm.list": lambda f, r: _batched_pages(f.tracksolid_imeis, r.of_imeis("raw_tracksolid.alarms")),
     },
     "navixy": {
-        "user/get_info": lambda f, r: 1,                                          # the user's time zone
-        "tracker/list": lambda f, r: 1,
+        "user/get_info": lambda f, r: RUNS_PER_DAY,                               # the user's time zone
+        "tracker/list": lambda f, r: RUNS_PER_DAY,
         "tracker/get_states": lambda f, r: ceil(f.navixy_trackers / 2000),
         "tracker/get_diagnostics": lambda f, r: f.navixy_active,                  # one tracker a call
         "tracker/get_fuel": lambda f, r: f.navixy_active,
@@ -110,8 +152,9 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
         "GET /groups": lambda f, r: _pages(r.get("raw_teltonika.groups", 0), 100),
     },
     "aovx": {
-        # ids has no documented limit; pages of 100 rows.
-        "queryTerminalOtaReport": lambda f, r: _pages(r.get("raw_aovx.ota_reports", 0), 100),
+        # ids has no documented limit: the client sends IDS_PER_CALL a query; pages of 100 rows.
+        "queryTerminalOtaReport": lambda f, r: max(ceil(f.aovx_terminals / AOVX_IDS_PER_CALL),
+                                                   _pages(r.get("raw_aovx.ota_reports", 0), 100)),
         # The sandbox-only terminal list (live mode configures the ids): pages of 100.
         "terminal/list": lambda f, r: _pages(f.aovx_terminals, 100),
     },
@@ -121,6 +164,6 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
 }
 
 
-def minimum_calls(vendor: str, method: str, fleet: Fleet, rows: Mapping[str, int]) -> int | None:
+def minimum_calls(vendor: str, method: str, fleet: Fleet, rows: Rows) -> int | None:
     rule = MINIMUM_CALLS.get(vendor, {}).get(method)
     return None if rule is None else rule(fleet, rows)

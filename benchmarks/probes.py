@@ -8,14 +8,14 @@ it wraps four module attributes for the life of a stage process (never in the te
   parsed with no typing or validation), its byte count what came over the wire.
 * ``typed_frame`` as each vendor's ``assets`` module imported it: vendor rows -> typed frame.
 * ``fleet_pipeline.loader.split_valid``: pandera validation.
-* ``fleet_pipeline.loader.replace_partition``: the atomic partition swap. After each call the probe
+* ``fleet_pipeline.loader.replace_partitions``: the atomic partition swap. After each call the probe
   also times the *bare load limit*: the same Arrow data registered in a scratch DuckDB file and
   inserted with a plain ``CREATE TABLE AS`` / ``INSERT`` (no transaction bookkeeping, no delete,
   no rejects). The scratch time is excluded from the stage's own figures (``overhead_s``).
 
-Steps run one at a time in one thread (in-process executor), so measurements made before a
-table's ``replace_partition`` belong to that table; they are kept pending and attached to it
-when it is written. A batch loaded in several chunks accumulates. A probe whose target no longer
+Steps run one at a time (in-process executor), so measurements made before a table's
+``replace_partitions`` belong to that table, also those of the threads that make a step's API
+calls concurrently; they are kept pending and attached to it when it is written. A probe whose target no longer
 exists (the package changed) is reported as missing instead of failing the benchmark.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -75,10 +76,11 @@ class _TimedJson:
     def loads(self, text: str | bytes, *args: Any, **kwargs: Any) -> Any:
         with _Timer() as timer:
             value = json.loads(text, *args, **kwargs)
-        pending = self._probes.pending
-        pending.add("json_parse", timer.wall, timer.cpu)
-        pending.json_bytes += len(text)
-        pending.json_docs += 1
+        with self._probes.lock:  # the calls of one step run on several threads
+            pending = self._probes.pending
+            pending.add("json_parse", timer.wall, timer.cpu)
+            pending.json_bytes += len(text)
+            pending.json_docs += 1
         return value
 
     def __getattr__(self, name: str) -> Any:
@@ -93,6 +95,7 @@ class Probes:
         self.pending = TableProbe()
         self.missing: list[str] = []
         self.overhead_s = 0.0
+        self.lock = threading.Lock()
         self._bare = duckdb.connect(bare_database)
         self._bare_tables: set[str] = set()
 
@@ -105,7 +108,7 @@ class Probes:
             self.missing.append("fleet_pipeline.http.json")
         loader = importlib.import_module("fleet_pipeline.loader")
         self._wrap(loader, "split_valid", self._validate)
-        self._wrap(loader, "replace_partition", self._replace)
+        self._wrap(loader, "replace_partitions", self._replace)
         for name in vendor_asset_modules:
             self._wrap(importlib.import_module(name), "typed_frame", self._typed)
 
@@ -137,7 +140,7 @@ class Probes:
         return split_valid
 
     def _replace(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def replace_partition(conn: Any, table: Any, frame: Any, *args: Any, **kwargs: Any) -> Any:
+        def replace_partitions(conn: Any, table: Any, frame: Any, *args: Any, **kwargs: Any) -> Any:
             with _Timer() as timer:
                 result = original(conn, table, frame, *args, **kwargs)
             probe = self.tables.setdefault(str(table), TableProbe())
@@ -150,7 +153,7 @@ class Probes:
             self.overhead_s += time.perf_counter() - started
             return result
 
-        return replace_partition
+        return replace_partitions
 
     def _bare_insert(self, probe: TableProbe, name: str, frame: Any) -> None:
         with _Timer() as convert:

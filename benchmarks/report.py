@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.limits import VENDOR_RATE_LIMIT_PER_S, Fleet, minimum_calls
+from benchmarks.limits import VENDOR_RATE_LIMIT_PER_S, Fleet, Rows, minimum_calls
 
 # Issue 7's targets.
 TARGET_10K_WALL_S = 600.0
@@ -47,10 +47,12 @@ def _table_figures(table: str, asset: dict[str, Any], probe: dict[str, Any] | No
 def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float) -> dict[str, Any]:
     """Per stage: wall, CPU, peak RSS, rows, API calls against the minimum, ratios to bare limits."""
     summary: dict[str, Any] = {}
-    rows_by_table = {}
+    rows_by_table, rows_per_imei = {}, {}
     for vendor, stage in stages.items():
         for table, asset in (stage.get("assets") or {}).items():
             rows_by_table[table] = (asset.get("dagster/row_count") or 0) + (asset.get("rejected_rows") or 0)
+        rows_per_imei.update(stage.get("rows_per_imei") or {})
+    rows = Rows(rows_by_table, rows_per_imei)
     for name, stage in stages.items():
         figures: dict[str, Any] = {
             "success": stage.get("success", False),
@@ -71,7 +73,7 @@ def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float) -> dict[s
                 made[method] = made.get(method, 0) + count
         methods = []
         for method, count in sorted(made.items()):
-            least = minimum_calls(name, method, fleet, rows_by_table)
+            least = minimum_calls(name, method, fleet, rows)
             methods.append({"method": method, "calls": count, "minimum": least,
                             "excess": None if least is None else count - least})
         known_minimum = sum(m["minimum"] for m in methods if m["minimum"] is not None)
@@ -200,8 +202,13 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def render(results: dict[str, Any]) -> str:
     lines = []
     header = (f"{'devices':>7} {'lat ms':>6} {'stage':<11} {'wall s':>8} {'CPU s':>7} {'RSS MiB':>8} {'rows':>10} "
-              f"{'rows/s':>8} {'calls/min':>13} {'thr. s':>6} {'load/bare':>9} {'valid.+%':>8} {'vs limit':>8}")
+              f"{'rows/s':>8} {'calls/min':>13} {'retry':>5} {'wait s':>6} {'load/bare':>9} {'valid.+%':>8} {'vs limit':>8}")
     lines += [header, "-" * len(header)]
+    legend = ("calls/min: API calls made / the fewest the vendor's limits allow; retry: calls sent again (a "
+              "vendor throttle or fault); wait s: seconds waited for the rate limit (client pacing and vendor "
+              "throttling, summed over concurrent calls); load/bare: partition swap over a plain Arrow insert "
+              "(tables >= 10,000 rows); valid.+%: what pandera adds; vs limit: asset time over what the "
+              "vendor's rate limit allows for the minimum calls")
     for r in results["runs"]:
         for name, s in r["summary"].items():
             rows = s.get("rows")
@@ -213,7 +220,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['devices']:>7,} {r['latency_ms']:>6g} {name:<11} {_fmt(wall):>8} {_fmt(s.get('cpu_s')):>7} "
                 f"{_fmt(s.get('peak_rss_mib'), 0):>8} {_fmt(rows):>10} "
                 f"{_fmt(round(rows / wall) if rows and wall else None):>8} {calls:>13} "
-                f"{_fmt(s.get('throttle_wait_s')):>6} {_fmt(s.get('bulk_load_over_bare'), 2):>9} "
+                f"{_fmt(s.get('retries')):>5} {_fmt(s.get('throttle_wait_s')):>6} {_fmt(s.get('bulk_load_over_bare'), 2):>9} "
                 f"{'-' if share is None else f'{100 * share:.0f}':>8} {'-' if limit is None else f'{limit:.1f}x':>8}"
                 + ("" if s.get("success", True) else "  FAILED"))
         lines.append("")
@@ -238,6 +245,8 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"models per day: {per_day['backfill_wall_s_per_day']} s/day over {per_day['days']} days "
                      f"(one-day build {per_day['one_day_build_wall_s']} s; daily incremental on top "
                      f"{per_day['daily_incremental_on_top_wall_s']} s)")
+    lines.append("")
+    lines.append(legend)
     lines.append("")
     lines.append("targets (issue 7):")
     for target, verdict, measured in targets(results):

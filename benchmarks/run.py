@@ -66,10 +66,10 @@ def _proc_peak_rss_mib(pid: int) -> float | None:
 class Sandbox:
     """The sandbox process of one benchmark size; its stdin is our lifeline to it."""
 
-    def __init__(self, devices: int, latency_ms: float, seed: int) -> None:
+    def __init__(self, devices: int, latency_ms: float, seed: int, day: date) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.sandbox_host", "--devices", str(devices),
-             "--latency-ms", str(latency_ms), "--seed", str(seed)],
+             "--latency-ms", str(latency_ms), "--seed", str(seed), "--warm-day", day.isoformat()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=_env(), text=True,
         )
         line = self.process.stdout.readline() if self.process.stdout else ""
@@ -119,7 +119,8 @@ def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path
                 workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every vendor's snapshots and day into ``warehouse``; (stage results, sandbox usage)."""
     stages: dict[str, Any] = {}
-    sandbox = Sandbox(devices, latency_ms, seed)
+    sandbox = Sandbox(devices, latency_ms, seed, day)
+    warm_cpu_s = sandbox.usage()["cpu_s"]
     try:
         for vendor in VENDORS:
             spec = {"kind": "vendor", "vendor": vendor, "base_url": sandbox.urls[vendor], "day": day.isoformat(),
@@ -127,7 +128,9 @@ def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path
                     "cache_dir": str(workdir / "cache")}
             stages[vendor] = run_stage(spec, workdir, vendor, log)
             _progress(vendor, stages[vendor])
-        return stages, sandbox.usage()
+        usage = sandbox.usage()
+        usage["warm_up_cpu_s"] = warm_cpu_s  # generating the day before serving (not in the stages)
+        return stages, usage
     finally:
         sandbox.stop()
 
@@ -159,10 +162,14 @@ def bench_size(devices: int, latency_ms: float, day: date, seed: int, log: Path,
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     fleet = Fleet.of(World(seed=seed, n_devices=devices))
+    summary = report.summarize(stages, fleet, latency_ms)
+    for stage in stages.values():
+        stage.pop("rows_per_imei", None)  # an input of the minima, tens of thousands of entries
     return {
         "devices": devices, "latency_ms": latency_ms, "day": day.isoformat(),
-        "fleet": fleet.__dict__, "sandbox": sandbox_usage, "warehouse_mib": warehouse_mib,
-        "stages": stages, "summary": report.summarize(stages, fleet, latency_ms),
+        "fleet": {k: v for k, v in fleet.__dict__.items() if not k.startswith("tracksolid_imeis")},
+        "sandbox": sandbox_usage, "warehouse_mib": warehouse_mib,
+        "stages": stages, "summary": summary,
     }
 
 

@@ -156,6 +156,7 @@ def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
     after = _usage()
     probes.close()
     return {
+        "rows_per_imei": _rows_per_imei(spec["warehouse"]),
         "wall_s": round(wall - probes.overhead_s, 3),
         "usage_before": before,
         "usage_after": after,
@@ -164,6 +165,22 @@ def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
         "assets": {k: v for r in runs for k, v in r["assets"].items()},
         "probes": probes.as_dict(),
     }
+
+
+def _rows_per_imei(warehouse: str) -> dict[str, dict[str, int]]:
+    """Rows per IMEI of the tables whose minimum calls depend on them (``limits.PAGED_PER_IMEI``)."""
+    import duckdb
+
+    from benchmarks.limits import PAGED_PER_IMEI
+
+    found: dict[str, dict[str, int]] = {}
+    with duckdb.connect(warehouse, read_only=True) as conn:
+        existing = {f"{s}.{t}" for s, t in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        for table in PAGED_PER_IMEI:
+            if table in existing:
+                found[table] = dict(conn.execute(f"SELECT imei, count(*) FROM {table} GROUP BY imei").fetchall())
+    return found
 
 
 def run_dbt(spec: dict[str, Any]) -> dict[str, Any]:

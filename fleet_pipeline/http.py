@@ -354,6 +354,7 @@ class FileWindowLimiter:
         max_calls: int,
         per_s: float,
         *,
+        evenly: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -362,6 +363,11 @@ class FileWindowLimiter:
         self.path = Path(path)
         self.max_calls = max_calls
         self.per_s = per_s
+        # ``evenly``: also keep ``per_s / max_calls`` between two calls. Concurrent callers would
+        # otherwise spend a window's budget in one burst at its start; arriving evenly spaced,
+        # a few calls delayed on the way cannot pile up into more than the vendor's limit in
+        # the vendor's own (sliding) window, so pacing can run close to that limit.
+        self.min_interval_s = per_s / max_calls if evenly else 0.0
         self._clock = clock
         self._sleep = sleep
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,6 +385,8 @@ class FileWindowLimiter:
             stamps = sorted(s for s in stamps if now - s < self.per_s)
             if len(stamps) >= self.max_calls:
                 return max(self.per_s - (now - stamps[-self.max_calls]), 0.001)
+            if stamps and now - stamps[-1] < self.min_interval_s:
+                return max(self.min_interval_s - (now - stamps[-1]), 0.001)
             stamps.append(now)
             ledger.seek(0)
             ledger.truncate()
@@ -709,6 +717,9 @@ class VendorClient:
 
     http: HttpSession
     _owns_http: bool = True
+    # How many calls may be in flight at once (``fleet_pipeline.fanout``): enough to reach the
+    # vendor's rate limit at a few hundred ms of latency; the rate limiter does the pacing.
+    concurrency: int = 1
 
     @property
     def stats(self) -> CallStats:

@@ -10,7 +10,7 @@ replaced together in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -81,37 +81,72 @@ class LoadOutcome:
         return sum(p.written.rows_added for p in self.partitions)
 
 
-def load_batch(
-    conn: duckdb.DuckDBPyConnection,
+@dataclass(frozen=True)
+class ValidatedBatch:
+    """A batch split into valid rows and rejects, per partition, ready to be written."""
+
+    table: TableRef
+    key_column: str
+    keys: list[date]
+    valid_parts: dict[date, list[pl.DataFrame]]
+    reasons: dict[date, list[str]]
+    records: dict[date, list[str]]
+
+    def valid(self) -> pl.DataFrame:
+        return pl.concat([part for key in self.keys for part in self.valid_parts[key]], how="vertical")
+
+    def rejects(self) -> pl.DataFrame:
+        return pl.concat([rejects_frame(self.table, str(key), self.reasons[key], self.records[key])
+                          for key in self.keys], how="vertical")
+
+
+def validate_batch(
     table: TableRef,
-    typed: pl.DataFrame,
+    typed: pl.DataFrame | Iterable[pl.DataFrame],
     schema: type[pa.DataFrameModel],
     key_column: str,
     key_values: Sequence[date],
-) -> LoadOutcome:
-    """Validate ``typed`` (which carries the raw records) and atomically replace its partitions.
+) -> ValidatedBatch:
+    """Validate ``typed`` (which carries the raw records), partition by partition.
 
-    Every row must already carry its partition in ``key_column``; each of ``key_values`` is
-    replaced, also when the batch has no row for it.
+    ``typed`` is one frame or, for tables of millions of rows, the frames of consecutive chunks
+    of devices: each chunk is validated as it arrives, and only its valid rows (typed columns,
+    without the raw records) and its rejects are kept, so a day never exists as Python objects
+    all at once. Every row must already carry its partition in ``key_column``.
     """
     keys = sorted(set(key_values))
-    stray = typed.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
-    if stray:
-        raise ValueError(f"{table}: {stray} rows of the batch are outside the partitions being loaded")
-    by_key = typed.partition_by(key_column, as_dict=True, include_key=True) if typed.height else {}
-    valid_parts, rejects_parts, splits = [], [], {}
-    for key in keys:
-        split = split_valid(by_key.get((key,), typed.clear()), schema)
-        splits[key] = split
-        valid_parts.append(split.valid)
-        rejects_parts.append(rejects_frame(table, str(key), split.reasons, split.records))
-    valid = pl.concat(valid_parts, how="vertical")
-    written = replace_partitions(conn, table, valid, key_column, keys, pl.concat(rejects_parts, how="vertical"))
+    batch = ValidatedBatch(table, key_column, keys, {key: [] for key in keys}, {key: [] for key in keys},
+                           {key: [] for key in keys})
+    for chunk in [typed] if isinstance(typed, pl.DataFrame) else typed:
+        stray = chunk.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
+        if stray:
+            raise ValueError(f"{table}: {stray} rows of the batch are outside the partitions being loaded")
+        by_key = chunk.partition_by(key_column, as_dict=True, include_key=True) if chunk.height else {}
+        for key in keys:
+            part = by_key.get((key,))
+            # A partition with no rows still needs one (empty) frame of the table's columns.
+            if part is None and batch.valid_parts[key]:
+                continue
+            split = split_valid(chunk.clear() if part is None else part, schema)
+            batch.valid_parts[key].append(split.valid)
+            batch.reasons[key].extend(split.reasons)
+            batch.records[key].extend(split.records)
+    if not any(batch.valid_parts.values()):
+        raise ValueError(f"{table}: the batch has no frame, not even an empty one")
+    return batch
+
+
+def write_batch(conn: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> LoadOutcome:
+    """Replace the batch's partitions in one transaction; each one is replaced, also when the
+    batch has no row for it."""
+    valid = batch.valid()
+    written = replace_partitions(conn, batch.table, valid, batch.key_column, batch.keys, batch.rejects())
     partitions = [
-        PartitionLoad(key=key, rows=splits[key].valid.height, reasons=splits[key].reasons, written=written[key])
-        for key in keys
+        PartitionLoad(key=key, rows=sum(part.height for part in batch.valid_parts[key]),
+                      reasons=batch.reasons[key], written=written[key])
+        for key in batch.keys
     ]
-    return LoadOutcome(table=table, valid=valid, partitions=partitions)
+    return LoadOutcome(table=batch.table, valid=valid, partitions=partitions)
 
 
 def rejects_check_spec(asset_key: AssetKey) -> AssetCheckSpec:

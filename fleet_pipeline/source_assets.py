@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -43,13 +43,15 @@ from fleet_pipeline.http import (
     VendorResponseError,
     VendorTransportError,
 )
+from fleet_pipeline.fanout import chunked, fetch_each
 from fleet_pipeline.loader import (
     declared_table_schema,
-    load_batch,
     materialization_metadata,
     partition_metadata,
     rejects_check,
     rejects_check_spec,
+    validate_batch,
+    write_batch,
 )
 from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
@@ -58,6 +60,10 @@ from fleet_pipeline.warehouse import TableRef, WarehouseResource
 WRITER_POOL = "duckdb_writer"
 OWNERS = ["team:data-platform"]
 KINDS = {"python", "duckdb", "polars"}
+# Devices whose per-device answers are typed and validated together: large enough that pandera's
+# fixed cost per call does not count, small enough that the raw JSON rows of one chunk (a few
+# hundred fixes per device) stay in the tens of MB at any fleet size.
+DEVICE_CHUNK = 250
 
 
 def _step_retry_policy() -> RetryPolicy | None:
@@ -208,6 +214,29 @@ class Extraction:
             partition_date=day.fill_null(self.first)
         )
 
+    def per_device(
+        self, context: AssetExecutionContext, label: str, devices: Sequence[Any], fetch: Callable[[Any], Any],
+    ) -> Iterator[list[tuple[Any, Any]]]:
+        """``(device, fetch(device))`` for every device, in chunks of :data:`DEVICE_CHUNK`.
+
+        For endpoints that take one device a call: the calls run ``client.concurrency`` at a time
+        (the client's rate limiter sets the pace, not the round trip), answers come back in
+        device order, and each chunk is handed over as soon as it is complete so that the caller
+        can type it and let the raw rows go. An empty fleet still yields one empty chunk.
+        """
+        workers = max(1, int(getattr(self.client, "concurrency", 1)))
+        answers = fetch_each(devices, fetch, workers)
+        done = 0
+        # Closing the answers when the caller stops early (an error while typing a chunk) stops
+        # the calls not yet started, instead of whenever the generator is garbage-collected.
+        with contextlib.closing(answers):
+            for size in [len(part) for part in chunked(devices, DEVICE_CHUNK)] or [0]:
+                chunk = [next(answers) for _ in range(size)]
+                done += size
+                if devices:
+                    context.log.info(f"{label}: {done}/{len(devices)} devices")
+                yield chunk
+
     @property
     def key(self) -> tuple[str, list[date]]:
         """Events replace their UTC days; snapshots replace today's snapshot."""
@@ -237,24 +266,29 @@ def load(
     source: Source,
     run: Extraction,
     table: str,
-    typed: pl.DataFrame,
+    typed: pl.DataFrame | Iterable[pl.DataFrame],
     extra_checks: tuple[AssetCheckResult, ...] = (),
     per_partition: Mapping[date, Mapping[str, Any]] | None = None,
     **extra_metadata: Any,
 ) -> MaterializeResult:
     """Validate the batch, swap it into its partitions, judge the row counts, describe it all.
 
-    ``per_partition`` adds metadata to single days' materializations (values that differ by day).
+    ``typed`` is one frame, or the frames of consecutive chunks (:meth:`Extraction.per_device`):
+    all of them are fetched and validated before the warehouse is opened, so the writer's lock
+    is held for the write alone and a failed extraction writes nothing. ``per_partition`` adds
+    metadata to single days' materializations (values that differ by day).
     """
     key_column, key_values = run.key
     ref = TableRef(source.schema, table)
+    batch = validate_batch(ref, typed, source.model(table), key_column, key_values)
     with duckdb.get_connection() as conn:
-        outcome = load_batch(conn, ref, typed, source.model(table), key_column, key_values)
+        outcome = write_batch(conn, batch)
         # After the commit, on the same connection: the check sees exactly what was written, and
         # runs inside the writer pool like the load itself.
         checks = [rejects_check(outcome)]
         if run.days:
             checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
+    extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}
     metadata = materialization_metadata(outcome, run.client.stats, run.started, **extra_metadata)
     if run.days:
         for partition in outcome.partitions:

@@ -473,3 +473,24 @@ def test_file_window_limiter_shares_one_budget_between_instances(tmp_path):
     assert waited == pytest.approx(1.0) and slept == [pytest.approx(1.0)]
     ledger.write_text("not json")  # a torn ledger starts a fresh window instead of failing
     assert first.acquire() == 0.0
+
+
+def test_an_even_file_limiter_spaces_calls_across_clients(tmp_path):
+    """Paced evenly, concurrent callers cannot spend a window's budget in one burst."""
+    from fleet_pipeline.http import FileWindowLimiter
+
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    ledger = tmp_path / "ledger.json"
+    clients = [FileWindowLimiter(ledger, 4, 1.0, evenly=True, clock=lambda: now[0], sleep=sleep) for _ in range(2)]
+    stamps = []
+    for n in range(8):
+        clients[n % 2].acquire()
+        stamps.append(now[0])
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert gaps == [pytest.approx(0.25)] * 7
+    # Any one-second window holds at most the budget.
+    assert max(sum(1 for s in stamps if start <= s < start + 1.0) for start in stamps) == 4

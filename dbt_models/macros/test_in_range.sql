@@ -18,3 +18,11 @@ from {{ model }}
 group by {{ combination | join(', ') }}
 having count(*) > 1
 {% endtest %}
+
+{#- Rows whose time does not fall on their partition_date, the UTC day they are partitioned by.
+    Uniqueness tested within a run's window relies on it (docs block partition_window_tests). -#}
+{% test on_partition_day(model, column_name) %}
+select *
+from {{ model }}
+where cast({{ column_name }} as date) <> partition_date
+{% endtest %}

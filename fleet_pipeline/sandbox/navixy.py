@@ -147,6 +147,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -508,6 +509,9 @@ class NavixyApp:
         self._logged_out: set[str] = set()
         self._accounts = [a for a in world.accounts if a.platform == PLATFORM]
         self._groups = {a.account_id: GROUP_ID_BASE + n + 1 for n, a in enumerate(self._accounts)}
+        # Each page of history/tracker/list needs every event of its batch's tracker-days; built
+        # once, not once per page (a batch of 500 trackers pages 5 or more times a day).
+        self._events_of_day = lru_cache(maxsize=max(4096, 3 * world.n_devices))(self._build_day_events)
         if knobs.blocked_tracker_ids is None:
             knobs.set(blocked_tracker_ids=default_blocked_tracker_ids(world))
         if knobs.deleted_tracker_ids is None:
@@ -1102,6 +1106,10 @@ class NavixyApp:
         return out
 
     def _day_events(self, d: Device, day: date) -> list[_Event]:
+        return self._events_of_day(d.imei, day)
+
+    def _build_day_events(self, imei: str, day: date) -> list[_Event]:
+        d = self.world.device(imei)
         dd = self.world.day(d.imei, day)
         trips = [(t.start, t.end, track_id(d, t)) for t in dd.trips]
 

@@ -9,7 +9,7 @@ reveal: fixes received after `now` do not exist yet for an API.
 Costs, CPU time measured on the 2-core dev box:
 * `World(n_devices=10_000)`: 0.2-0.3 s; no day is planned or generated.
 * `day()`: about 4.5 ms for a driving day (median ~390 fixes, 5-95 %: 160-900), 1.5 ms for a
-  parked day; LRU-cached (4096 device-days, about 60 KB each, so up to ~250 MB).
+  parked day; LRU-cached (three days of the fleet, at least 4096 device-days, about 60 KB each).
 * `odometer_km()`: the first call for a device plans every day since activation (about 10 ms
   for three years, cached per device); inside a driving day it adds that day's timeline
   (about 1.5 ms), never its fixes.
@@ -113,10 +113,15 @@ class World:
         self._devices_of: dict[str, list[Device]] = {a.account_id: [] for a in self.accounts}
         for d in self.devices:
             self._devices_of[d.account_id].append(d)
-        self._day = lru_cache(maxsize=DAY_CACHE_SIZE)(self._build_day)
-        self._timeline = lru_cache(maxsize=DAY_CACHE_SIZE)(self._build_timeline)
-        # ~17 KB per device (three years of days): 4096 devices' summaries stay under 70 MB
-        self._summary = lru_cache(maxsize=4096)(self._build_summary)
+        # Every vendor endpoint of a day asks for the same device-days (track list, trips, parking,
+        # alarms...), and windows reach a second into the days either side: a cache smaller than
+        # three days of the fleet would build each of them once per endpoint. A 10,000-device
+        # world then holds up to ~1.8 GB of days, in the sandbox's process.
+        day_cache = max(DAY_CACHE_SIZE, 3 * n_devices)
+        self._day = lru_cache(maxsize=day_cache)(self._build_day)
+        self._timeline = lru_cache(maxsize=day_cache)(self._build_timeline)
+        # ~17 KB per device (three years of days): one per device, 170 MB for 10,000 devices
+        self._summary = lru_cache(maxsize=max(4096, n_devices))(self._build_summary)
         self._plan_block = lru_cache(maxsize=2048)(self._build_plan_block)
         self._firmware = FirmwareBook(seed, self.devices)
         self._stock = StockBook(seed, self.devices)

@@ -233,3 +233,21 @@ def test_live_mode_never_falls_back_to_the_sandbox(tmp_path):
     failure = next(e for e in result.all_events if e.is_failure)
     assert "Tracksolid is not configured" in failure.event_specific_data.error.to_string()
     assert not (tmp_path / "live.duckdb").exists()
+
+
+def test_track_points_in_small_chunks_of_concurrent_calls_equal_the_world(resources, live_world, monkeypatch):
+    """Chunks of 3 devices, 8 calls in flight: the same rows as the truth, one call per device."""
+    from fleet_pipeline import source_assets
+
+    monkeypatch.setattr(source_assets, "DEVICE_CHUNK", 3)
+    result = _run(resources, DAY_A, [assets.track_points])
+    assert result.success
+    imeis = _tracksolid_imeis(live_world)
+    assert len(imeis) > 3 * 2, "the fleet must span several chunks"
+    points = dict(_query(resources, """
+        select imei, count(*) from raw_tracksolid.track_points where partition_date = ? group by imei""", [DAY_A]))
+    assert points == {imei: live_world.day(imei, DAY_A).points.height for imei in imeis
+                      if live_world.day(imei, DAY_A).points.height}
+    metadata = _metadata(result, "track_points")
+    assert metadata["dagster/row_count"] == sum(points.values())
+    assert metadata["calls_per_method"]["jimi.device.track.list"] == len(imeis)

@@ -14,13 +14,26 @@ vendor as (
     select * from stops where stop_source = 'vendor'
 ),
 
+-- Matched on the device alone, every derived stop would meet every reported stop of the device in
+-- the window: a range build would grow with the square of its days. A report within the tolerance
+-- starts in the same time slot of (tolerance + 1) s as the derived stop or a neighbouring one, so
+-- each report is offered to three slots and matched on the slot (the second absorbs date_diff's
+-- truncation to whole seconds).
+vendor_slots as (
+    select v.imei, v.started_at,
+           floor(epoch(v.started_at) / ({{ var('stop_match_tolerance_s') }} + 1)) + s.shift as slot
+    from vendor as v
+    cross join (values (-1), (0), (1)) as s (shift)
+),
+
 derived_not_in_report as (
     select d.*
     from stops as d
     where d.stop_source = 'derived'
       and not exists (
-          select 1 from vendor as v
+          select 1 from vendor_slots as v
           where v.imei = d.imei
+            and v.slot = floor(epoch(d.started_at) / ({{ var('stop_match_tolerance_s') }} + 1))
             and abs(date_diff('second', v.started_at, d.started_at)) <= {{ var('stop_match_tolerance_s') }}
       )
 ),

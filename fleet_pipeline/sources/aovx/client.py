@@ -62,6 +62,9 @@ OTA_REPORT_PATH = "/system/asset/command/queryTerminalOtaReport"
 TERMINAL_LIST_PATH = "/system/asset/terminal/list"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_PAGE_SIZE = 100
+# The limit of ``ids`` is undocumented and the backend reads the list from a JSON body (no URL
+# length at stake): a few hundred terminals a query keeps the calls few without betting on it.
+IDS_PER_CALL = 500
 # Bounds the re-reads of an id batch whose total keeps moving (a live rollout): after this many
 # passes the union of what was seen is returned.
 MAX_PASSES = 3
@@ -102,7 +105,7 @@ class AovxClient(VendorClient):
         sleep: Callable[[float], None] = time.sleep,
         retry: RetryPolicy | None = None,
         page_size: int = MAX_PAGE_SIZE,
-        ids_per_call: int = 100,
+        ids_per_call: int = IDS_PER_CALL,
         token_header: str = "Authorization",
         token_prefix: str = "Bearer ",
         timeout_s: float | tuple[float, float] = (10.0, 60.0),

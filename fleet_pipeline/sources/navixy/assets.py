@@ -8,6 +8,7 @@ covers exactly its 24 hours even on the 23- and 25-hour local days of a DST chan
 zone, so that partition holds the local day of the same date (``local_date``, ``time_zone``).
 """
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -41,23 +42,35 @@ def _with_imei(rows: list[dict[str, Any]], imeis: dict[int, str]) -> list[dict[s
     return [{**row, "imei": imeis.get(int(row["tracker_id"]))} for row in rows]
 
 
-def _per_tracker(context: AssetExecutionContext, label: str, tracker_ids: list[int], fetch) -> tuple[list, bool]:
-    """Call ``fetch(tracker_id)`` for each tracker, logging progress; rows and limit_exceeded."""
-    rows: list[dict[str, Any]] = []
-    exceeded = False
-    for index, tracker_id in enumerate(tracker_ids, start=1):
-        result = fetch(tracker_id)
-        rows.extend({**row, "tracker_id": tracker_id} for row in result.rows)
-        exceeded |= result.limit_exceeded
-        if index % 50 == 0 or index == len(tracker_ids):
-            context.log.info(f"{label} {index}/{len(tracker_ids)} trackers, {len(rows)} rows so far")
-    return rows, exceeded
+class _PerTracker:
+    """One-tracker-a-call reads (``fetch(tracker_id)`` -> WindowRows) as typed chunks of trackers.
+
+    Calls run concurrently and each chunk is typed as soon as it is complete (see
+    ``Extraction.per_device``); ``limit_exceeded`` and ``duplicates`` are gathered on the way.
+    """
+
+    def __init__(self, context: AssetExecutionContext, run: Any, label: str, fetch: Any) -> None:
+        self.context, self.run, self.label, self.fetch = context, run, label, fetch
+        self.exceeded = False
+        self.duplicates = 0
+
+    def chunks(self, tracker_ids: list[int], imeis: dict[int, str], shape: Any) -> Iterator[pl.DataFrame]:
+        for chunk in self.run.per_device(self.context, self.label, tracker_ids, self.fetch):
+            rows = []
+            for tracker_id, result in chunk:
+                rows.extend({**row, "tracker_id": tracker_id} for row in result.rows)
+                self.exceeded |= result.limit_exceeded
+            yield shape(_with_imei(rows, imeis))
 
 
-def _exceeded_note(context: AssetExecutionContext, exceeded: bool) -> dict[str, Any]:
-    if exceeded:
-        context.log.warning("part of this window is beyond the trackers' storage period: Navixy dropped those rows")
-    return {"storage_limit_exceeded": exceeded}
+def _exceeded_note(context: AssetExecutionContext, reads: _PerTracker) -> Any:
+    """Metadata read once the reads are done: whether Navixy dropped rows beyond storage."""
+    def note() -> bool:
+        if reads.exceeded:
+            context.log.warning("part of this window is beyond the trackers' storage period: Navixy dropped those rows")
+        return reads.exceeded
+
+    return note
 
 
 @_asset("trackers", "Daily snapshot of the account's trackers (tracker/list): IMEI, model, group, "
@@ -118,13 +131,14 @@ def sensor_readings(context: AssetExecutionContext, navixy: NavixyResource, duck
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
         active = navixy.active_tracker_ids(run.client)
-        rows: list[dict[str, Any]] = []
-        for index, tracker_id in enumerate(active, start=1):
-            for source in SENSOR_SOURCES:
-                payload = getattr(run.client, source)(tracker_id)
-                rows.extend({**r, "tracker_id": tracker_id} for r in _sensor_rows(source, payload or {}))
-            if index % 50 == 0 or index == len(active):
-                context.log.info(f"sensors {index}/{len(active)} trackers, {len(rows)} readings so far")
+
+        def read_sensors(tracker_id: int) -> list[dict[str, Any]]:
+            return [{**r, "tracker_id": tracker_id}
+                    for source in SENSOR_SOURCES
+                    for r in _sensor_rows(source, getattr(run.client, source)(tracker_id) or {})]
+
+        rows = [row for chunk in run.per_device(context, "sensors", active, read_sensors)
+                for _, readings in chunk for row in readings]
         typed = typed_frame(_with_imei(rows, imeis), schemas.SENSOR_COLUMNS).with_columns(
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
@@ -140,16 +154,19 @@ def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareho
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
         begin, end = run.bounds
-        rows, exceeded = _per_tracker(context, "track/list", navixy.active_tracker_ids(run.client),
-                                      lambda tid: run.client.trips(tid, begin, end))
-        typed = run.by_day(
-            typed_frame(_with_imei(rows, imeis), schemas.TRIP_COLUMNS).with_columns(
-                duration_s=(pl.col("end_time") - pl.col("start_time")).dt.total_seconds(),
-            ),
-            "start_time",
-        )
-        return load(context, duckdb, SOURCE, run, "trips", typed,
-                    **_exceeded_note(context, exceeded))
+        reads = _PerTracker(context, run, "track/list", lambda tid: run.client.trips(tid, begin, end))
+
+        def shape(rows: list[dict[str, Any]]) -> pl.DataFrame:
+            return run.by_day(
+                typed_frame(rows, schemas.TRIP_COLUMNS).with_columns(
+                    duration_s=(pl.col("end_time") - pl.col("start_time")).dt.total_seconds(),
+                ),
+                "start_time",
+            )
+
+        return load(context, duckdb, SOURCE, run, "trips",
+                    reads.chunks(navixy.active_tracker_ids(run.client), imeis, shape),
+                    storage_limit_exceeded=_exceeded_note(context, reads))
 
 
 @_asset("track_points", "Every GPS fix per tracker and UTC day (track/read with simplify=false; "
@@ -161,16 +178,22 @@ def track_points(context: AssetExecutionContext, navixy: NavixyResource, duckdb:
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
         begin, end = run.bounds
-        rows, exceeded = _per_tracker(context, "track/read", navixy.active_tracker_ids(run.client),
-                                      lambda tid: run.client.track_points(tid, begin, end))
-        typed = run.by_day(
-            typed_frame(_with_imei(rows, imeis), schemas.TRACK_POINT_COLUMNS)
-            .with_columns(*unknown_as_null("speed_kmh", "heading_deg")),
-            "gps_time",
-        )
-        deduplicated = typed.unique(subset=["tracker_id", "gps_time"], keep="last", maintain_order=True)
-        return load(context, duckdb, SOURCE, run, "track_points", deduplicated,
-                    duplicates_dropped=typed.height - deduplicated.height, **_exceeded_note(context, exceeded))
+        reads = _PerTracker(context, run, "track/read", lambda tid: run.client.track_points(tid, begin, end))
+
+        def shape(rows: list[dict[str, Any]]) -> pl.DataFrame:
+            typed = run.by_day(
+                typed_frame(rows, schemas.TRACK_POINT_COLUMNS).with_columns(*unknown_as_null("speed_kmh", "heading_deg")),
+                "gps_time",
+            )
+            # A chunk holds whole trackers, so deduplicating per chunk is complete.
+            deduplicated = typed.unique(subset=["tracker_id", "gps_time"], keep="last", maintain_order=True)
+            reads.duplicates += typed.height - deduplicated.height
+            return deduplicated
+
+        return load(context, duckdb, SOURCE, run, "track_points",
+                    reads.chunks(navixy.active_tracker_ids(run.client), imeis, shape),
+                    duplicates_dropped=lambda: reads.duplicates,
+                    storage_limit_exceeded=_exceeded_note(context, reads))
 
 
 @_asset("events", "Events per tracker and UTC day (history/tracker/list, 1,000 a page, paged by "

@@ -32,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import copy
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fleet_pipeline.fanout import fetch_each
 from fleet_pipeline.http import (
     Backoff,
     FileWindowLimiter,
@@ -366,7 +369,9 @@ class NavixyClient(VendorClient):
         http: HttpSession | None = None,
         now: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
-        max_calls_per_s: int | None = 40,
+        max_calls_per_s: int | None = 45,
+        concurrency: int = 16,
+        memo: Callable[[str, Callable[[], Any]], Any] | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         throttle_backoff: Backoff | None = None,
@@ -389,6 +394,7 @@ class NavixyClient(VendorClient):
         self.throttle_backoff = throttle_backoff or Backoff(base_s=1.0, multiplier=2.0, max_s=30.0)
         self.history_limit = history_limit
         self.track_window = track_window
+        self.concurrency = concurrency
         self._owns_http = http is None
         self.http = http or HttpSession(
             VENDOR,
@@ -396,11 +402,13 @@ class NavixyClient(VendorClient):
             sleep=sleep,
             timeout_s=timeout_s,
             rng=self._rng,
+            pool_maxsize=concurrency,
             # The platform counts per user hash AND per client IP, so every client of this
             # platform on this machine (other steps, other runs, other users) draws from one
             # ledger. Real time on purpose: the vendor's window is wall-clock.
             limiter=(
-                FileWindowLimiter(_ledger_path(self.cache_dir, self.base_url), max_calls_per_s, 1.0)
+                FileWindowLimiter(_ledger_path(self.cache_dir, self.base_url), max_calls_per_s, 1.0,
+                                 evenly=True)
                 if max_calls_per_s else None
             ),
         )
@@ -410,6 +418,8 @@ class NavixyClient(VendorClient):
         self._cache = SessionCache(self.cache_dir, self.base_url, login) if login else None
         self._hash: str | None = api_key
         self._user_info: dict[str, Any] | None = None
+        self._user_info_lock = threading.Lock()
+        self._memo = memo or (lambda _key, compute: compute())
         self._clock: UserClock | None = None
         # history/tracker/list "from": inclusive or exclusive is undocumented; learnt on the
         # first page boundary (see _event_pages). None = not known yet.
@@ -423,26 +433,35 @@ class NavixyClient(VendorClient):
     # -----------------------------------------------------------------------------------------
 
     def user_info(self) -> dict[str, Any]:
-        """``user/get_info`` (without ``success``), fetched once per client.
+        """``user/get_info`` (without ``success``), fetched once per client, or once per step for
+        the clients that share a ``memo``.
 
         Date-time fields converted: ``user_info.creation_date``, ``master.creation_date``.
         """
-        if self._user_info is None:
-            payload = self.call(USER_GET_INFO, {})
-            info = payload.get("user_info")
-            zone_name = info.get("time_zone") if isinstance(info, dict) else None
-            if not zone_name:
-                raise VendorResponseError(VENDOR, USER_GET_INFO, "answer carries no user_info.time_zone")
-            try:
-                zone = ZoneInfo(str(zone_name))
-            except (ZoneInfoNotFoundError, ValueError):
-                raise VendorResponseError(
-                    VENDOR, USER_GET_INFO, f"unknown time zone {str(zone_name)[:60]!r}"
-                ) from None
-            self._clock = UserClock(zone)
-            payload.pop("success", None)
-            self._user_info = convert_times(payload, USER_TIME_FIELDS, self._clock, USER_GET_INFO)
+        with self._user_info_lock:
+            if self._user_info is None:
+                # Shared by the step's clients through ``memo``; converted on a copy, since
+                # convert_times works in place.
+                self._user_info = self._parse_user_info(copy.deepcopy(
+                    self._memo(USER_GET_INFO, lambda: self.call(USER_GET_INFO, {}))))
         return self._user_info
+
+    def _parse_user_info(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The user's time zone, learnt; the answer with its date-times converted."""
+        info = payload.get("user_info")
+        zone_name = info.get("time_zone") if isinstance(info, dict) else None
+        if not zone_name:
+            raise VendorResponseError(VENDOR, USER_GET_INFO, "answer carries no user_info.time_zone")
+        try:
+            zone = ZoneInfo(str(zone_name))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise VendorResponseError(
+                VENDOR, USER_GET_INFO, f"unknown time zone {str(zone_name)[:60]!r}"
+            ) from None
+        self._clock = UserClock(zone)
+        payload.pop("success", None)
+        return convert_times(payload, USER_TIME_FIELDS, self._clock, USER_GET_INFO)
+
 
     @property
     def time_zone(self) -> ZoneInfo:
@@ -668,7 +687,8 @@ class NavixyClient(VendorClient):
         that second are read again, never skipped. If a full page brings nothing new, ``limit``
         events share one second: the tracker batch is split in two and each half paged on its
         own; a single tracker with that many events in one second raises ``UnpageableEvents``
-        (rather than loop or drop). Batches of ``HISTORY_BATCH`` trackers; a blocked or deleted
+        (rather than loop or drop). Batches of ``HISTORY_BATCH`` trackers, ``concurrency`` at a
+        time; a blocked or deleted
         tracker (217) is identified with ``get_states``, recorded and left out. Date-time field
         converted: ``time``. Rows sorted by (time, id).
         """
@@ -677,10 +697,13 @@ class NavixyClient(VendorClient):
         found: dict[Any, dict[str, Any]] = {}
         if begin >= end:
             return []
-        for batch in _batches(ids, HISTORY_BATCH):
-            self._without_unavailable(
-                HISTORY_LIST, batch, lambda b: self._events_window(b, begin, end, found)
-            )
+        def batch_events(batch: list[int]) -> dict[Any, dict[str, Any]]:
+            of_batch: dict[Any, dict[str, Any]] = {}
+            self._without_unavailable(HISTORY_LIST, batch, lambda b: self._events_window(b, begin, end, of_batch))
+            return of_batch
+
+        for _, of_batch in fetch_each(list(_batches(ids, HISTORY_BATCH)), batch_events, self.concurrency):
+            found.update(of_batch)
         rows = _in_window(found.values(), "time", begin, end)
         rows.sort(key=lambda r: (r["time"], str(r.get("id"))))
         return rows
@@ -788,7 +811,8 @@ class NavixyClient(VendorClient):
         """``tracker/stats/mileage/read`` -> rows ``{tracker_id, local_date, mileage_km}``.
 
         Both dates are INCLUSIVE days of the user's time zone (the platform keys its days in user
-        time; a local day is 23 to 25 hours long). Batches of 128 trackers; chunks of at most 31
+        time; a local day is 23 to 25 hours long). Batches of 128 trackers, ``concurrency`` at a
+        time; chunks of at most 31
         days whose real duration is also at most 31 days (the docs do not say how P31D is
         measured; 31 local days over the autumn change last 31 days and 1 hour, so such a chunk
         gets 30 days). Each chunk is asked from local 00:00 of its first day to local 00:00 after
@@ -801,11 +825,17 @@ class NavixyClient(VendorClient):
         rows: list[dict[str, Any]] = []
         if not ids or to_local_date < from_local_date:
             return rows
-        for first, last in self._mileage_chunks(from_local_date, to_local_date):
-            for batch in _batches(ids, MILEAGE_BATCH):
-                self._without_unavailable(
-                    MILEAGE_READ, batch, lambda b: rows.extend(self._mileage_range(b, first, last))
-                )
+        def batch_rows(job: tuple[list[int], date, date]) -> list[dict[str, Any]]:
+            batch, first, last = job
+            of_batch: list[dict[str, Any]] = []
+            self._without_unavailable(MILEAGE_READ, batch,
+                                      lambda b: of_batch.extend(self._mileage_range(b, first, last)))
+            return of_batch
+
+        jobs = [(batch, first, last) for first, last in self._mileage_chunks(from_local_date, to_local_date)
+                for batch in _batches(ids, MILEAGE_BATCH)]
+        for _, of_batch in fetch_each(jobs, batch_rows, self.concurrency):
+            rows.extend(of_batch)
         rows.sort(key=lambda r: (r["tracker_id"], r["local_date"]))
         return rows
 

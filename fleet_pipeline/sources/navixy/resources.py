@@ -55,7 +55,8 @@ class NavixyResource(VendorResource):
         else:
             connection = dict(base_url=self.base_url or settings.NAVIXY_EU_API, login=self.login,
                               password=self.password)
-        return NavixyClient(cache_dir=self.cache_path, retry=self.retry_policy(), **connection)
+        # memo: the user's time zone is asked once per step, not once per asset.
+        return NavixyClient(cache_dir=self.cache_path, retry=self.retry_policy(), memo=self.memo, **connection)
 
     def trackers(self, client: NavixyClient) -> list[dict[str, Any]]:
         """The account's trackers (tracker/list), shared by the step's assets."""

@@ -7,6 +7,7 @@ partition in one transaction (see ``fleet_pipeline.loader``).
 """
 
 
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -49,11 +50,12 @@ _asset = SOURCE.asset
 def devices(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         listed = tracksolid.inventory(run.client)
-        rows = []
-        for index, row in enumerate(listed, start=1):
-            rows.append({**row, **run.client.device_detail(str(row["imei"])), "_account": row["_account"]})
-            if index % 100 == 0:
-                context.log.info(f"device detail {index}/{len(listed)}")
+        rows = [
+            {**row, **detail, "_account": row["_account"]}
+            for chunk in run.per_device(context, "device detail", listed,
+                                        lambda row: run.client.device_detail(str(row["imei"])))
+            for row, detail in chunk
+        ]
         typed = typed_frame(rows, schemas.DEVICE_COLUMNS).with_columns(
             snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
         )
@@ -163,22 +165,28 @@ def trips(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb
 def track_points(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         imeis = tracksolid.imeis(run.client)
-        rows: list[dict[str, Any]] = []
-        for index, imei in enumerate(imeis, start=1):
-            rows.extend({**point, "imei": imei} for point in run.client.track_points(imei, *run.bounds))
-            if index % 50 == 0 or index == len(imeis):
-                context.log.info(f"track.list {index}/{len(imeis)} devices, {len(rows)} fixes so far")
-        typed = run.by_day(
-            typed_frame(rows, schemas.TRACK_POINT_COLUMNS)
-            .with_columns(*unknown_as_null("speed_kmh", "direction_deg"))
-            .with_columns(reuploaded=(pl.col("gps_mode") == "1").fill_null(False))
-            .drop("gps_mode"),
-            "gps_time",
-        )
-        # Overlapping windows and re-uploads return the same fix twice; the last copy wins.
-        deduplicated = typed.unique(subset=["imei", "gps_time"], keep="last", maintain_order=True)
-        return load(context, duckdb, SOURCE, run, "track_points", deduplicated,
-                     devices_queried=len(imeis), duplicates_dropped=typed.height - deduplicated.height)
+        duplicates = 0
+
+        def typed_chunks() -> Iterator[pl.DataFrame]:
+            nonlocal duplicates
+            for chunk in run.per_device(context, "track.list", imeis,
+                                        lambda imei: run.client.track_points(imei, *run.bounds)):
+                rows = [{**point, "imei": imei} for imei, points in chunk for point in points]
+                typed = run.by_day(
+                    typed_frame(rows, schemas.TRACK_POINT_COLUMNS)
+                    .with_columns(*unknown_as_null("speed_kmh", "direction_deg"))
+                    .with_columns(reuploaded=(pl.col("gps_mode") == "1").fill_null(False))
+                    .drop("gps_mode"),
+                    "gps_time",
+                )
+                # Overlapping windows and re-uploads return the same fix twice; the last copy
+                # wins. A chunk holds whole devices, so deduplicating per chunk is complete.
+                deduplicated = typed.unique(subset=["imei", "gps_time"], keep="last", maintain_order=True)
+                duplicates += typed.height - deduplicated.height
+                yield deduplicated
+
+        return load(context, duckdb, SOURCE, run, "track_points", typed_chunks(),
+                     devices_queried=len(imeis), duplicates_dropped=lambda: duplicates)
 
 
 @_asset(

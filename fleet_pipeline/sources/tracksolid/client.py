@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fleet_pipeline.fanout import fetch_each
 from fleet_pipeline.http import (
     Backoff,
     FileWindowLimiter,
@@ -266,7 +267,8 @@ class TracksolidClient(VendorClient):
         throttle_backoff: Backoff | None = None,
         retry: RetryPolicy | None = None,
         timeout_s: float | tuple[float, float] = (10.0, 180.0),
-        max_calls_per_s: int | None = 20,
+        max_calls_per_s: int | None = 23,
+        concurrency: int = 8,
         alarm_rows_reachable: int = ALARM_ROWS_REACHABLE,
         rng: random.Random | None = None,
     ) -> None:
@@ -287,6 +289,7 @@ class TracksolidClient(VendorClient):
         )
         self.alarm_rows_reachable = alarm_rows_reachable
         self._rng = rng or random.Random()
+        self.concurrency = concurrency
         self._owns_http = http is None
         self.http = http or HttpSession(
             VENDOR,
@@ -294,12 +297,14 @@ class TracksolidClient(VendorClient):
             sleep=sleep,
             timeout_s=timeout_s,
             rng=self._rng,
+            pool_maxsize=concurrency,
             # A burst of ~25 calls triggers 1006 and costs 15+ s of backoff; pacing below it is
             # far cheaper. The vendor counts per app key, so every client on this machine with the
             # same node and key (other steps, other runs) shares one ledger. Real time on purpose:
             # the vendor's window is wall-clock, whatever clock the caller injects for timestamps.
             limiter=(
-                FileWindowLimiter(_ledger_path(token_cache_dir, self.url, app_key), max_calls_per_s, 1.0)
+                FileWindowLimiter(_ledger_path(token_cache_dir, self.url, app_key), max_calls_per_s, 1.0,
+                                 evenly=True)
                 if max_calls_per_s else None
             ),
         )
@@ -367,20 +372,23 @@ class TracksolidClient(VendorClient):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Trips (``result``) and per-IMEI totals (``data``) from ``jimi.device.track.mileage``.
 
-        Batches of 50 IMEIs; pages of 100 rows by ``start_row`` until a short page, because
-        the server caps rows per call whatever is asked.
+        Batches of 50 IMEIs, ``concurrency`` batches at a time; pages of 100 rows by
+        ``start_row`` until a short page, because the server caps rows per call whatever is asked.
         """
         method = "jimi.device.track.mileage"
         rows: list[dict[str, Any]] = []
         totals: dict[str, dict[str, Any]] = {}
         if begin >= end:
             return rows, []
-        for batch in _batches(imeis, MAX_IMEIS_PER_CALL):
-            for payload, page in self._offset_pages(method, {
+        def batch_pages(batch: list[str]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+            return list(self._offset_pages(method, {
                 "imeis": ",".join(batch),
                 "begin_time": format_time(begin),
                 "end_time": format_time(end),
-            }):
+            }))
+
+        for _, pages in fetch_each(list(_batches(imeis, MAX_IMEIS_PER_CALL)), batch_pages, self.concurrency):
+            for payload, page in pages:
                 rows.extend(page)
                 data = payload.get("data")
                 for total in data if isinstance(data, list) else []:
@@ -396,13 +404,15 @@ class TracksolidClient(VendorClient):
         """
         method = "jimi.device.track.list"
         end = min(end, self._now().replace(microsecond=0) - timedelta(seconds=1))
-        rows: list[dict[str, Any]] = []
-        for lo, hi in _windows(begin, end, TRACK_WINDOW):
-            payload = self.call(method, {
+        pages = [
+            extract_rows(method, self.call(method, {
                 "imei": imei, "begin_time": format_time(lo), "end_time": format_time(hi),
-            })
-            rows.extend(extract_rows(method, payload)[0])
-        return _dedupe(rows)
+            }))[0]
+            for lo, hi in _windows(begin, end, TRACK_WINDOW)
+        ]
+        # One window (a day's run) has no boundary to share: skip the row-by-row comparison,
+        # the costliest Python of a day's fixes.
+        return pages[0] if len(pages) == 1 else _dedupe(row for page in pages for row in page)
 
     def parking(
         self, account: str, imeis: Sequence[str], begin: datetime, end: datetime
@@ -412,15 +422,17 @@ class TracksolidClient(VendorClient):
         rows: list[dict[str, Any]] = []
         if begin >= end:
             return rows
-        for batch in _batches(imeis, MAX_IMEIS_PER_CALL):
-            for _, page in self._offset_pages(method, {
+        def batch_rows(batch: list[str]) -> list[dict[str, Any]]:
+            return [row for _, page in self._offset_pages(method, {
                 "account": account,
                 "imeis": ",".join(batch),
                 "start_time": format_time(begin),
                 "end_time": format_time(end),
                 "acc_type": "0",
-            }):
-                rows.extend(page)
+            }) for row in page]
+
+        for _, batch in fetch_each(list(_batches(imeis, MAX_IMEIS_PER_CALL)), batch_rows, self.concurrency):
+            rows.extend(batch)
         return rows
 
     def alarms(self, imeis: Sequence[str], begin: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -430,11 +442,11 @@ class TracksolidClient(VendorClient):
         halves are queried again, so no alarm is silently lost. Halves share their boundary
         second, hence the exact-duplicate removal.
         """
-        rows: list[dict[str, Any]] = []
-        for batch in _batches(imeis, MAX_IMEIS_PER_CALL):
-            for lo, hi in _windows(begin, end, ALARM_WINDOW):
-                rows.extend(self._alarm_window(batch, lo, hi))
-        return _dedupe(rows)
+        def batch_rows(batch: list[str]) -> list[dict[str, Any]]:
+            return [row for lo, hi in _windows(begin, end, ALARM_WINDOW) for row in self._alarm_window(batch, lo, hi)]
+
+        batches = list(_batches(imeis, MAX_IMEIS_PER_CALL))
+        return _dedupe(row for _, rows in fetch_each(batches, batch_rows, self.concurrency) for row in rows)
 
     # ---------------------------------------------------------------------------------------
     # Paging helpers
