@@ -49,7 +49,6 @@ class Fleet:
 
     tracksolid_devices: int
     tracksolid_accounts: int
-    tracksolid_per_account: tuple[int, ...]
     # The IMEIs in the order the client batches them: sorted, and sorted within each account.
     tracksolid_imeis: tuple[str, ...]
     tracksolid_imeis_by_account: tuple[tuple[str, ...], ...]
@@ -61,10 +60,8 @@ class Fleet:
     @classmethod
     def of(cls, world: World) -> Fleet:
         tracksolid = world.devices_on("tracksolid")
-        per_account: dict[str, int] = {}
         imeis_by_account: dict[str, list[str]] = {}
         for device in tracksolid:
-            per_account[device.account_id] = per_account.get(device.account_id, 0) + 1
             imeis_by_account.setdefault(device.account_id, []).append(device.imei)
         accounts = _account_tree(world, world.root_account("tracksolid").account_id) if tracksolid else []
         trackers = world.devices_on("navixy")
@@ -72,7 +69,6 @@ class Fleet:
         return cls(
             tracksolid_devices=len(tracksolid),
             tracksolid_accounts=len(accounts),
-            tracksolid_per_account=tuple(per_account.values()),
             tracksolid_imeis=tuple(sorted(d.imei for d in tracksolid)),
             tracksolid_imeis_by_account=tuple(tuple(sorted(v)) for v in imeis_by_account.values()),
             navixy_trackers=len(trackers),

@@ -129,7 +129,7 @@ def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path
             stages[vendor] = run_stage(spec, workdir, vendor, log)
             _progress(vendor, stages[vendor])
         usage = sandbox.usage()
-        usage["warm_up_cpu_s"] = warm_cpu_s  # generating the day before serving (not in the stages)
+        usage["warm_up_cpu_s"] = warm_cpu_s  # generating the days before serving (not in the stages)
         return stages, usage
     finally:
         sandbox.stop()

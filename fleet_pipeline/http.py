@@ -24,14 +24,19 @@ import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from fleet_pipeline.fanout import fetch_each
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 logger = logging.getLogger("fleet_pipeline.http")
 
@@ -724,6 +729,10 @@ class VendorClient:
     @property
     def stats(self) -> CallStats:
         return self.http.stats
+
+    def fan_out(self, items: Iterable[T], fetch: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+        """``(item, fetch(item))`` for every item, ``concurrency`` calls at a time, in input order."""
+        return fetch_each(items, fetch, self.concurrency)
 
     def close(self) -> None:
         if self._owns_http:

@@ -43,7 +43,7 @@ from fleet_pipeline.http import (
     VendorResponseError,
     VendorTransportError,
 )
-from fleet_pipeline.fanout import chunked, fetch_each
+from fleet_pipeline.fanout import chunked
 from fleet_pipeline.loader import (
     declared_table_schema,
     materialization_metadata,
@@ -224,8 +224,7 @@ class Extraction:
         device order, and each chunk is handed over as soon as it is complete so that the caller
         can type it and let the raw rows go. An empty fleet still yields one empty chunk.
         """
-        workers = max(1, int(getattr(self.client, "concurrency", 1)))
-        answers = fetch_each(devices, fetch, workers)
+        answers = self.client.fan_out(devices, fetch)
         done = 0
         # Closing the answers when the caller stops early (an error while typing a chunk) stops
         # the calls not yet started, instead of whenever the generator is garbage-collected.

@@ -46,8 +46,7 @@ class VendorResource(ConfigurableResource):
 
     _sandbox: Any = PrivateAttr(default=None)
     _memo: dict[str, Any] = PrivateAttr(default_factory=dict)
-    # Re-entrant: a memoized answer may need another one (the tracker list needs the time zone).
-    _memo_lock: Any = PrivateAttr(default_factory=threading.RLock)
+    _memo_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def common_from_env(cls) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import copy
+import logging
 import random
 import threading
 import time
@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fleet_pipeline.fanout import fetch_each
 from fleet_pipeline.http import (
     Backoff,
     FileWindowLimiter,
@@ -462,7 +461,6 @@ class NavixyClient(VendorClient):
         payload.pop("success", None)
         return convert_times(payload, USER_TIME_FIELDS, self._clock, USER_GET_INFO)
 
-
     @property
     def time_zone(self) -> ZoneInfo:
         """The user's IANA time zone, in which the platform reads and renders every date-time."""
@@ -688,21 +686,21 @@ class NavixyClient(VendorClient):
         events share one second: the tracker batch is split in two and each half paged on its
         own; a single tracker with that many events in one second raises ``UnpageableEvents``
         (rather than loop or drop). Batches of ``HISTORY_BATCH`` trackers, ``concurrency`` at a
-        time; a blocked or deleted
-        tracker (217) is identified with ``get_states``, recorded and left out. Date-time field
-        converted: ``time``. Rows sorted by (time, id).
+        time; a blocked or deleted tracker (217) is identified with ``get_states``, recorded and
+        left out. Date-time field converted: ``time``. Rows sorted by (time, id).
         """
         begin, end = _as_utc(begin_utc), _as_utc(end_utc)
         ids = _unique_ids(tracker_ids)
         found: dict[Any, dict[str, Any]] = {}
         if begin >= end:
             return []
+
         def batch_events(batch: list[int]) -> dict[Any, dict[str, Any]]:
             of_batch: dict[Any, dict[str, Any]] = {}
             self._without_unavailable(HISTORY_LIST, batch, lambda b: self._events_window(b, begin, end, of_batch))
             return of_batch
 
-        for _, of_batch in fetch_each(list(_batches(ids, HISTORY_BATCH)), batch_events, self.concurrency):
+        for _, of_batch in self.fan_out(_batches(ids, HISTORY_BATCH), batch_events):
             found.update(of_batch)
         rows = _in_window(found.values(), "time", begin, end)
         rows.sort(key=lambda r: (r["time"], str(r.get("id"))))
@@ -825,6 +823,7 @@ class NavixyClient(VendorClient):
         rows: list[dict[str, Any]] = []
         if not ids or to_local_date < from_local_date:
             return rows
+
         def batch_rows(job: tuple[list[int], date, date]) -> list[dict[str, Any]]:
             batch, first, last = job
             of_batch: list[dict[str, Any]] = []
@@ -834,7 +833,7 @@ class NavixyClient(VendorClient):
 
         jobs = [(batch, first, last) for first, last in self._mileage_chunks(from_local_date, to_local_date)
                 for batch in _batches(ids, MILEAGE_BATCH)]
-        for _, of_batch in fetch_each(jobs, batch_rows, self.concurrency):
+        for _, of_batch in self.fan_out(jobs, batch_rows):
             rows.extend(of_batch)
         rows.sort(key=lambda r: (r["tracker_id"], r["local_date"]))
         return rows

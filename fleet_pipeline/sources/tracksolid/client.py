@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fleet_pipeline.fanout import fetch_each
 from fleet_pipeline.http import (
     Backoff,
     FileWindowLimiter,
@@ -380,6 +379,7 @@ class TracksolidClient(VendorClient):
         totals: dict[str, dict[str, Any]] = {}
         if begin >= end:
             return rows, []
+
         def batch_pages(batch: list[str]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
             return list(self._offset_pages(method, {
                 "imeis": ",".join(batch),
@@ -387,7 +387,7 @@ class TracksolidClient(VendorClient):
                 "end_time": format_time(end),
             }))
 
-        for _, pages in fetch_each(list(_batches(imeis, MAX_IMEIS_PER_CALL)), batch_pages, self.concurrency):
+        for _, pages in self.fan_out(_batches(imeis, MAX_IMEIS_PER_CALL), batch_pages):
             for payload, page in pages:
                 rows.extend(page)
                 data = payload.get("data")
@@ -422,6 +422,7 @@ class TracksolidClient(VendorClient):
         rows: list[dict[str, Any]] = []
         if begin >= end:
             return rows
+
         def batch_rows(batch: list[str]) -> list[dict[str, Any]]:
             return [row for _, page in self._offset_pages(method, {
                 "account": account,
@@ -431,7 +432,7 @@ class TracksolidClient(VendorClient):
                 "acc_type": "0",
             }) for row in page]
 
-        for _, batch in fetch_each(list(_batches(imeis, MAX_IMEIS_PER_CALL)), batch_rows, self.concurrency):
+        for _, batch in self.fan_out(_batches(imeis, MAX_IMEIS_PER_CALL), batch_rows):
             rows.extend(batch)
         return rows
 
@@ -445,8 +446,8 @@ class TracksolidClient(VendorClient):
         def batch_rows(batch: list[str]) -> list[dict[str, Any]]:
             return [row for lo, hi in _windows(begin, end, ALARM_WINDOW) for row in self._alarm_window(batch, lo, hi)]
 
-        batches = list(_batches(imeis, MAX_IMEIS_PER_CALL))
-        return _dedupe(row for _, rows in fetch_each(batches, batch_rows, self.concurrency) for row in rows)
+        return _dedupe(row for _, rows in self.fan_out(_batches(imeis, MAX_IMEIS_PER_CALL), batch_rows)
+                       for row in rows)
 
     # ---------------------------------------------------------------------------------------
     # Paging helpers
