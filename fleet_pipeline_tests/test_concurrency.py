@@ -197,9 +197,11 @@ def test_a_killed_run_leaves_every_partition_as_it_was(instance_home, tmp_path):
     assert baseline["raw_tracksolid.rejects"], "the baseline should hold rejected rows too"
 
     # A re-run against a vendor that now serves another fleet, slowly; killed while it reads.
-    other_world = World(seed=7, n_devices=8)  # other IMEIs: any row it wrote would show
+    # Other IMEIs, so any row it wrote would show; and several times more devices than the step
+    # reads at once, so the read takes seconds (paced calls, 0.5 s each) and the kill lands in it.
+    other_world = World(seed=7, n_devices=60)
     with sandbox_tracksolid.make_server(other_world) as server:
-        server.knobs.set(latency_s=0.1)
+        server.knobs.set(latency_s=0.5)
         process = subprocess.Popen(
             [sys.executable, "-c", RUN_TRACK_POINTS, server.base_url, str(cache), str(warehouse), day],
             env=_env(instance_home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
