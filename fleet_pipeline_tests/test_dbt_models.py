@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -37,6 +37,7 @@ class Warehouse:
     days: list[date]
     world: World
     data_dir: Path
+    extracted_from: datetime  # when the demo started: fixes the devices sent later were not served yet
 
 
 def _sandbox_env(data_dir: Path) -> dict[str, str]:
@@ -62,6 +63,7 @@ def run_dbt(tmp: Path, db: Path, *args: str) -> None:
 @pytest.fixture(scope="session")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     tmp = tmp_path_factory.mktemp("dbt_models")
+    extracted_from = datetime.now(timezone.utc).replace(tzinfo=None)
     _run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"], _sandbox_env(tmp), REPO)
     db = tmp / "sandbox.duckdb"
     assert db.exists(), f"the demo wrote no warehouse at {db}"
@@ -70,7 +72,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
         days = [r[0] for r in con.execute(
             "select distinct partition_date from raw_tracksolid.track_points order by 1").fetchall()]
     assert len(days) == 2
-    return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES), data_dir=tmp)
+    return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES), data_dir=tmp,
+                     extracted_from=extracted_from)
 
 
 def query(wh: Warehouse, sql: str) -> list[tuple]:
@@ -151,6 +154,26 @@ def _served_devices(world: World) -> list:
     return [d for d in world.devices if d.platform == "tracksolid" or navixy.tracker_id(d) not in blocked]
 
 
+def _settled_device_days(warehouse: Warehouse) -> set[tuple[str, date]]:
+    """Device-days whose every fix had reached the vendor before the demo started.
+
+    Some devices keep a chunk of fixes in their buffer and upload it 1-3 days later (as real ones
+    do); until then no vendor can serve it, so a stop inside it cannot be in the warehouse yet — the
+    daily schedule's late-data re-runs pick it up. Which device-days are still waiting depends on
+    the hour the suite runs, so the comparisons with the truth take the settled ones, and check
+    that these are most of them.
+    """
+    settled = set()
+    served = _served_devices(warehouse.world)
+    for d in served:
+        for day in warehouse.days:
+            received = warehouse.world.day(d.imei, day).points["received_at"]
+            if received.is_empty() or received.max() < warehouse.extracted_from:
+                settled.add((d.imei, day))
+    assert len(settled) >= 0.8 * len(served) * len(warehouse.days), "too few settled device-days to test"
+    return settled
+
+
 def test_derived_stops_have_95_percent_precision_and_recall(warehouse: Warehouse) -> None:
     # A derived stop matches a true stop of the same device that starts within 2 minutes of it;
     # true stops are the world's stationary spells of at least stop_min_duration_s (300 s).
@@ -158,11 +181,13 @@ def test_derived_stops_have_95_percent_precision_and_recall(warehouse: Warehouse
     rows = query(warehouse, "select imei, platform, started_at from core.fct_stops "
                             "where stop_source = 'derived' and not continues_previous_day")
     tolerance = timedelta(minutes=2)
+    settled = _settled_device_days(warehouse)
     for platform in ("tracksolid", "navixy"):
         truth = [(d.imei, s.start) for d in _served_devices(world) if d.platform == platform
-                 for day in warehouse.days for s in world.day(d.imei, day).stops
+                 for day in warehouse.days if (d.imei, day) in settled for s in world.day(d.imei, day).stops
                  if (s.end - s.start).total_seconds() >= 300]
-        derived = [(imei, started) for imei, p, started in rows if p == platform]
+        derived = [(imei, started) for imei, p, started in rows
+                   if p == platform and (imei, started.date()) in settled]
         unmatched = list(derived)
         found = 0
         for imei, start in truth:
@@ -179,10 +204,14 @@ def test_parking_and_idling_per_device_day_equal_the_world(warehouse: Warehouse)
     # Tracksolid: its report (ignition known: parking vs idling) plus derived stops for parkings the
     # report does not list yet (still going on at extraction). Navixy: derived only, no ignition.
     rows = query(warehouse, "select imei, day, parking_count, idling_count from marts.parking_daily")
-    actual = {(imei, day): (parked, idled) for imei, day, parked, idled in rows if parked or idled}
+    settled = _settled_device_days(warehouse)
+    actual = {(imei, day): (parked, idled) for imei, day, parked, idled in rows
+              if (parked or idled) and (imei, day) in settled}
     expected = {}
     for d in _served_devices(warehouse.world):
         for day in warehouse.days:
+            if (d.imei, day) not in settled:
+                continue
             parkings = [s for s in warehouse.world.day(d.imei, day).stops if s.kind == "parking"]
             idling = sum(s.ignition_on for s in parkings) if d.platform == "tracksolid" else 0
             if parkings:
