@@ -3,8 +3,9 @@
 The minimum of each method follows from the batch and page limits of the vendor documents
 (``/work/shared/vendor-apis`` and FIELD-NOTES.md) applied to the fleet of the benchmark's world
 and to the rows the day returned, e.g. Tracksolid ``track.mileage`` takes 50 IMEIs a call and
-pages 100 trips, so a day of T devices and R trips needs at least ``max(ceil(T/50), ceil(R/100))``
-calls; ``track.list`` takes one IMEI, so T calls. A method not listed has no known minimum.
+pages 100 trips, announcing no total, so a batch of R trips needs ``R // 100 + 1`` calls (a full
+page takes one more to see the end); ``track.list`` takes one IMEI, so T calls. A method not
+listed has no known minimum.
 
 A batch endpoint pages each batch on its own, so its minimum is the sum over the batches the
 client must make (50 IMEIs of the sorted fleet, per account for parking) of that batch's pages:
@@ -28,6 +29,7 @@ from math import ceil
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.aovx.client import IDS_PER_CALL as AOVX_IDS_PER_CALL
+from fleet_pipeline.sources.navixy.client import HISTORY_BATCH as NAVIXY_HISTORY_BATCH
 from fleet_pipeline.sources.tracksolid.client import MAX_IMEIS_PER_CALL, MAX_PAGE_SIZE
 
 # The snapshots job and the daily job (``fleet_pipeline.schedules``): what the benchmark runs.
@@ -54,6 +56,8 @@ class Fleet:
     tracksolid_imeis_by_account: tuple[tuple[str, ...], ...]
     navixy_trackers: int
     navixy_active: int
+    # The IMEIs of the active (not blocked) trackers in the order the client batches them: by id.
+    navixy_active_imeis: tuple[str, ...]
     teltonika_devices: int
     aovx_terminals: int
 
@@ -66,6 +70,8 @@ class Fleet:
         accounts = _account_tree(world, world.root_account("tracksolid").account_id) if tracksolid else []
         trackers = world.devices_on("navixy")
         blocked = sandbox_navixy.default_blocked_tracker_ids(world) if trackers else set()
+        active = sorted((sandbox_navixy.tracker_id(d), d.imei) for d in trackers
+                        if sandbox_navixy.tracker_id(d) not in blocked)
         return cls(
             tracksolid_devices=len(tracksolid),
             tracksolid_accounts=len(accounts),
@@ -73,6 +79,7 @@ class Fleet:
             tracksolid_imeis_by_account=tuple(tuple(sorted(v)) for v in imeis_by_account.values()),
             navixy_trackers=len(trackers),
             navixy_active=len(trackers) - len(blocked),
+            navixy_active_imeis=tuple(imei for _, imei in active),
             teltonika_devices=sum(1 for d in world.devices if d.firmware_platform == "teltonika_fota"),
             aovx_terminals=sum(1 for d in world.devices if d.firmware_platform == "aovx"),
         )
@@ -91,10 +98,24 @@ def _pages(rows: int, per_page: int) -> int:
     return max(1, ceil(rows / per_page))
 
 
-def _batched_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int]) -> int:
-    """Calls of a Tracksolid batch endpoint: every batch of 50 IMEIs pages 100 rows at a time."""
-    return sum(_pages(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + MAX_IMEIS_PER_CALL]), MAX_PAGE_SIZE)
+def _batched_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int], announces_total: bool) -> int:
+    """Calls of a Tracksolid batch endpoint: every batch of 50 IMEIs pages 100 rows at a time.
+
+    A method whose answer announces the total (``report.parking``) stops at it; the others (a
+    ``result`` list of at most 100 rows, no total) can only tell the end by a short page, so a
+    full last page takes one more call."""
+    def calls(rows: int) -> int:
+        return _pages(rows, MAX_PAGE_SIZE) if announces_total else rows // MAX_PAGE_SIZE + 1
+
+    return sum(calls(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + MAX_IMEIS_PER_CALL]))
                for i in range(0, len(imeis), MAX_IMEIS_PER_CALL))
+
+
+def _history_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int]) -> int:
+    """Calls of Navixy ``history/tracker/list``: every batch of 500 trackers pages 1,000 events at a
+    time, and having no offset nor total, a full page always takes one more call to see the end."""
+    return sum(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + NAVIXY_HISTORY_BATCH]) // 1000 + 1
+               for i in range(0, len(imeis), NAVIXY_HISTORY_BATCH))
 
 
 @dataclass(frozen=True)
@@ -112,7 +133,7 @@ class Rows:
 
 
 # The tables whose rows per IMEI decide a minimum (read from the warehouse by the stage).
-PAGED_PER_IMEI = ("raw_tracksolid.trips", "raw_tracksolid.parking", "raw_tracksolid.alarms")
+PAGED_PER_IMEI = ("raw_tracksolid.trips", "raw_tracksolid.parking", "raw_tracksolid.alarms", "raw_navixy.events")
 
 # method -> minimum calls, from the fleet and the rows of the day.
 Rule = Callable[[Fleet, Rows], int]
@@ -125,11 +146,12 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
         "jimi.track.device.detail": lambda f, r: f.tracksolid_devices,              # one IMEI a call
         "jimi.user.device.location.list": lambda f, r: f.tracksolid_accounts,       # per account
         "jimi.device.track.mileage": lambda f, r: _batched_pages(f.tracksolid_imeis,
-                                                                 r.of_imeis("raw_tracksolid.trips")),
+                                                                 r.of_imeis("raw_tracksolid.trips"), False),
         "jimi.device.track.list": lambda f, r: f.tracksolid_devices,                # one IMEI, <= 7 days
         "jimi.open.platform.report.parking": lambda f, r: sum(
-            _batched_pages(imeis, r.of_imeis("raw_tracksolid.parking")) for imeis in f.tracksolid_imeis_by_account),
-        "jimi.device.alarm.list": lambda f, r: _batched_pages(f.tracksolid_imeis, r.of_imeis("raw_tracksolid.alarms")),
+            _batched_pages(imeis, r.of_imeis("raw_tracksolid.parking"), True) for imeis in f.tracksolid_imeis_by_account),
+        "jimi.device.alarm.list": lambda f, r: _batched_pages(f.tracksolid_imeis, r.of_imeis("raw_tracksolid.alarms"),
+                                                              False),
     },
     "navixy": {
         "user/get_info": lambda f, r: RUNS_PER_DAY,                               # the user's time zone
@@ -140,7 +162,7 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
         "tracker/get_readings": lambda f, r: f.navixy_active,
         "track/list": lambda f, r: f.navixy_active,
         "track/read": lambda f, r: f.navixy_active,
-        "history/tracker/list": lambda f, r: _pages(r.get("raw_navixy.events", 0), 1000),
+        "history/tracker/list": lambda f, r: _history_pages(f.navixy_active_imeis, r.of_imeis("raw_navixy.events")),
         "tracker/stats/mileage/read": lambda f, r: ceil(f.navixy_active / 128),
     },
     "teltonika": {

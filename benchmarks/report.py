@@ -16,6 +16,10 @@ TARGET_MODELS_WALL_S = 120.0
 # The load and validation targets are about throughput: a table of a few hundred rows measures
 # the fixed cost of a transaction or a pandera call (tens of ms), reported apart.
 BULK_ROWS = 10_000
+# Likewise the latency target is about calls kept in flight: a vendor whose calls take a few
+# seconds at its rate limit (Teltonika's 5 pages, Tracksolid at 200 devices) measures the fixed
+# costs around them (a step, a transaction, the checks, the sandbox building a page), reported apart.
+LATENCY_JUDGED_FROM_S = 10.0
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -44,8 +48,14 @@ def _table_figures(table: str, asset: dict[str, Any], probe: dict[str, Any] | No
     return figures
 
 
-def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float) -> dict[str, Any]:
-    """Per stage: wall, CPU, peak RSS, rows, API calls against the minimum, ratios to bare limits."""
+def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float,
+              sources_wall_s: float | None = None) -> dict[str, Any]:
+    """Per stage: wall, CPU, peak RSS, rows, API calls against the minimum, ratios to bare limits.
+
+    ``sources_wall_s``: the vendor stages ran side by side and were all done after this long; the
+    total is then that plus the models, and its peak RSS the vendor stages' peaks added up (an
+    upper bound of what they held at once). Without it they ran one after another.
+    """
     summary: dict[str, Any] = {}
     rows_by_table, rows_per_imei = {}, {}
     for vendor, stage in stages.items():
@@ -99,6 +109,9 @@ def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float) -> dict[s
             "retries": sum((a.get("api_retries") or 0) for a in stage.get("assets", {}).values()),
             "throttle_wait_s": round(sum((a.get("throttle_wait_s") or 0) for a in stage.get("assets", {}).values()), 2),
             "backoff_wait_s": round(sum((a.get("backoff_wait_s") or 0) for a in stage.get("assets", {}).values()), 2),
+            # Waiting for another stage's write to the shared file, and holding it for our own.
+            "warehouse_wait_s": round(sum((a.get("warehouse_wait_s") or 0) for a in stage.get("assets", {}).values()), 2),
+            "warehouse_held_s": round(sum((a.get("warehouse_held_s") or 0) for a in stage.get("assets", {}).values()), 2),
             "asset_seconds": round(asset_seconds, 2),
             # Wall time the vendor's rate limit allows for the minimum calls (perfect concurrency).
             "rate_limit_allows_s": round(known_minimum / limit, 2) if limit else None,
@@ -112,11 +125,20 @@ def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float) -> dict[s
         })
         summary[name] = figures
     sources = [s for n, s in summary.items() if n != "dbt"]
+    models = summary.get("dbt", {})
+    together = sources_wall_s is not None
+    if not together:
+        sources_wall_s = sum(s.get("wall_s") or 0 for s in sources)
+    peaks = [s.get("peak_rss_mib") or 0 for s in sources]
+    sources_rss = (sum(peaks) if together else max(peaks, default=0))
     summary["total"] = {
-        "wall_s": round(sum(s.get("wall_s") or 0 for s in summary.values()), 1),
-        "sources_wall_s": round(sum(s.get("wall_s") or 0 for s in sources), 1),
+        "wall_s": round(sources_wall_s + (models.get("wall_s") or 0), 1),
+        "sources_wall_s": round(sources_wall_s, 1),
+        "vendors_together": together,
         "cpu_s": round(sum(s.get("cpu_s") or 0 for s in summary.values()), 1),
-        "peak_rss_mib": max((s.get("peak_rss_mib") or 0 for s in summary.values()), default=0),
+        "peak_rss_mib": max(sources_rss, models.get("peak_rss_mib") or 0),
+        "warehouse_wait_s": round(sum(s.get("warehouse_wait_s") or 0 for s in sources), 1),
+        "warehouse_held_s": round(sum(s.get("warehouse_held_s") or 0 for s in sources), 1),
         "rows": sum(s.get("rows") or 0 for s in sources),
         "api_calls": sum(s.get("api_calls") or 0 for s in sources),
         "api_calls_minimum": sum(s.get("api_calls_minimum") or 0 for s in sources),
@@ -167,11 +189,17 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     verdicts.append(("API calls = minimum for every batch endpoint", "holds" if not excess else "FAILS",
                      "; ".join(excess[:12]) or "all at the minimum"))
     for r in [r for r in runs if r["latency_ms"] > 0]:
-        slow = {v: s["over_rate_limit_allowance"] for v, s in r["summary"].items()
-                if s.get("over_rate_limit_allowance") is not None and s["over_rate_limit_allowance"] > TARGET_LATENCY_FACTOR}
+        judged = {v: s["over_rate_limit_allowance"] for v, s in r["summary"].items()
+                  if s.get("over_rate_limit_allowance") is not None
+                  and (s.get("rate_limit_allows_s") or 0) >= LATENCY_JUDGED_FROM_S}
+        small = sorted(v for v, s in r["summary"].items() if s.get("over_rate_limit_allowance") is not None
+                       and v not in judged)
+        slow = {v: x for v, x in judged.items() if x > TARGET_LATENCY_FACTOR}
         verdicts.append((f"{r['devices']:,} devices at {r['latency_ms']:g} ms: within 1.5x of the rate limit",
-                         "holds" if not slow else "FAILS",
-                         ", ".join(f"{v} {x:.1f}x" for v, x in slow.items()) or "all within"))
+                         "holds" if judged and not slow else "FAILS" if slow else "not judged",
+                         ", ".join(f"{v} {x:.1f}x" for v, x in judged.items())
+                         + (f"; not judged, under {LATENCY_JUDGED_FROM_S:g} s of calls at the limit: "
+                            + ", ".join(small) if small else "")))
     for r in [r for r in runs if r["latency_ms"] == 0]:
         sources = {v: s for v, s in r["summary"].items() if s.get("bulk_tables")}
         load = {v: s["bulk_load_over_bare"] for v, s in sources.items()}
@@ -223,6 +251,13 @@ def render(results: dict[str, Any]) -> str:
                 f"{_fmt(s.get('retries')):>5} {_fmt(s.get('throttle_wait_s')):>6} {_fmt(s.get('bulk_load_over_bare'), 2):>9} "
                 f"{'-' if share is None else f'{100 * share:.0f}':>8} {'-' if limit is None else f'{limit:.1f}x':>8}"
                 + ("" if s.get("success", True) else "  FAILED"))
+        total, sandbox = r["summary"].get("total", {}), r.get("sandbox") or {}
+        how = "side by side" if total.get("vendors_together") else "one after another"
+        lines.append(f"{'':>15}vendors {how}: sources {_fmt(total.get('sources_wall_s'))} s, then the models; "
+                     f"the writes held the file {_fmt(total.get('warehouse_held_s'))} s and waited "
+                     f"{_fmt(total.get('warehouse_wait_s'))} s for each other")
+        lines.append(f"{'':>15}sandbox (the vendors' side): {_fmt(sandbox.get('cpu_s'))} s CPU, of it "
+                     f"{_fmt(sandbox.get('warm_up_cpu_s'))} s generating days before serving")
         lines.append("")
     many = results.get("models_many_days")
     if many:

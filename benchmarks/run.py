@@ -1,13 +1,14 @@
 """Run the benchmark: every (fleet size, sandbox latency), then the 30-day models; table + JSON.
 
     python -m benchmarks [--devices 200,1000] [--latency-ms 0,200] [--day YYYY-MM-DD]
-                         [--models-devices 1000 --models-days 30 | --no-models]
+                         [--models-devices 1000 --models-days 30 | --no-models] [--one-vendor-at-a-time]
 
-For each size and latency: one sandbox process (all five vendors over World(seed, N), the
-latency added to every request), then one process per stage: each vendor's snapshots and the
-day's events (extract, validate, load into a fresh DuckDB file), then ``dbt build`` of that day.
-Then the models over many days (``benchmarks.models``). Results: a table on stdout and
-``benchmarks/results/<timestamp>.json``.
+For each size and latency: the sandbox in three processes (Tracksolid, Navixy, the three small
+vendors; all over World(seed, N), the latency added to every request), then one process per
+vendor, all five at once as the source jobs run them (each vendor's snapshots, then the day's
+events: extract, validate, load into one fresh DuckDB file, taking turns on it for the writes),
+then ``dbt build`` of that day. Then the models over many days (``benchmarks.models``). Results:
+a table on stdout and ``benchmarks/results/<timestamp>.json``.
 """
 
 from __future__ import annotations
@@ -63,47 +64,76 @@ def _proc_peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+# One sandbox process per heavy vendor, one for the three small ones (a few calls each).
+SANDBOX_PROCESSES = (("tracksolid",), ("navixy",), ("teltonika", "aovx", "telesto"))
+
+
 class Sandbox:
-    """The sandbox process of one benchmark size; its stdin is our lifeline to it."""
+    """The sandbox processes of one benchmark size; their stdin is our lifeline to them."""
 
     def __init__(self, devices: int, latency_ms: float, seed: int, day: date) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.sandbox_host", "--devices", str(devices),
-             "--latency-ms", str(latency_ms), "--seed", str(seed), "--warm-day", day.isoformat()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=_env(), text=True,
-        )
-        line = self.process.stdout.readline() if self.process.stdout else ""
-        if not line:
+        self.processes: list[subprocess.Popen[str]] = []
+        self.urls: dict[str, str] = {}
+        try:
+            # Started together: each generates its vendors' days (the warm-up) before it listens.
+            for vendors in SANDBOX_PROCESSES:
+                self.processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "benchmarks.sandbox_host", "--devices", str(devices),
+                     "--latency-ms", str(latency_ms), "--seed", str(seed), "--warm-day", day.isoformat(),
+                     "--vendors", ",".join(vendors)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=_env(), text=True,
+                ))
+            for process, vendors in zip(self.processes, SANDBOX_PROCESSES):
+                line = process.stdout.readline() if process.stdout else ""
+                if not line:
+                    raise RuntimeError(f"the sandbox process of {', '.join(vendors)} did not start "
+                                       "(see its stderr above)")
+                self.urls.update(json.loads(line))
+        except BaseException:
             self.stop()
-            raise RuntimeError("the sandbox process did not start (see its stderr above)")
-        self.urls: dict[str, str] = json.loads(line)
+            raise
 
     def usage(self) -> dict[str, float | None]:
-        return {"cpu_s": _proc_cpu_s(self.process.pid), "peak_rss_mib": _proc_peak_rss_mib(self.process.pid)}
+        """CPU seconds and peak RSS of the sandbox processes, summed (they run side by side)."""
+        cpu = [_proc_cpu_s(p.pid) for p in self.processes]
+        rss = [_proc_peak_rss_mib(p.pid) for p in self.processes]
+        return {"cpu_s": None if None in cpu else round(sum(cpu), 2),
+                "peak_rss_mib": None if None in rss else round(sum(rss), 1),
+                "cpu_s_by_process": dict(zip(["+".join(v) for v in SANDBOX_PROCESSES], cpu))}
 
     def stop(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+        for process in self.processes:
+            if process.stdin:
+                process.stdin.close()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=20)
 
 
-def run_stage(spec: dict[str, Any], workdir: Path, name: str, log: Path) -> dict[str, Any]:
-    """Run ``benchmarks.stage`` in a fresh process; its result dict, with process-level figures."""
+def start_stage(spec: dict[str, Any], workdir: Path, name: str, log: Path) -> dict[str, Any]:
+    """Start ``benchmarks.stage`` in a fresh process; :func:`finish_stage` collects it."""
     spec_path, out_path = workdir / f"{name}.spec.json", workdir / f"{name}.out.json"
     spec_path.write_text(json.dumps(spec))
-    started = time.perf_counter()
-    with log.open("a") as stderr:
-        stderr.write(f"\n===== {name} =====\n")
-        stderr.flush()
-        done = subprocess.run([sys.executable, "-m", "benchmarks.stage", str(spec_path), str(out_path)],
-                              cwd=REPO, env=_env(), stdout=stderr, stderr=stderr, check=False)
-    process_wall = time.perf_counter() - started
-    if done.returncode != 0 or not out_path.exists():
-        return {"success": False, "errors": [f"stage process exited {done.returncode}; see {log}"],
+    stage_log = workdir / f"{name}.log"  # one file per stage: concurrent stages must not interleave
+    with stage_log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "benchmarks.stage", str(spec_path), str(out_path)],
+                                   cwd=REPO, env=_env(), stdout=output, stderr=output)
+    return {"name": name, "process": process, "out": out_path, "stage_log": stage_log, "log": log,
+            "started": time.perf_counter()}
+
+
+def finish_stage(running: dict[str, Any]) -> dict[str, Any]:
+    """Wait for a stage started by :func:`start_stage`; its result dict, with process-level figures."""
+    returncode = running["process"].wait()
+    process_wall = time.perf_counter() - running["started"]
+    with running["log"].open("a") as log:
+        log.write(f"\n===== {running['name']} =====\n" + running["stage_log"].read_text())
+    out_path = running["out"]
+    if returncode != 0 or not out_path.exists():
+        return {"success": False, "errors": [f"stage process exited {returncode}; see {running['log']}"],
                 "process_wall_s": round(process_wall, 3)}
     result = json.loads(out_path.read_text())
     result["process_wall_s"] = round(process_wall, 3)
@@ -115,21 +145,44 @@ def run_stage(spec: dict[str, Any], workdir: Path, name: str, log: Path) -> dict
     return result
 
 
+def run_stage(spec: dict[str, Any], workdir: Path, name: str, log: Path) -> dict[str, Any]:
+    return finish_stage(start_stage(spec, workdir, name, log))
+
+
 def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path, warehouse: Path,
-                workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every vendor's snapshots and day into ``warehouse``; (stage results, sandbox usage)."""
+                workdir: Path, together: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every vendor's snapshots and day into ``warehouse``; (stage results, sandbox usage).
+
+    ``together``: the five vendor processes run at once, as the source jobs' executor runs one
+    step per vendor at a time, every vendor side by side (their writes take turns on the file);
+    the sources' wall time is then the time until the last one is done (``stages["sources"]``).
+    Otherwise one after another, each stage on a machine to itself.
+    """
     stages: dict[str, Any] = {}
     sandbox = Sandbox(devices, latency_ms, seed, day)
     warm_cpu_s = sandbox.usage()["cpu_s"]
     try:
-        for vendor in VENDORS:
-            spec = {"kind": "vendor", "vendor": vendor, "base_url": sandbox.urls[vendor], "day": day.isoformat(),
+        def spec(vendor: str) -> dict[str, Any]:
+            return {"kind": "vendor", "vendor": vendor, "base_url": sandbox.urls[vendor], "day": day.isoformat(),
                     "warehouse": str(warehouse), "bare_db": str(workdir / f"bare_{vendor}.duckdb"),
                     "cache_dir": str(workdir / "cache")}
-            stages[vendor] = run_stage(spec, workdir, vendor, log)
-            _progress(vendor, stages[vendor])
+
+        started = time.perf_counter()
+        if together:
+            running = [start_stage(spec(vendor), workdir, vendor, log) for vendor in VENDORS]
+            for vendor, stage in zip(VENDORS, running):
+                stages[vendor] = finish_stage(stage)
+                _progress(vendor, stages[vendor])
+        else:
+            for vendor in VENDORS:
+                stages[vendor] = run_stage(spec(vendor), workdir, vendor, log)
+                _progress(vendor, stages[vendor])
+        sources_wall_s = round(time.perf_counter() - started, 3)
+        print(f"   {'all sources':<11} {sources_wall_s:8.1f} s" + (" (side by side)" if together else ""), flush=True)
         usage = sandbox.usage()
         usage["warm_up_cpu_s"] = warm_cpu_s  # generating the days before serving (not in the stages)
+        usage["sources_wall_s"] = sources_wall_s
+        usage["vendors_together"] = together
         return stages, usage
     finally:
         sandbox.stop()
@@ -141,7 +194,7 @@ def _progress(label: str, stage: dict[str, Any]) -> None:
 
 
 def bench_size(devices: int, latency_ms: float, day: date, seed: int, log: Path,
-               models_cache: tuple[int, Path] | None = None) -> dict[str, Any]:
+               models_cache: tuple[int, Path] | None = None, together: bool = True) -> dict[str, Any]:
     """Every vendor's day and the day's dbt build at one fleet size and latency.
 
     ``models_cache`` = (days, path): also turn this run's raw warehouse into the many-days cache
@@ -151,7 +204,7 @@ def bench_size(devices: int, latency_ms: float, day: date, seed: int, log: Path,
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{devices}-{int(latency_ms)}-"))
     warehouse = workdir / "warehouse.duckdb"
     try:
-        stages, sandbox_usage = run_sources(devices, latency_ms, day, seed, log, warehouse, workdir)
+        stages, sandbox_usage = run_sources(devices, latency_ms, day, seed, log, warehouse, workdir, together)
         if models_cache and all(stage["success"] for stage in stages.values()):
             models.finish_cache(warehouse, *models_cache)
         spec = {"kind": "dbt", "warehouse": str(warehouse), "scratch_dir": str(workdir / "dbt"),
@@ -162,12 +215,12 @@ def bench_size(devices: int, latency_ms: float, day: date, seed: int, log: Path,
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     fleet = Fleet.of(World(seed=seed, n_devices=devices))
-    summary = report.summarize(stages, fleet, latency_ms)
+    summary = report.summarize(stages, fleet, latency_ms, sandbox_usage["sources_wall_s"] if together else None)
     for stage in stages.values():
         stage.pop("rows_per_imei", None)  # an input of the minima, tens of thousands of entries
     return {
         "devices": devices, "latency_ms": latency_ms, "day": day.isoformat(),
-        "fleet": {k: v for k, v in fleet.__dict__.items() if not k.startswith("tracksolid_imeis")},
+        "fleet": {k: v for k, v in fleet.__dict__.items() if not k.endswith(("_imeis", "_imeis_by_account"))},
         "sandbox": sandbox_usage, "warehouse_mib": warehouse_mib,
         "stages": stages, "summary": summary,
     }
@@ -211,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-devices", type=int, default=1000, help="fleet of the many-days models run")
     parser.add_argument("--models-days", type=int, default=30, help="days of the many-days models run")
     parser.add_argument("--no-models", action="store_true", help="skip the many-days models run")
+    parser.add_argument("--one-vendor-at-a-time", action="store_true",
+                        help="run the vendor stages one after another (each on a machine to itself) "
+                             "instead of side by side as the source jobs do")
     parser.add_argument("--out", type=Path, default=None, help="JSON result file (default: benchmarks/results/<timestamp>.json)")
     args = parser.parse_args(argv)
 
@@ -228,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             cache = models.cache_path(n, args.models_days, args.seed, RESULTS_DIR / "cache")
             seeds_cache = (not args.no_models and n == args.models_devices and latency == 0 and not cache.exists())
             runs.append(bench_size(n, latency, day, args.seed, log,
-                                   (args.models_days, cache) if seeds_cache else None))
+                                   (args.models_days, cache) if seeds_cache else None,
+                                   together=not args.one_vendor_at_a_time))
             # Written after every size, so a long run that is stopped keeps what it measured.
             _write(out, stamp, runs, None, started)
     many_days = None

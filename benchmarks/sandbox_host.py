@@ -1,18 +1,21 @@
-"""The five vendor sandboxes in a process of their own, for the duration of one benchmark size.
+"""Vendor sandboxes in a process of their own, for the duration of one benchmark size.
 
 The sandbox generates every device-day it serves (milliseconds of CPU per device-day), which is
 the vendor's cost, not ours; running it in a separate process keeps that CPU and memory out of the
-stage figures (each stage is a process of its own too). On 2 cores the two run side by side, as a
-real vendor would run on its own machines.
+stage figures (each stage is a process of its own too). The orchestrator starts one such process
+for Tracksolid, one for Navixy and one for the three small vendors: the vendors are served side by
+side, as the pipeline's vendor steps run side by side, and no one Python process (one core, under
+its GIL) serves them all. A real vendor would run on its own machines.
 
-    python -m benchmarks.sandbox_host --devices 1000 --latency-ms 200 --warm-day 2026-11-27
+    python -m benchmarks.sandbox_host --devices 1000 --latency-ms 200 --warm-day 2026-11-27 --vendors navixy
 
-``--warm-day`` generates every device's day, and the days either side (windows start a second
-early and trips may end after midnight), before the servers listen: a real vendor reads days it
-has stored, while the sandbox builds each on first request (about 20 ms of CPU per device-day),
-which would otherwise land in whichever asset asks first and be measured as the pipeline's.
+``--warm-day`` generates the day, and the days either side (windows start a second early and trips
+may end after midnight), of every device of the vendors served, before the servers listen: a real
+vendor reads days it has stored, while the sandbox builds each on first request (about 20 ms of
+CPU per device-day), which would otherwise land in whichever asset asks first and be measured as
+the pipeline's.
 
-prints one JSON line ``{"tracksolid": "http://127.0.0.1:PORT", ...}`` once every server listens,
+prints one JSON line ``{"navixy": "http://127.0.0.1:PORT", ...}`` once every server listens,
 then serves until stdin closes or SIGTERM arrives.
 """
 
@@ -38,11 +41,15 @@ VENDOR_MODULES: dict[str, Any] = {
 }
 
 
-def start_servers(world: World, latency_s: float) -> dict[str, Any]:
-    """Every vendor's server over ``world``, started, with ``latency_s`` added to each request."""
+# The platforms whose devices send the positions, trips and events a vendor serves by day.
+PLATFORM_OF = {"tracksolid": "tracksolid", "navixy": "navixy"}
+
+
+def start_servers(world: World, latency_s: float, vendors: list[str]) -> dict[str, Any]:
+    """The servers of ``vendors`` over ``world``, started, with ``latency_s`` added to each request."""
     servers = {}
-    for vendor, module in VENDOR_MODULES.items():
-        server = module.make_server(world)
+    for vendor in vendors:
+        server = VENDOR_MODULES[vendor].make_server(world)
         server.knobs.set(latency_s=latency_s)
         servers[vendor] = server.start()
     return servers
@@ -54,15 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--warm-day", type=date.fromisoformat, default=None,
-                        help="generate every device's day (YYYY-MM-DD) before serving")
+                        help="generate the day (YYYY-MM-DD) of every device of the vendors served, before serving")
+    parser.add_argument("--vendors", default=",".join(VENDOR_MODULES),
+                        help="the vendors to serve, comma separated (default: all five)")
     args = parser.parse_args(argv)
+    vendors = [v for v in args.vendors.split(",") if v]
+    unknown = sorted(set(vendors) - set(VENDOR_MODULES))
+    if unknown:
+        parser.error(f"unknown vendor(s) {', '.join(unknown)}; known: {', '.join(VENDOR_MODULES)}")
 
     world = World(seed=args.seed, n_devices=args.devices)
     if args.warm_day:
+        platforms = {PLATFORM_OF[v] for v in vendors if v in PLATFORM_OF}
         for offset in (-1, 0, 1):
             for device in world.devices:
-                world.day(device.imei, args.warm_day + timedelta(days=offset))
-    servers = start_servers(world, args.latency_ms / 1000.0)
+                if device.platform in platforms:
+                    world.day(device.imei, args.warm_day + timedelta(days=offset))
+    servers = start_servers(world, args.latency_ms / 1000.0, vendors)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     # Closing our stdin (the parent exiting, even by a crash) also stops us: no orphaned servers.

@@ -258,14 +258,15 @@ def _first_error(result) -> str:
 def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
     import duckdb
 
-    from fleet_pipeline.warehouse import table_row_counts
+    from fleet_pipeline.warehouse import exclusive_access, table_row_counts
 
     print()
     print(f"Summary ({elapsed_s:.0f}s, {api_calls:,} API calls)")
     if not warehouse.exists():
         print("  the warehouse was not created")
         return
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with exclusive_access(warehouse, "fleet-pipeline summary", print), \
+            duckdb.connect(str(warehouse), read_only=True) as conn:
         counts = table_row_counts(conn)
         rejects = {
             name: conn.execute(

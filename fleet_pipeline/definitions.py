@@ -11,6 +11,7 @@ from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, 
 from fleet_pipeline.reporting.report import fleet_report
 from fleet_pipeline.reporting.serving import build_serving_asset
 from fleet_pipeline.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
+from fleet_pipeline.source_assets import SOURCE_EXECUTOR
 from fleet_pipeline.sources.aovx.assets import aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.sources.navixy.assets import navixy_assets
@@ -29,16 +30,20 @@ source_assets = [*tracksolid_assets, *navixy_assets, *teltonika_assets, *aovx_as
 _partitioned = [a for a in source_assets if a.partitions_def is not None]
 _snapshots = [a for a in source_assets if a.partitions_def is None]
 
-# Every source at once: what `fleet-pipeline demo` runs, and what schedules will run.
+# Every source at once: what `fleet-pipeline demo` runs, and what schedules will run. Launched
+# from the UI or a schedule, each vendor's steps run in a process of their own, the vendors side by
+# side (SOURCE_EXECUTOR).
 all_snapshots_job = define_asset_job(
     "all_snapshots",
     selection=AssetSelection.assets(*_snapshots),
+    executor_def=SOURCE_EXECUTOR,
     description="Today's snapshot of every source's fleet state (devices, trackers, positions, states).",
 )
 all_daily_job = define_asset_job(
     "all_daily",
     selection=AssetSelection.assets(*_partitioned),
     partitions_def=daily_partitions,
+    executor_def=SOURCE_EXECUTOR,
     description="One UTC day of every partitioned source asset.",
 )
 

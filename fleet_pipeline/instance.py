@@ -3,14 +3,16 @@
 Keeping it inside the project means nothing is written to the user's home directory, and runs
 launched by ``make demo`` are the same runs ``make ui`` shows afterwards.
 
-The instance settings also carry the one rule DuckDB imposes on the whole deployment: one writer
-process per file. Every asset that writes the warehouse belongs to the pool ``duckdb_writer``
-(``source_assets.WRITER_POOL``), and the pool has one slot, claimed per step: two runs, or two
-steps of one multiprocess run, never write at the same time; a writer step that finds the slot
-taken waits for it ("Step blocked by limit for pool duckdb_writer" in the run's log).
+The instance settings also carry the pool of the reporting steps: the dbt builds and the serving
+copy hold the warehouse for their whole step, so they belong to the pool ``duckdb_writer``
+(``source_assets.WRITER_POOL``), which has one slot, claimed per step: a second one waits in
+Dagster's queue ("Step blocked by limit for pool duckdb_writer" in the run's log) instead of in a
+running process. Every process that opens the warehouse, source writes included, also takes the
+file's lock for as long as it has it open (``warehouse.exclusive_access``).
 
 A slot is given back when its step ends. A run whose process was killed never gives it back, and
-every later writer step would wait forever; :func:`release_abandoned_pool_slots` frees such slots.
+every later reporting step would wait forever; nor does it ever end in the UI.
+:func:`fail_abandoned_runs` marks such runs failed and frees their slots.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ concurrency:
   pools:
     # The instance settings have no per-pool limit, only this default for every pool without one
     # (`dagster instance concurrency set` or the UI's Pools page would store one in the database).
-    # The one pool is duckdb_writer: DuckDB allows one writer process per file.
+    # The one pool is duckdb_writer, of the steps that hold the warehouse for their whole step.
     default_limit: 1
     # Claimed per step, not per run, so that the steps of a multiprocess run queue for it too.
     granularity: op
@@ -51,7 +53,7 @@ run_monitoring:
 
 def prepare_instance_home() -> Path:
     """Create the instance home with its settings, point ``DAGSTER_HOME`` at it, and free the
-    writer slots of runs that were killed since the last start."""
+    pool slots of runs that were killed since the last start."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -61,27 +63,30 @@ def prepare_instance_home() -> Path:
     from dagster import DagsterInstance
 
     with DagsterInstance.get() as instance:
-        release_abandoned_pool_slots(instance)
+        fail_abandoned_runs(instance)
     return home
 
 
-def release_abandoned_pool_slots(instance: DagsterInstance) -> list[str]:
-    """Free the pool slots held by runs that cannot free them any more; returns those run ids.
+def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Fail the runs whose process is gone and free their pool slots; returns those run ids.
 
-    Two kinds of runs hold a slot for good: a run that ended without freeing it (its executor
-    crashed), and a run whose process was killed (SIGKILL, the out-of-memory killer, a reboot),
-    which stays "started" forever because the default run launcher cannot see a dead process.
-    The second kind is marked failed with the reason. Runs are recognised by the process id their
-    start was logged from; this instance keeps its runs on this machine (SQLite in the project),
-    where that id means something.
+    Two kinds of runs need it: a run that ended without freeing its slot (its executor crashed),
+    and a run whose process was killed (SIGKILL, the out-of-memory killer, a reboot), which stays
+    "started" forever because the default run launcher cannot see a dead process. The second
+    kind is marked failed with the reason. Runs are recognised by the process id their start was
+    logged from; this instance keeps its runs on this machine (SQLite in the project), where that
+    id means something.
     """
+    from dagster import DagsterRunStatus, RunsFilter
     from dagster._core.storage.runs import SqliteRunStorage
 
     storage = instance.event_log_storage
-    if not isinstance(instance.run_storage, SqliteRunStorage) or not storage.supports_global_concurrency_limits:
+    if not isinstance(instance.run_storage, SqliteRunStorage):
         return []  # runs may live on other machines: a process id from there means nothing here
+    holding = set(storage.get_concurrency_run_ids()) if storage.supports_global_concurrency_limits else set()
+    started = {run.run_id for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))}
     released = []
-    for run_id in sorted(storage.get_concurrency_run_ids()):
+    for run_id in sorted(holding | started):
         run = instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             pid = _run_process_id(instance, run_id)
@@ -92,10 +97,12 @@ def release_abandoned_pool_slots(instance: DagsterInstance) -> list[str]:
                 job_failure_data=_killed(),
                 message=f"The process of this run (pid {pid}) is gone: it was killed (SIGKILL, out of "
                 "memory) or the machine restarted. Every partition it was writing kept its previous "
-                "rows (one transaction each); its duckdb_writer slot has been released. Re-run it.",
+                "rows (one transaction each), and its hold on the warehouse and any duckdb_writer "
+                "slot have been released. Re-run it.",
             )
-        storage.free_concurrency_slots_for_run(run_id)
-        logger.warning("released the duckdb_writer pool slot held by run %s (ended or killed)", run_id)
+        if run_id in holding:
+            storage.free_concurrency_slots_for_run(run_id)
+            logger.warning("released the duckdb_writer pool slot held by run %s (ended or killed)", run_id)
         released.append(run_id)
     return released
 

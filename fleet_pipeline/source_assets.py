@@ -2,9 +2,10 @@
 
 A vendor's ``assets.py`` only says what is vendor-specific — which calls to make, how to type the
 rows, and how many days one run may cover. Everything else is here so that every raw table gets the
-same guarantees and the same metadata: one writer pool, step retries for vendor outages, the
-rejects and row-count checks, partitioning by UTC day (events) or one snapshot per UTC day (fleet
-state), runs over several days for backfills, and the metadata ``fleet_pipeline.loader`` builds.
+same guarantees and the same metadata: the warehouse held for the write alone, step retries for
+vendor outages, the rejects and row-count checks, partitioning by UTC day (events) or one snapshot
+per UTC day (fleet state), runs over several days for backfills, and the metadata
+``fleet_pipeline.loader`` builds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dagster import (
     MaterializeResult,
     RetryPolicy,
     asset,
+    multiprocess_executor,
 )
 
 from fleet_pipeline import settings
@@ -54,10 +56,25 @@ from fleet_pipeline.loader import (
     write_batch,
 )
 from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
+from fleet_pipeline.warehouse import Hold, TableRef, WarehouseResource
 
-# DuckDB allows one writer process: every asset that writes the file belongs to this pool.
+# The reporting steps (dbt, the serving copy) hold the warehouse for their whole step, so they take
+# turns in this Dagster pool (limit 1, see fleet_pipeline.instance). A source step is not in it: it
+# spends minutes on vendor calls and a second or two writing, so it holds the file for the write
+# alone (warehouse.exclusive_access), and the vendors of one run extract side by side.
 WRITER_POOL = "duckdb_writer"
+# Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
+# jobs run one step per vendor at a time, every vendor side by side (see STEP_CONCURRENCY).
+VENDOR_TAG = "fleet/vendor"
+SOURCE_EXECUTOR = multiprocess_executor.configured(
+    {
+        # One step process per vendor (five vendors); each waits on its vendor's rate limit far
+        # more than it computes, so five fit on two cores.
+        "max_concurrent": 5,
+        "tag_concurrency_limits": [{"key": VENDOR_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
+    },
+    name="source_executor",
+)
 OWNERS = ["team:data-platform"]
 KINDS = {"python", "duckdb", "polars"}
 # Devices whose per-device answers are typed and validated together: large enough that pandera's
@@ -99,6 +116,16 @@ def is_transient(error: BaseException) -> bool:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def hold_metadata(hold: Hold) -> dict[str, Any]:
+    """How long a step waited for the warehouse and held it (the write, and the checks after it)."""
+    return {
+        "warehouse_wait_s": round(hold.waited_s, 3),
+        "warehouse_held_s": round(hold.held_s, 3),
+        "warehouse_held_from": hold.held_from.isoformat() if hold.held_from else None,
+        "warehouse_held_until": hold.held_until.isoformat() if hold.held_until else None,
+    }
 
 
 def unknown_as_null(*columns: str) -> list[pl.Expr]:
@@ -162,7 +189,7 @@ class Source:
             retry_policy=STEP_RETRY_POLICY,
             kinds=KINDS,
             owners=OWNERS,
-            pool=WRITER_POOL,
+            op_tags={VENDOR_TAG: self.group},
             check_specs=specs,
             metadata={
                 "vendor": self.vendor,
@@ -280,15 +307,18 @@ def load(
     key_column, key_values = run.key
     ref = TableRef(source.schema, table)
     batch = validate_batch(ref, typed, source.model(table), key_column, key_values)
-    with duckdb.get_connection() as conn:
+    hold = Hold()
+    with duckdb.get_connection(holder=f"{ref} (run {context.run_id[:8]})", on_wait=context.log.info,
+                               hold=hold) as conn:
         outcome = write_batch(conn, batch)
-        # After the commit, on the same connection: the check sees exactly what was written, and
-        # runs inside the writer pool like the load itself.
+        # After the commit, on the same connection: the check sees exactly what was written, in
+        # the same turn on the warehouse.
         checks = [rejects_check(outcome)]
         if run.days:
             checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
     extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}
-    metadata = materialization_metadata(outcome, run.client.stats, run.started, **extra_metadata)
+    metadata = materialization_metadata(outcome, run.client.stats, run.started, **extra_metadata,
+                                        **hold_metadata(hold))
     if run.days:
         for partition in outcome.partitions:
             scoped = partition_metadata(partition) | dict((per_partition or {}).get(partition.key, {}))

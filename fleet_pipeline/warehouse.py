@@ -11,13 +11,21 @@ rest of the pipeline relies on live in one place:
   inserted by column name, never by position;
 * an empty batch still creates its table, so downstream models can always select from it.
 
+Every process that opens the working file holds its lock meanwhile (:func:`exclusive_access`),
+so the sources, dbt and the serving copy take turns on the file instead of failing on DuckDB's
+own lock, and hold it only while they use it.
+
 Storage is kept behind this module so a move to MotherDuck (an ``md:`` path) is configuration.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Iterator, Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -30,28 +38,145 @@ from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
 
 REJECTS_TABLE = "rejects"
+# How often a process waiting for the working file says so, and who holds it.
+LOCK_WAIT_REPORT_S = 30.0
+_LOCK_POLL_S = 0.1
+
+
+@dataclass
+class Hold:
+    """One process's turn on the working file: how long it waited, and when it had the file."""
+
+    waited_s: float = 0.0
+    held_from: datetime | None = None
+    held_until: datetime | None = None
+
+    @property
+    def held_s(self) -> float:
+        if self.held_from is None or self.held_until is None:
+            return 0.0
+        return (self.held_until - self.held_from).total_seconds()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def lock_path(database: str | Path) -> Path | None:
+    """The lock file beside a DuckDB file; None where no file is shared (memory, MotherDuck)."""
+    text = str(database)
+    if text == ":memory:" or text.startswith("md:"):
+        return None
+    return Path(text).with_name(Path(text).name + ".lock")
+
+
+# Within one process the lock is re-entrant (a dbt step reads key figures inside its turn); a
+# thread of the same process waits like another process would.
+_local_locks: dict[Path, threading.RLock] = {}
+_local_depth: dict[Path, int] = {}
+_local_guard = threading.Lock()
+
+
+@contextmanager
+def exclusive_access(
+    database: str | Path, holder: str, on_wait: Callable[[str], None] | None = None,
+) -> Iterator[Hold]:
+    """Hold the working file while this process has it open.
+
+    DuckDB lets one process open a file for writing, and while it does, no other process can
+    open the file at all, not even to read. So every process that opens the working file (a
+    source's write, a dbt build, the serving copy) takes this lock first and waits for its turn:
+    extraction, which needs no file, runs beside another process's write. The lock is an
+    ``flock`` on ``<file>.lock``: the kernel releases it when its process dies, killed or not,
+    so there is nothing to clean up after a crash. ``on_wait`` hears who holds the file when this
+    starts waiting, and again every :data:`LOCK_WAIT_REPORT_S`.
+    """
+    hold = Hold()
+    path = lock_path(database)
+    if path is None:
+        hold.held_from = _utcnow()
+        yield hold
+        hold.held_until = _utcnow()
+        return
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _local_guard:
+        local = _local_locks.setdefault(path, threading.RLock())
+    started = time.monotonic()
+    with local:
+        depth = _local_depth.get(path, 0)
+        descriptor = None if depth else _acquire(path, holder, on_wait, started)
+        _local_depth[path] = depth + 1
+        hold.waited_s = time.monotonic() - started
+        hold.held_from = _utcnow()
+        try:
+            yield hold
+        finally:
+            hold.held_until = _utcnow()
+            _local_depth[path] = depth
+            if descriptor is not None:
+                os.ftruncate(descriptor, 0)
+                os.close(descriptor)  # closing the descriptor releases the flock
+
+
+def _acquire(path: Path, holder: str, on_wait: Callable[[str], None] | None, started: float) -> int:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    next_report = started  # say so at once, then every LOCK_WAIT_REPORT_S
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if on_wait is not None and time.monotonic() >= next_report:
+                on_wait(f"waiting {time.monotonic() - started:.0f} s for the warehouse {path.with_suffix('')}: "
+                        f"held by {_holder_of(path) or 'another process'}")
+                next_report += LOCK_WAIT_REPORT_S
+            time.sleep(_LOCK_POLL_S)
+        except BaseException:
+            os.close(descriptor)
+            raise
+    # Who holds it, for the processes waiting (the file's content is informational only).
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"pid {os.getpid()}, {holder}, since {_utcnow():%H:%M:%S} UTC\n".encode(), 0)
+    return descriptor
+
+
+def _holder_of(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 class WarehouseResource(DuckDBResource):
-    """The working DuckDB file. Like ``DuckDBResource``, but creates the file's folder and always
-    closes the connection, also when the step fails (the parent leaves it to the garbage collector,
-    which keeps the file locked against the next writer)."""
+    """The working DuckDB file. Like ``DuckDBResource``, but creates the file's folder, opens it
+    only in this process's turn (:func:`exclusive_access`), and always closes the connection,
+    also when the step fails (the parent leaves it to the garbage collector, which keeps the file
+    locked against the next writer)."""
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self.database != ":memory:" and not self.database.startswith("md:"):
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        # Another process may hold the single-writer lock for a moment: retry instead of failing.
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={"database": self.database, "read_only": False, "config": self.connection_config},
-            max_retries=10,
-        )
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def get_connection(
+        self, holder: str = "a warehouse connection", on_wait: Callable[[str], None] | None = None,
+        hold: Hold | None = None,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection, held under the file's lock; ``hold`` (if given) is filled
+        with how long this waited for its turn and when it had the file."""
+        with exclusive_access(self.database, holder, on_wait) as turn:  # (creates the file's folder)
+            # A process that ignores the lock (a BI tool opened on the working file, say) may
+            # still hold DuckDB's own lock for a moment: retry instead of failing.
+            conn = backoff(
+                fn=duckdb.connect,
+                retry_on=(RuntimeError, duckdb.IOException),
+                kwargs={"database": self.database, "read_only": False, "config": self.connection_config},
+                max_retries=10,
+            )
+            try:
+                yield conn
+            finally:
+                conn.close()
+                if hold is not None:
+                    hold.waited_s, hold.held_from = turn.waited_s, turn.held_from
+                    hold.held_until = _utcnow()
 
 
 @dataclass(frozen=True)

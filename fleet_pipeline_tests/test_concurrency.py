@@ -5,6 +5,9 @@
   ``fleet_pipeline.instance`` writes, in a temporary ``DAGSTER_HOME``. The code location is
   ``fleet_pipeline_tests.ops_code_location``: the real Tracksolid assets and resources, without
   the dbt project that makes ``fleet_pipeline.definitions`` slow to load in every step process.
+  Their steps extract side by side and take turns on the warehouse for their writes.
+* A run whose warehouse is held by another process: it reads everything from the vendor, waits,
+  says who holds the file, and writes once the file is free.
 * A run killed (SIGKILL) while it reads from the vendor, and a write killed just before its
   commit: every partition stays as it was, and the next run works.
 """
@@ -33,11 +36,11 @@ from dagster import (
 )
 
 from fleet_pipeline.instance import prepare_instance_home
+from fleet_pipeline.source_assets import WRITER_POOL
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
-from fleet_pipeline.source_assets import WRITER_POOL
 from fleet_pipeline.sources.tracksolid import assets
-from fleet_pipeline.warehouse import TableRef, rejects_frame, replace_partition
+from fleet_pipeline.warehouse import TableRef, exclusive_access, rejects_frame, replace_partition
 from fleet_pipeline_tests import ops_code_location as ops
 
 BIN = Path(sys.executable).parent
@@ -93,6 +96,19 @@ def _step_windows(instance: DagsterInstance, runs: list[str]) -> list[tuple[floa
     return sorted(windows)
 
 
+def _warehouse_holds(instance: DagsterInstance, runs: list[str]) -> list[tuple[datetime, datetime, str]]:
+    """(from, until, run/asset) of every write: when each step held the warehouse, from its metadata."""
+    holds = []
+    for run_id in runs:
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.dagster_event.event_specific_data.materialization
+            metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            holds.append((datetime.fromisoformat(metadata["warehouse_held_from"]),
+                          datetime.fromisoformat(metadata["warehouse_held_until"]),
+                          f"{run_id[:8]}/{materialization.asset_key.to_user_string()}"))
+    return sorted(set(holds))
+
+
 def _materialize_command(selection: list, day: date, config: dict) -> list[str]:
     """`dagster asset materialize` of this code location: a run in its own process, as a person or
     a scheduler would start it, with the multiprocess executor."""
@@ -108,7 +124,7 @@ def _env(instance_home: Path) -> dict[str, str]:
     return {**env, "DAGSTER_HOME": str(instance_home), "FLEET_STEP_RETRIES": "0"}
 
 
-def test_two_partitions_at_once_take_turns_on_the_writer_pool(instance_home, tmp_path):
+def test_two_partitions_at_once_take_turns_on_the_warehouse(instance_home, tmp_path):
     world = World(seed=42, n_devices=8)
     warehouse = tmp_path / "warehouse.duckdb"
     with DagsterInstance.get() as instance:
@@ -139,15 +155,56 @@ def test_two_partitions_at_once_take_turns_on_the_writer_pool(instance_home, tmp
 
     with DagsterInstance.get() as instance:
         windows = _step_windows(instance, runs)
-        blocked = [entry for run_id in runs for entry in instance.all_logs(run_id)
-                   if f"blocked by limit for pool {WRITER_POOL}" in (entry.user_message or "")]
+        holds = _warehouse_holds(instance, runs)
         pool = instance.event_log_storage.get_concurrency_info(WRITER_POOL)
-    # Three writer steps (three step processes: two of one run, one of the other), one at a time.
-    assert len(windows) == 3, windows
-    for (_, first_end, first), (second_start, _, second) in zip(windows, windows[1:]):
-        assert second_start >= first_end, f"{second} started while {first} was still writing"
-    assert blocked, "no writer step ever waited for the pool: the limit was not in force"
-    assert pool.limit == 1 and not pool.claimed_slots and not pool.pending_steps
+    # Three writer steps (three step processes: two of one run, one of the other), which held the
+    # warehouse one at a time; a source step is not in the reporting steps' pool.
+    assert len(windows) == 3 and len(holds) == 3, (windows, holds)
+    for (_, first_until, first), (second_from, _, second) in zip(holds, holds[1:]):
+        assert second_from >= first_until, f"{second} wrote while {first} still held the warehouse"
+    assert not pool.claimed_slots and not pool.pending_steps
+
+
+# A run of raw_tracksolid.trips in a process of its own, on the instance of DAGSTER_HOME.
+RUN_TRIPS = """
+import sys
+from pathlib import Path
+from dagster import DagsterInstance, materialize
+from fleet_pipeline.sources.tracksolid import assets
+from fleet_pipeline_tests import ops_code_location as ops
+
+sandbox_url, cache, warehouse, day = sys.argv[1:]
+with DagsterInstance.get() as instance:
+    result = materialize([assets.trips], partition_key=day, instance=instance,
+                         resources=ops.resources(sandbox_url, Path(cache), Path(warehouse)))
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_a_source_extracts_while_another_process_holds_the_warehouse(instance_home, tmp_path):
+    # The extraction needs no warehouse: a run reads everything from the vendor while another
+    # process holds the file, says who holds it while it waits, and writes once the file is free.
+    world, warehouse, log = World(seed=42, n_devices=8), tmp_path / "warehouse.duckdb", tmp_path / "run.log"
+    with sandbox_tracksolid.make_server(world) as server:
+        with exclusive_access(warehouse, "the test holding the file"):
+            with log.open("w") as output:
+                process = subprocess.Popen(
+                    [sys.executable, "-c", RUN_TRIPS, server.base_url, str(tmp_path / "cache"), str(warehouse),
+                     DAY_A.isoformat()], env=_env(instance_home), stdout=output, stderr=output)
+            _wait_until(lambda: "for the warehouse" in log.read_text() or process.poll() is not None,
+                        "the run to wait for the warehouse", timeout_s=120)
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert server.count("jimi.device.track.mileage") >= 1, "the run waited before it extracted"
+            calls_while_held = server.count()
+            held_until = datetime.now(timezone.utc).replace(tzinfo=None)
+        assert process.wait(timeout=120) == 0, log.read_text()[-3000:]
+        assert server.count() == calls_while_held, "the run called the vendor after the file was free"
+    assert "held by pid" in log.read_text() and "the test holding the file" in log.read_text()
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs(limit=1)
+        [(held_from, _, _)] = _warehouse_holds(instance, [run.run_id])
+    assert held_from >= held_until
+    _assert_matches_world(warehouse, world, DAY_A, ("trips",))
 
 
 def _snapshot(warehouse: Path) -> dict[str, list[tuple]]:
@@ -221,11 +278,14 @@ def test_a_killed_run_leaves_every_partition_as_it_was(instance_home, tmp_path):
 
         assert _snapshot(warehouse) == baseline
 
-        # The next start (every `fleet-pipeline` command) fails the dead run and frees its writer
-        # slot; then the next run succeeds on the same instance, warehouse and token cache.
+        # The kernel released the dead process's hold on the warehouse: the file is free at once.
+        with exclusive_access(warehouse, "the test") as hold:
+            assert hold.waited_s < 1.0
+        # The next start (every `fleet-pipeline` command) fails the dead run, which would otherwise
+        # stay "started" for good; then the next run succeeds on the same instance, warehouse and
+        # token cache.
         with DagsterInstance.get() as instance:
             [killed] = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-            assert instance.event_log_storage.get_concurrency_info(WRITER_POOL).claimed_slots
         prepare_instance_home()
         with DagsterInstance.get() as instance:
             failed = instance.get_run_by_id(killed.run_id)

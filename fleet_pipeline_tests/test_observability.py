@@ -86,7 +86,8 @@ def test_a_source_materialization_records_what_a_reader_needs(tmp_path):
     [event] = result.get_asset_materialization_events()
     metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
     expected = {"dagster/row_count", COLUMN_SCHEMA, "rows_before", "rows_added", "rejected_rows", "api_calls",
-                "api_retries", "throttle_wait_s", "backoff_wait_s", "duration_s", "preview"}
+                "api_retries", "throttle_wait_s", "backoff_wait_s", "duration_s", "preview",
+                "warehouse_wait_s", "warehouse_held_s", "warehouse_held_from", "warehouse_held_until"}
     assert expected <= set(metadata), f"missing: {sorted(expected - set(metadata))}"
     assert metadata["dagster/row_count"] > 0 and metadata["api_calls"] >= 1
     columns = {column.name for column in metadata[COLUMN_SCHEMA].columns}
@@ -96,3 +97,22 @@ def test_a_source_materialization_records_what_a_reader_needs(tmp_path):
     # Nothing a reader sees — log lines, metadata — holds the vendor token.
     texts = [str(e.message) for e in result.all_events] + [str(v) for v in metadata.values()]
     assert not [text for text in texts if sandbox_teltonika.API_TOKEN in text]
+
+
+def test_source_jobs_run_every_vendor_at_once_and_one_step_per_vendor(defs):
+    # The vendors' steps run side by side (each holds the warehouse for its write alone); a vendor's
+    # own steps share its rate limit, so they run one at a time.
+    from fleet_pipeline.definitions import source_assets
+    from fleet_pipeline.source_assets import VENDOR_TAG
+
+    for definition in source_assets:
+        node = definition.node_def
+        assert node.pool is None, f"{node.name} holds a pool for its whole step"
+        assert node.tags.get(VENDOR_TAG) == definition.group_names_by_key[definition.key], node.name
+    for name in ("all_daily", "all_snapshots", "tracksolid_daily", "tracksolid_snapshots", "navixy_daily",
+                 "navixy_snapshots"):
+        executor = defs.resolve_job_def(name).executor_def
+        config = executor.config_schema.resolve_config({}).value["config"]
+        assert config["max_concurrent"] >= 5, name  # five vendors
+        assert config["tag_concurrency_limits"] == [
+            {"key": VENDOR_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}], name

@@ -30,6 +30,7 @@ from fleet_pipeline import settings
 from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.reporting.key_figures import Window, with_key_figures
 from fleet_pipeline.source_assets import OWNERS, WRITER_POOL
+from fleet_pipeline.warehouse import exclusive_access
 
 DBT_PROJECT_DIR = settings.project_root() / "dbt_models"
 LAYERS = ("staging", "core", "marts")
@@ -178,17 +179,21 @@ def _partition_vars(context: AssetExecutionContext) -> dict[str, str]:
 
 
 def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, args: list[str], window: Window) -> Iterator[Any]:
-    """Run dbt, then yield its events with the marts' key figures. dbt holds the warehouse's write
-    lock until it exits, so the figures can only be read once its stream has ended."""
+    """Run dbt, then yield its events with the marts' key figures. dbt holds DuckDB's write lock
+    until it exits, so the figures can only be read once its stream has ended; the whole of it is
+    this step's turn on the warehouse (a source's write waits for it, and it for that write)."""
     events: list[Any] = []
-    with _environment(dbt_env()):
-        try:
-            events.extend(dbt.cli(args, context=context).stream())
-        except Exception:
-            yield from events  # what dbt did build stays recorded; the failure follows
-            raise
-    keys_by_output = dict(context.assets_def.keys_by_output_name)
-    yield from with_key_figures(events, keys_by_output, settings.duckdb_path(), window)
+    database = settings.duckdb_path()
+    with exclusive_access(database, f"dbt {' '.join(args[:1])} (run {context.run_id[:8]})", context.log.info):
+        with _environment(dbt_env()):
+            try:
+                events.extend(dbt.cli(args, context=context).stream())
+            except Exception:
+                yield from events  # what dbt did build stays recorded; the failure follows
+                raise
+        keys_by_output = dict(context.assets_def.keys_by_output_name)
+        figures = list(with_key_figures(events, keys_by_output, database, window))
+    yield from figures
 
 
 def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:

@@ -9,6 +9,7 @@ client that keeps the old file open keeps reading the old inode undisturbed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
 from fleet_pipeline.source_assets import OWNERS, WRITER_POOL
+from fleet_pipeline.warehouse import exclusive_access
 
 SERVING_FILE = "fleet.duckdb"
 PARQUET_DIR = "parquet"
@@ -63,9 +65,10 @@ def _remove(path: Path) -> None:
         candidate.unlink(missing_ok=True)
 
 
-def publish(working: Path, serving_dir: Path) -> PublishResult:
+def publish(working: Path, serving_dir: Path, on_wait: Callable[[str], None] | None = None) -> PublishResult:
     """Copy the core and marts layers of ``working`` into a new serving file and Parquet files,
-    then swap each into place with ``os.replace`` (atomic on one filesystem)."""
+    then swap each into place with ``os.replace`` (atomic on one filesystem). The working file is
+    read in this process's turn on it (a writer elsewhere would keep it locked)."""
     serving_dir.mkdir(parents=True, exist_ok=True)
     parquet_dir = serving_dir / PARQUET_DIR
     parquet_dir.mkdir(parents=True, exist_ok=True)
@@ -76,17 +79,18 @@ def publish(working: Path, serving_dir: Path) -> PublishResult:
     parquet_files: list[Path] = []
     conn = duckdb.connect(str(staging))
     try:
-        conn.execute(f"ATTACH {_sql_string(str(working))} AS working (READ_ONLY)")
-        for layer, schema in layer_schemas(conn, "working").items():
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
-            for name in _relations(conn, "working", schema):
-                source = f"working.{_quote(schema)}.{_quote(name)}"
-                target = f"{_quote(layer)}.{_quote(name)}"
-                conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
-                tables[f"{layer}.{name}"] = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-                if layer == "marts":
-                    parquet_files.append(_export_parquet(conn, target, parquet_dir / f"{name}.parquet"))
-        conn.execute("DETACH working")
+        with exclusive_access(working, "the serving copy", on_wait):
+            conn.execute(f"ATTACH {_sql_string(str(working))} AS working (READ_ONLY)")
+            for layer, schema in layer_schemas(conn, "working").items():
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
+                for name in _relations(conn, "working", schema):
+                    source = f"working.{_quote(schema)}.{_quote(name)}"
+                    target = f"{_quote(layer)}.{_quote(name)}"
+                    conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
+                    tables[f"{layer}.{name}"] = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+                    if layer == "marts":
+                        parquet_files.append(_export_parquet(conn, target, parquet_dir / f"{name}.parquet"))
+            conn.execute("DETACH working")
         conn.execute("CHECKPOINT")
     except BaseException:
         conn.close()
@@ -109,8 +113,8 @@ def _export_parquet(conn: duckdb.DuckDBPyConnection, relation: str, destination:
 
 
 def build_serving_asset(upstream: list[AssetKey]):
-    """``serving_copy`` downstream of ``upstream`` (the dbt models), in the writer pool because it
-    reads the working file, which a running writer keeps locked."""
+    """``serving_copy`` downstream of ``upstream`` (the dbt models), in the reporting steps' pool:
+    it reads the working file, which no writer may hold meanwhile, for the whole of its step."""
 
     @asset(
         name="serving_copy",
@@ -123,7 +127,7 @@ def build_serving_asset(upstream: list[AssetKey]):
         "Parquet file per mart (serving/parquet/<table>.parquet).",
     )
     def serving_copy(context) -> MaterializeResult:  # untyped: string annotations are not resolved here
-        result = publish(settings.duckdb_path(), settings.serving_dir())
+        result = publish(settings.duckdb_path(), settings.serving_dir(), context.log.info)
         context.log.info(f"published {len(result.tables)} tables to {result.database}")
         return MaterializeResult(
             metadata={

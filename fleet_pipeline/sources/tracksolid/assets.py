@@ -71,8 +71,8 @@ def devices(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
 def positions(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         rows = []
-        for account in tracksolid.imeis_by_account(run.client):
-            rows.extend(run.client.locations(account))
+        for _, located in run.client.fan_out(list(tracksolid.imeis_by_account(run.client)), run.client.locations):
+            rows.extend(located)
         typed = typed_frame(rows, schemas.POSITION_COLUMNS).with_columns(
             *unknown_as_null("speed_kmh", "direction_deg"),
             snapshot_date=pl.lit(run.now.date()),

@@ -20,7 +20,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -320,28 +319,30 @@ class TracksolidClient(VendorClient):
     def accounts(self) -> list[dict[str, Any]]:
         """The target account and every descendant, breadth-first, each listed once.
 
-        ``jimi.user.child.list`` returns direct children only, so the tree is walked; a
-        ``seen`` set makes a (misconfigured) cycle harmless. The target itself has no vendor
-        row, so it is represented as ``{"account": target, "parentAccount": None}``.
+        ``jimi.user.child.list`` returns direct children only, so the tree is walked, one level
+        at a time with the accounts of a level asked ``concurrency`` at a time (the walk's calls
+        follow each other, so each level costs one round trip, not one per account); a ``seen``
+        set makes a (misconfigured) cycle harmless. The target itself has no vendor row, so it is
+        represented as ``{"account": target, "parentAccount": None}``.
         """
+        method = "jimi.user.child.list"
         root = {"account": self.target_account, "parentAccount": None}
         out: list[dict[str, Any]] = [root]
         seen = {self.target_account}
-        queue = deque([self.target_account])
-        while queue:
-            parent = queue.popleft()
-            rows, _ = extract_rows(
-                "jimi.user.child.list", self.call("jimi.user.child.list", {"target": parent})
-            )
-            for row in rows:
-                account = row.get("account")
-                if not account or account in seen:
-                    continue
-                seen.add(account)
-                if row.get("parentAccount") in (None, ""):
-                    row = {**row, "parentAccount": parent}
-                out.append(row)
-                queue.append(account)
+        level = [self.target_account]
+        while level:
+            children = self.fan_out(level, lambda parent: extract_rows(method, self.call(method, {"target": parent}))[0])
+            level = []
+            for parent, rows in children:
+                for row in rows:
+                    account = row.get("account")
+                    if not account or account in seen:
+                        continue
+                    seen.add(account)
+                    if row.get("parentAccount") in (None, ""):
+                        row = {**row, "parentAccount": parent}
+                    out.append(row)
+                    level.append(account)
         return out
 
     def devices(self, account: str) -> list[dict[str, Any]]:

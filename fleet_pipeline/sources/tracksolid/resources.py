@@ -94,13 +94,13 @@ class TracksolidResource(VendorResource):
         """Device-list rows of the target account and all its sub-accounts, each with ``_account``.
 
         Shared by the step's assets: the device list is not recursive (FIELD-NOTES), so this walks
-        the account tree at one call per account.
+        the account tree and lists each account, the accounts ``concurrency`` at a time.
         """
         def walk() -> list[dict[str, Any]]:
             rows: dict[str, dict[str, Any]] = {}
-            for account in client.accounts():
-                name = str(account["account"])
-                for row in client.devices(name):
+            names = [str(account["account"]) for account in client.accounts()]
+            for name, listed in client.fan_out(names, client.devices):
+                for row in listed:
                     rows.setdefault(str(row["imei"]), {**row, "_account": name})
             return [rows[imei] for imei in sorted(rows)]
 
