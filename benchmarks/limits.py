@@ -98,24 +98,19 @@ def _pages(rows: int, per_page: int) -> int:
     return max(1, ceil(rows / per_page))
 
 
-def _batched_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int], announces_total: bool) -> int:
-    """Calls of a Tracksolid batch endpoint: every batch of 50 IMEIs pages 100 rows at a time.
+def _batched_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int], announces_total: bool,
+                   batch: int = MAX_IMEIS_PER_CALL, page: int = MAX_PAGE_SIZE) -> int:
+    """Calls of a batch endpoint: every batch of devices (Tracksolid: 50 IMEIs) pages its rows
+    (100 at a time) on its own.
 
-    A method whose answer announces the total (``report.parking``) stops at it; the others (a
-    ``result`` list of at most 100 rows, no total) can only tell the end by a short page, so a
-    full last page takes one more call."""
+    A method whose answer announces the total (``report.parking``) stops at it; the others
+    (Tracksolid's ``result`` lists, Navixy's history, which has no offset either) can only tell
+    the end by a short page, so a full last page takes one more call."""
     def calls(rows: int) -> int:
-        return _pages(rows, MAX_PAGE_SIZE) if announces_total else rows // MAX_PAGE_SIZE + 1
+        return _pages(rows, page) if announces_total else rows // page + 1
 
-    return sum(calls(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + MAX_IMEIS_PER_CALL]))
-               for i in range(0, len(imeis), MAX_IMEIS_PER_CALL))
-
-
-def _history_pages(imeis: tuple[str, ...], rows_per_imei: Mapping[str, int]) -> int:
-    """Calls of Navixy ``history/tracker/list``: every batch of 500 trackers pages 1,000 events at a
-    time, and having no offset nor total, a full page always takes one more call to see the end."""
-    return sum(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + NAVIXY_HISTORY_BATCH]) // 1000 + 1
-               for i in range(0, len(imeis), NAVIXY_HISTORY_BATCH))
+    return sum(calls(sum(rows_per_imei.get(imei, 0) for imei in imeis[i:i + batch]))
+               for i in range(0, len(imeis), batch))
 
 
 @dataclass(frozen=True)
@@ -162,7 +157,9 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
         "tracker/get_readings": lambda f, r: f.navixy_active,
         "track/list": lambda f, r: f.navixy_active,
         "track/read": lambda f, r: f.navixy_active,
-        "history/tracker/list": lambda f, r: _history_pages(f.navixy_active_imeis, r.of_imeis("raw_navixy.events")),
+        # 500 trackers a call, 1,000 events a page.
+        "history/tracker/list": lambda f, r: _batched_pages(f.navixy_active_imeis, r.of_imeis("raw_navixy.events"),
+                                                            False, batch=NAVIXY_HISTORY_BATCH, page=1000),
         "tracker/stats/mileage/read": lambda f, r: ceil(f.navixy_active / 128),
     },
     "teltonika": {

@@ -155,8 +155,8 @@ def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path
 
     ``together``: the five vendor processes run at once, as the source jobs' executor runs one
     step per vendor at a time, every vendor side by side (their writes take turns on the file);
-    the sources' wall time is then the time until the last one is done (``stages["sources"]``).
-    Otherwise one after another, each stage on a machine to itself.
+    the sources' wall time (``sources_wall_s`` of the sandbox usage returned) is then the time
+    until the last one is done. Otherwise one after another, each stage on a machine to itself.
     """
     stages: dict[str, Any] = {}
     sandbox = Sandbox(devices, latency_ms, seed, day)
@@ -168,15 +168,10 @@ def run_sources(devices: int, latency_ms: float, day: date, seed: int, log: Path
                     "cache_dir": str(workdir / "cache")}
 
         started = time.perf_counter()
-        if together:
-            running = [start_stage(spec(vendor), workdir, vendor, log) for vendor in VENDORS]
-            for vendor, stage in zip(VENDORS, running):
-                stages[vendor] = finish_stage(stage)
-                _progress(vendor, stages[vendor])
-        else:
-            for vendor in VENDORS:
-                stages[vendor] = run_stage(spec(vendor), workdir, vendor, log)
-                _progress(vendor, stages[vendor])
+        running = {vendor: start_stage(spec(vendor), workdir, vendor, log) for vendor in VENDORS} if together else {}
+        for vendor in VENDORS:
+            stages[vendor] = finish_stage(running[vendor]) if together else run_stage(spec(vendor), workdir, vendor, log)
+            _progress(vendor, stages[vendor])
         sources_wall_s = round(time.perf_counter() - started, 3)
         print(f"   {'all sources':<11} {sources_wall_s:8.1f} s" + (" (side by side)" if together else ""), flush=True)
         usage = sandbox.usage()
@@ -215,7 +210,7 @@ def bench_size(devices: int, latency_ms: float, day: date, seed: int, log: Path,
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     fleet = Fleet.of(World(seed=seed, n_devices=devices))
-    summary = report.summarize(stages, fleet, latency_ms, sandbox_usage["sources_wall_s"] if together else None)
+    summary = report.summarize(stages, fleet, latency_ms, sandbox_usage["sources_wall_s"], together)
     for stage in stages.values():
         stage.pop("rows_per_imei", None)  # an input of the minima, tens of thousands of entries
     return {

@@ -52,8 +52,8 @@ run_monitoring:
 
 
 def prepare_instance_home() -> Path:
-    """Create the instance home with its settings, point ``DAGSTER_HOME`` at it, and free the
-    pool slots of runs that were killed since the last start."""
+    """Create the instance home with its settings, point ``DAGSTER_HOME`` at it, and fail the
+    runs killed since the last start (freeing any pool slot they held)."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"

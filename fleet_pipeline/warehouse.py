@@ -80,6 +80,7 @@ _local_guard = threading.Lock()
 @contextmanager
 def exclusive_access(
     database: str | Path, holder: str, on_wait: Callable[[str], None] | None = None,
+    hold: Hold | None = None,
 ) -> Iterator[Hold]:
     """Hold the working file while this process has it open.
 
@@ -89,9 +90,10 @@ def exclusive_access(
     extraction, which needs no file, runs beside another process's write. The lock is an
     ``flock`` on ``<file>.lock``: the kernel releases it when its process dies, killed or not,
     so there is nothing to clean up after a crash. ``on_wait`` hears who holds the file when this
-    starts waiting, and again every :data:`LOCK_WAIT_REPORT_S`.
+    starts waiting, and again every :data:`LOCK_WAIT_REPORT_S`. The turn is recorded in ``hold``
+    (a new one if not given), which is also what the block receives.
     """
-    hold = Hold()
+    hold = hold if hold is not None else Hold()
     path = lock_path(database)
     if path is None:
         hold.held_from = _utcnow()
@@ -161,7 +163,7 @@ class WarehouseResource(DuckDBResource):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection, held under the file's lock; ``hold`` (if given) is filled
         with how long this waited for its turn and when it had the file."""
-        with exclusive_access(self.database, holder, on_wait) as turn:  # (creates the file's folder)
+        with exclusive_access(self.database, holder, on_wait, hold):  # (creates the file's folder)
             # A process that ignores the lock (a BI tool opened on the working file, say) may
             # still hold DuckDB's own lock for a moment: retry instead of failing.
             conn = backoff(
@@ -174,9 +176,6 @@ class WarehouseResource(DuckDBResource):
                 yield conn
             finally:
                 conn.close()
-                if hold is not None:
-                    hold.waited_s, hold.held_from = turn.waited_s, turn.held_from
-                    hold.held_until = _utcnow()
 
 
 @dataclass(frozen=True)

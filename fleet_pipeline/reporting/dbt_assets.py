@@ -184,7 +184,7 @@ def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, args: list[s
     this step's turn on the warehouse (a source's write waits for it, and it for that write)."""
     events: list[Any] = []
     database = settings.duckdb_path()
-    with exclusive_access(database, f"dbt {' '.join(args[:1])} (run {context.run_id[:8]})", context.log.info):
+    with exclusive_access(database, f"dbt {args[0]} (run {context.run_id[:8]})", context.log.info):
         with _environment(dbt_env()):
             try:
                 events.extend(dbt.cli(args, context=context).stream())
