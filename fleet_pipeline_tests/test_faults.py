@@ -190,9 +190,11 @@ FAULTS = [
           happened=lambda s: s.count(fault="malformed_json") >= 3),
     Fault("code-15-storm", "navixy", SURVIVES, {"force_429_next": 4},
           happened=lambda s: s.count(status=429) == 4, resource={"retry_attempts": 6}),
-    Fault("session-expiry", "navixy", SURVIVES, {"session_lifetime_s": 1, "latency_s": 0.05},
+    # Mid-run, the vendor ends the run's session: the call in flight gets 4, and the client must
+    # log in again and retry it.
+    Fault("session-expiry", "navixy", SURVIVES,
           happened=lambda s: s.count(vendor_code="4") >= 1 and s.count("user/auth") >= 2,
-          resource={"login": True}),
+          resource={"login": True}, mid_run=(8, lambda s: {"end_first_sessions": s.count("user/auth")})),
     Fault("429", "telesto", FAILS, {"force_429_next": 1}, happened=lambda s: s.count(status=429) == 1),
 ]
 

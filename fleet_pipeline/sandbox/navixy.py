@@ -22,8 +22,8 @@ Auth. The hash comes from `Authorization: NVX <hash>` (exactly "NVX " then the h
 `{type: "authenticated", hash}`; wrong credentials -> 102. Session hashes are 32 lowercase hex
 digits and stateless (issue time + HMAC keyed by the sandbox password), so a hash cached by one
 process is accepted by any sandbox; each ends `session_lifetime_s` (knob, default 24 h, the
-getting-started doc's figure) after it was issued on the sandbox clock, or at `user/logout` on
-this server (-> 4 "User or API key not found or session ended"). `API_KEY` is used as the hash itself and
+getting-started doc's figure) after it was issued on the sandbox clock, at `user/logout` on
+this server, or once `end_first_sessions` (knob) covers it (-> 4 "User or API key not found or session ended"). `API_KEY` is used as the hash itself and
 never expires; `user/logout` with it is 276. Code 3 "Wrong hash" = no hash at all, or a hash
 this platform never issued (bad shape or signature); code 4 = a hash it issued that has ended.
 
@@ -252,6 +252,9 @@ class NavixyKnobs(FaultKnobs):
     """Generic faults plus the Navixy behaviour tests need to provoke (see the module doc)."""
 
     session_lifetime_s: int = 86_400
+    # The first n sessions this server issued have ended (an administrator ended them), whatever
+    # their age: a mid-run expiry that does not hang on which second a hash was issued in.
+    end_first_sessions: int = 0
     force_429_next: int = 0
     rate_limit_per_s: int = 50
     rate_limit_window_s: float = 1.0
@@ -507,6 +510,7 @@ class NavixyApp:
         self._lock = threading.Lock()
         self._windows: dict[str, deque[float]] = {}
         self._logged_out: set[str] = set()
+        self._issued: list[str] = []
         self._accounts = [a for a in world.accounts if a.platform == PLATFORM]
         self._groups = {a.account_id: GROUP_ID_BASE + n + 1 for n, a in enumerate(self._accounts)}
         # Each page of history/tracker/list needs every event of its batch's tracker-days; built
@@ -588,7 +592,8 @@ class NavixyApp:
             if issued is None:
                 raise _NavixyError(3)
             with self._lock:
-                logged_out = presented in self._logged_out
+                logged_out = (presented in self._logged_out
+                              or presented in self._issued[:self.knobs.end_first_sessions])
             ends = issued + timedelta(seconds=self.knobs.session_lifetime_s)
             if logged_out or self.now() >= ends:
                 raise _NavixyError(4)
@@ -621,7 +626,10 @@ class NavixyApp:
         if not (hmac.compare_digest(login.lower().encode(), LOGIN.lower().encode())
                 and hmac.compare_digest(password.encode("utf-8"), PASSWORD.encode("utf-8"))):
             raise _NavixyError(102)
-        return {"type": "authenticated", "hash": self._issue_session(self.now())}
+        session_hash = self._issue_session(self.now())
+        with self._lock:
+            self._issued.append(session_hash)
+        return {"type": "authenticated", "hash": session_hash}
 
     def user_logout(self, call: _Call) -> dict[str, Any]:
         if call.session_kind != "session":

@@ -211,6 +211,18 @@ def test_logout_ends_a_session_and_is_refused_for_the_api_key(nvx):
     nvx.fail("user/logout", 276, 403, auth=navixy.API_KEY)
 
 
+def test_ending_the_first_sessions_ends_those_alone(nvx, navixy_sandbox):
+    def login() -> str:
+        return nvx.ok("user/auth", auth=None, login=navixy.LOGIN, password=navixy.PASSWORD)["hash"]
+
+    first, second = login(), login()
+    navixy_sandbox.knobs.set(end_first_sessions=1)
+    nvx.fail("tracker/list", 4, 400, auth=first)
+    assert nvx.ok("tracker/list", auth=second)["list"]
+    assert nvx.ok("tracker/list", auth=login())["list"]
+    assert nvx.ok("tracker/list", auth=navixy.API_KEY)["list"]
+
+
 def test_session_hashes_are_accepted_by_another_sandbox(nvx, world):
     session = nvx.ok("user/auth", auth=None, login=navixy.LOGIN, password=navixy.PASSWORD)["hash"]
     with navixy.make_server(world, now=ManualClock(world.now())) as other:
