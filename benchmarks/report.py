@@ -49,11 +49,11 @@ def _table_figures(table: str, asset: dict[str, Any], probe: dict[str, Any] | No
 
 
 def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float,
-              sources_wall_s: float | None = None, together: bool = False) -> dict[str, Any]:
+              sources_wall_s: float, together: bool) -> dict[str, Any]:
     """Per stage: wall, CPU, peak RSS, rows, API calls against the minimum, ratios to bare limits.
 
     ``sources_wall_s``: the vendor stages were all done after this long (process start-ups
-    included; without it, the sum of their walls); the total is that plus the models.
+    included); the total is that plus the models.
     ``together``: they ran side by side, so the total's peak RSS is their peaks added up (an upper
     bound of what they held at once); otherwise one after another, the largest of them.
     """
@@ -127,8 +127,6 @@ def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float,
         summary[name] = figures
     sources = [s for n, s in summary.items() if n != "dbt"]
     models = summary.get("dbt", {})
-    if sources_wall_s is None:
-        sources_wall_s = sum(s.get("wall_s") or 0 for s in sources)
     peaks = [s.get("peak_rss_mib") or 0 for s in sources]
     sources_rss = (sum(peaks) if together else max(peaks, default=0))
     summary["total"] = {

@@ -64,7 +64,7 @@ from fleet_pipeline.warehouse import Hold, TableRef, WarehouseResource
 # alone (warehouse.exclusive_access), and the vendors of one run extract side by side.
 WRITER_POOL = "duckdb_writer"
 # Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
-# jobs run one step per vendor at a time, every vendor side by side (see STEP_CONCURRENCY).
+# jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR).
 VENDOR_TAG = "fleet/vendor"
 SOURCE_EXECUTOR = multiprocess_executor.configured(
     {

@@ -23,8 +23,8 @@ Auth. The hash comes from `Authorization: NVX <hash>` (exactly "NVX " then the h
 digits and stateless (issue time + HMAC keyed by the sandbox password), so a hash cached by one
 process is accepted by any sandbox; each ends `session_lifetime_s` (knob, default 24 h, the
 getting-started doc's figure) after it was issued on the sandbox clock, at `user/logout` on
-this server, or once `end_first_sessions` (knob) covers it (-> 4 "User or API key not found or session ended"). `API_KEY` is used as the hash itself and
-never expires; `user/logout` with it is 276. Code 3 "Wrong hash" = no hash at all, or a hash
+this server, or once `end_first_sessions` (knob) covers it (-> 4 "User or API key not found or
+session ended"). `API_KEY` is used as the hash itself and never expires; `user/logout` with it is 276. Code 3 "Wrong hash" = no hash at all, or a hash
 this platform never issued (bad shape or signature); code 4 = a hash it issued that has ended.
 
 Rate limit (the `VendorApp.throttle` hook, before auth): at most `rate_limit_per_s` (50) calls in

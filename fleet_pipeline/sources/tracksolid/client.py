@@ -299,7 +299,8 @@ class TracksolidClient(VendorClient):
             # A burst of ~25 calls triggers 1006 and costs 15+ s of backoff; pacing below it is
             # far cheaper. 22 a second, not 23: at 23 the arrivals of calls sent evenly still
             # bunched into 26 a second now and then on a loaded 2-core machine (one 1006 in 1,000
-            # calls at 200 ms latency), and Tracksolid is not the slow vendor of a run anyway. The vendor counts per app key, so every client on this machine with the
+            # calls at 200 ms latency), and Tracksolid is not the slow vendor of a run anyway.
+            # The vendor counts per app key, so every client on this machine with the
             # same node and key (other steps, other runs) shares one ledger. Real time on purpose:
             # the vendor's window is wall-clock, whatever clock the caller injects for timestamps.
             limiter=(
