@@ -111,7 +111,9 @@ def parse_project(project: DbtProject) -> Path:
 def load_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
     """The dbt project with a current manifest: parsed now when missing or older than its sources."""
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
-    project.prepare_if_dev()  # under `dagster dev` dagster-dbt re-parses on every reload
+    # Not ``project.prepare_if_dev()``: under `dagster dev` it runs a bare `dbt` looked up on PATH,
+    # which a new shell (no activated venv) does not have, and re-parses on every reload. The
+    # staleness check below parses with the venv's own dbt, and only when a source changed.
     if manifest_is_stale(project):
         parse_project(project)
     return project
