@@ -8,6 +8,7 @@ with its target/ and logs/ inside the temporary directory so the repository stay
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -20,7 +21,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from fleet_pipeline.sandbox import navixy
-from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sandbox.world import Stop, World
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_models"
@@ -178,8 +179,7 @@ def test_derived_stops_have_95_percent_precision_and_recall(warehouse: Warehouse
     # A derived stop matches a true stop of the same device that starts within 2 minutes of it;
     # true stops are the world's stationary spells of at least stop_min_duration_s (300 s).
     world = warehouse.world
-    rows = query(warehouse, "select imei, platform, started_at from core.fct_stops "
-                            "where stop_source = 'derived' and not continues_previous_day")
+    rows = query(warehouse, "select imei, platform, started_at from core.fct_stops where stop_source = 'derived'")
     tolerance = timedelta(minutes=2)
     settled = _settled_device_days(warehouse)
     for platform in ("tracksolid", "navixy"):
@@ -200,25 +200,188 @@ def test_derived_stops_have_95_percent_precision_and_recall(warehouse: Warehouse
         assert recall >= 0.95 and precision >= 0.95, (platform, len(truth), len(derived), recall, precision)
 
 
-def test_parking_and_idling_per_device_day_equal_the_world(warehouse: Warehouse) -> None:
-    # Tracksolid: its report (ignition known: parking vs idling) plus derived stops for parkings the
-    # report does not list yet (still going on at extraction). Navixy: derived only, no ignition.
-    rows = query(warehouse, "select imei, day, parking_count, idling_count from marts.parking_daily")
-    settled = _settled_device_days(warehouse)
-    actual = {(imei, day): (parked, idled) for imei, day, parked, idled in rows
-              if (parked or idled) and (imei, day) in settled}
-    expected = {}
-    for d in _served_devices(warehouse.world):
-        for day in warehouse.days:
-            if (d.imei, day) not in settled:
-                continue
-            parkings = [s for s in warehouse.world.day(d.imei, day).stops if s.kind == "parking"]
-            idling = sum(s.ignition_on for s in parkings) if d.platform == "tracksolid" else 0
-            if parkings:
-                expected[(d.imei, day)] = (len(parkings) - idling, idling)
-    assert expected, "no parking in the world: nothing tested"
-    assert actual == expected
+@dataclass
+class DayTruth:
+    """One device-day of parking_daily as the World has it."""
 
+    platform: str
+    counts: dict[str, int]        # parking_count, idling_count, overnight_parking_count
+    seconds: dict[str, float]     # parking_s, idling_s: the part of each stop inside the UTC day
+    stops: int                    # stops contributing to the day (the 120 s tolerance is per stop)
+    settled: bool                 # every fix and every stop end it needs is loaded
+    pending: bool                 # fixes of the day were still in the device's buffer
+
+
+def _parking_truth(world: World, days: list[date], extracted_from: datetime) -> dict[tuple[str, date], DayTruth]:
+    """parking_daily per device-day from the World's stops that started on a loaded day.
+
+    Counts go to the start day, durations to each UTC day a stop covers. A device-day is settled
+    when every fix of the days its stops span reached the vendor before the demo started, and
+    every stop covering it has ended where the pipeline can see the end: before the demo started
+    on Tracksolid (its parking report lists a parking once it has ended), before the end of the
+    last loaded day on Navixy (a derived stop ends at the next loaded fix).
+    """
+    horizon = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time())
+    known_until = {"tracksolid": extracted_from, "navixy": horizon}
+
+    def all_received(imei: str, day: date) -> bool:
+        received = world.day(imei, day).points["received_at"]
+        return received.is_empty() or received.max() < extracted_from
+
+    truth = {}
+    for d in _served_devices(world):
+        stops = [s for day in days for s in world.day(d.imei, day).stops if s.kind == "parking"]
+        for day in days:
+            start = datetime.combine(day, datetime.min.time())
+            end = start + timedelta(days=1)
+            counts = {"parking_count": 0, "idling_count": 0, "overnight_parking_count": 0}
+            seconds = {"parking_s": 0.0, "idling_s": 0.0}
+            contributing, settled = 0, all_received(d.imei, day)
+            for s in stops:
+                inside = (min(s.end, end) - max(s.start, start)).total_seconds()
+                if inside <= 0 and s.start.date() != day:
+                    continue
+                contributing += 1
+                kind = "idling" if s.ignition_on else "parking"
+                seconds[f"{kind}_s"] += max(inside, 0.0)
+                if s.start.date() == day:
+                    counts[f"{kind}_count"] += 1
+                    counts["overnight_parking_count"] += kind == "parking" and s.end.date() > day
+                settled &= s.end < known_until[d.platform]
+                settled &= all(all_received(d.imei, x) for x in days if s.start.date() <= x <= s.end.date())
+            if contributing:
+                truth[(d.imei, day)] = DayTruth(d.platform, counts, seconds, contributing, settled,
+                                                not all_received(d.imei, day))
+    return truth
+
+
+def _parking_daily(db: Path) -> dict[tuple[str, date], dict]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        cursor = con.execute("select * from marts.parking_daily")
+        names = [c[0] for c in cursor.description]
+        return {(r["imei"], r["day"]): r for r in (dict(zip(names, row)) for row in cursor.fetchall())}
+
+
+def _differences(truth: DayTruth, row: dict | None) -> list[str]:
+    """What parking_daily gets wrong for one device-day (nothing: exact, 120 s per stop)."""
+    if row is None:
+        return ["no row"]
+    wrong = [f"{k} {row[k]} != {v}" for k, v in truth.counts.items() if row[k] != v]
+    wrong += [f"{k} {row[k]} != {v:.0f}" for k, v in truth.seconds.items()
+              if abs(row[k] - v) > 120 * truth.stops]
+    if row["unknown_stop_count"]:
+        wrong.append(f"{row['unknown_stop_count']} stops of unknown ignition")
+    return wrong
+
+
+def assert_parking_daily_equals_the_world(db: Path, days: list[date], world: World,
+                                          extracted_from: datetime) -> dict[str, Counter]:
+    """Settled device-days exact; a day that is not exact is provisional; only unsettled days are."""
+    truth = _parking_truth(world, days, extracted_from)
+    rows = _parking_daily(db)
+    seen: dict[str, Counter] = {p: Counter() for p in ("tracksolid", "navixy")}
+    for key, t in truth.items():
+        row = rows.get(key)
+        wrong = _differences(t, row)
+        provisional = bool(row and row["is_provisional"])
+        assert not (t.settled and wrong), (t.platform, key, "settled but", wrong, t)
+        assert not (wrong and row and not provisional), (t.platform, key, "wrong and not provisional", wrong)
+        assert not (provisional and t.settled), (t.platform, key, "provisional but settled in the World")
+        if t.pending and row:
+            counted = row["parking_count"] + row["idling_count"] + row["unknown_stop_count"]
+            assert counted <= t.counts["parking_count"] + t.counts["idling_count"], (key, "double-counted", row)
+        if t.settled:
+            seen[t.platform].update({"device_days": 1, **t.counts})
+    extra = {key for key, row in rows.items() if key not in truth and row["day"] in days}
+    assert not extra, f"parking_daily has device-days with no stop in the World: {sorted(extra)[:5]}"
+    return seen
+
+
+def test_parking_and_idling_per_device_day_equal_the_world(warehouse: Warehouse) -> None:
+    # Navixy's fixes carry no ignition: its ignition events tell parking from idling, as the
+    # Tracksolid fixes and report do. A stop past midnight is one stop; its seconds go to each day.
+    seen = assert_parking_daily_equals_the_world(warehouse.path, warehouse.days, warehouse.world,
+                                                 warehouse.extracted_from)
+    for platform, counted in seen.items():
+        assert counted["device_days"] >= 3, f"{platform}: too few settled device-days to test: {counted}"
+        assert counted["parking_count"] + counted["idling_count"] >= 5, f"{platform}: too few stops: {counted}"
+
+
+def _copy_warehouse(warehouse: Warehouse, tmp: Path) -> Path:
+    # The staging views name the file's catalog, so the copy keeps the file name.
+    copy = tmp / warehouse.path.name
+    shutil.copyfile(warehouse.path, copy)
+    return copy
+
+
+STOP_MODELS = "fct_track_points fct_alarms stg_navixy__states fct_stops parking_events parking_daily"
+
+
+def test_a_day_loaded_later_ends_the_previous_days_open_stops(warehouse: Warehouse, tmp_path: Path) -> None:
+    # Day by day, as the daily schedule runs dbt: after the first day alone its evening parkings
+    # are open (provisional on Navixy, whose stops all come from the fixes); the second day's run
+    # ends them in the first day's partition, which is then exact.
+    db = _copy_warehouse(warehouse, tmp_path)
+    first = warehouse.days[0]
+    for n, day in enumerate(warehouse.days):
+        run_dbt(tmp_path, db, "run", *(["--full-refresh"] if n == 0 else []), "--select", STOP_MODELS,
+                "--vars", f"{{min_date: '{day}', max_date: '{day}'}}")
+        assert_parking_daily_equals_the_world(db, warehouse.days[: n + 1], warehouse.world,
+                                              warehouse.extracted_from)
+    truth = _parking_truth(warehouse.world, warehouse.days, warehouse.extracted_from)
+    ended_by_the_second_day = [key for key, t in truth.items()
+                               if key[1] == first and t.platform == "navixy" and t.settled
+                               and t.counts["overnight_parking_count"]]
+    assert ended_by_the_second_day, "no settled Navixy parking from the first day into the second: nothing tested"
+
+
+def _a_parking(world: World, truth: dict[tuple[str, date], DayTruth], platform: str, day: date,
+               skip: str | None = None) -> tuple[str, Stop]:
+    """An engine-off parking of at least 90 minutes, within the day, of a settled device-day."""
+    for d in _served_devices(world):
+        t = truth.get((d.imei, day))
+        if d.platform != platform or d.imei == skip or t is None or not t.settled:
+            continue
+        for s in world.day(d.imei, day).stops:
+            if (s.kind == "parking" and not s.ignition_on and s.end.date() == day
+                    and s.end - s.start >= timedelta(minutes=90)):
+                return d.imei, s
+    raise AssertionError(f"no settled {platform} parking of 90 minutes on {day}: nothing to test")
+
+
+def test_a_parking_whose_first_fixes_are_still_buffered_is_counted_once(warehouse: Warehouse, tmp_path: Path) -> None:
+    # The arrival and the first 25 minutes of a parking still in the device's buffer (as when a
+    # late upload is pending): the stop derived from the remaining fixes starts 25 minutes after
+    # the reported one. It is the same stop (they overlap), counted once, and the day is provisional.
+    # A Navixy device without any ignition source: its stops are `unknown`, never parking.
+    db = _copy_warehouse(warehouse, tmp_path)
+    world, day = warehouse.world, warehouse.days[0]
+    truth = _parking_truth(world, warehouse.days, warehouse.extracted_from)
+    buffered = {platform: _a_parking(world, truth, platform, day) for platform in ("tracksolid", "navixy")}
+    no_ignition = _a_parking(world, truth, "navixy", day, skip=buffered["navixy"][0])[0]
+    with duckdb.connect(str(db)) as con:
+        for platform, (imei, stop) in buffered.items():
+            con.execute(f"delete from raw_{platform}.track_points where imei = ? and gps_time between ? and ?",
+                        [imei, stop.start - timedelta(minutes=25), stop.start + timedelta(minutes=25)])
+        con.execute("delete from raw_navixy.events where imei = ? and event_type = 'input_change'", [no_ignition])
+        con.execute("delete from raw_navixy.states where imei = ?", [no_ignition])
+    run_dbt(tmp_path, db, "run", "--select", STOP_MODELS)
+
+    rows = _parking_daily(db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        for platform, (imei, stop) in buffered.items():
+            overlapping = con.execute("select stop_source, started_at from marts.parking_events where imei = ? "
+                                      "and started_at < ? and ended_at > ?", [imei, stop.end, stop.start]).fetchall()
+            assert len(overlapping) == 1, (platform, imei, stop, overlapping)
+            row, expected = rows[(imei, day)], truth[(imei, day)].counts
+            assert row["is_provisional"], (platform, imei, "a day with buffered fixes is provisional")
+            assert row["parking_count"] == expected["parking_count"], (platform, imei, row, expected)
+            assert row["idling_count"] == expected["idling_count"], (platform, imei, row, expected)
+        kinds = dict(con.execute("select stop_kind, count(*) from marts.parking_events where imei = ? "
+                                 "group by all", [no_ignition]).fetchall())
+    expected = truth[(no_ignition, day)].counts
+    assert kinds.keys() == {"unknown"}, (no_ignition, kinds)
+    assert rows[(no_ignition, day)]["unknown_stop_count"] == expected["parking_count"] + expected["idling_count"]
 
 def test_firmware_shares_equal_the_world(warehouse: Warehouse) -> None:
     # Teltonika FOTA's daily snapshot is the firmware history: per model and snapshot day, the

@@ -36,6 +36,10 @@ joined as (
         on p.imei = t.imei and p.partition_date = t.partition_date
 ),
 
+unseen_movement as (
+    {{ device_days_with_unseen_movement() }}
+),
+
 chosen as (
     select
         *,
@@ -68,5 +72,9 @@ select
             abs(coalesce(odometer_km, chosen_km) - chosen_km)
         ) > greatest({{ var('mileage_tolerance_share') }} * chosen_km, 1.0),
         false
-    ) as sources_disagree
+    ) as sources_disagree,
+    -- fixes of the day still to come (late uploads): the track-point figures can still change
+    exists (
+        select 1 from unseen_movement as u where u.imei = chosen.imei and u.partition_date = chosen.partition_date
+    ) as is_provisional
 from chosen
