@@ -33,7 +33,7 @@ from datetime import date, timedelta
 import duckdb
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from fleet_pipeline.warehouse import TableRef, partition_row_counts
+from fleet_pipeline.warehouse import TableRef, latest_snapshot_rows, partition_row_counts
 
 ROW_COUNT_CHECK = "row_count_vs_trailing_week"
 TRAILING_DAYS = 7
@@ -125,6 +125,70 @@ def row_count_check(
     return AssetCheckResult(
         check_name=ROW_COUNT_CHECK,
         passed=not anomalous,
+        severity=AssetCheckSeverity.WARN,
+        description=description,
+        metadata=metadata,
+    )
+
+
+# ----------------------------------------------------------------------------- empty partitions
+#
+# A vendor that answers nothing at all (a revoked scope, a terminal list that no longer matches, an
+# outage that returns empty pages) leaves partitions that are valid, committed and empty; the
+# trailing-week check has no verdict on a table that was always empty. So every source table also
+# asks: did a partition of this run come back with no rows while the warehouse knows devices of
+# this vendor? Which devices count is part of the source's declaration (its `fleet`).
+
+EMPTY_PARTITION_CHECK = "rows_where_the_fleet_has_devices"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The devices a vendor's tables are about, as the warehouse knows them: the rows of the latest
+    snapshot of each device table, filtered by ``where`` (SQL over that table's columns)."""
+
+    description: str
+    snapshots: tuple[tuple[TableRef, str], ...]
+
+    def devices(self, conn: duckdb.DuckDBPyConnection) -> int | None:
+        """How many devices; None when no snapshot of any of the tables exists yet."""
+        counts = [latest_snapshot_rows(conn, table, where) for table, where in self.snapshots]
+        known = [n for n in counts if n is not None]
+        return sum(known) if known else None
+
+
+def empty_partition_check_spec(asset_key: AssetKey, fleet: Fleet) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        EMPTY_PARTITION_CHECK,
+        asset=asset_key,
+        description=f"Warns when a partition of the run has no rows although the warehouse knows "
+        f"{fleet.description} (the vendor answered nothing for them).",
+    )
+
+
+def empty_partition_check(
+    conn: duckdb.DuckDBPyConnection, table: TableRef, fleet: Fleet, rows_by_partition: Sequence[tuple[object, int]]
+) -> AssetCheckResult:
+    """WARN when a partition has 0 rows and the fleet has devices; the reason names both."""
+    empty = [str(key) for key, rows in rows_by_partition if rows == 0]
+    devices = fleet.devices(conn)
+    metadata: dict[str, object] = {"empty_partitions": empty, "fleet_devices": devices,
+                                   "partitions": len(rows_by_partition)}
+    if not empty:
+        description = f"every partition of the run has rows ({len(rows_by_partition)})"
+    elif devices is None:
+        description = (f"no verdict: {len(empty)} empty partition(s), but the warehouse has no snapshot "
+                       f"of {fleet.description} yet")
+    elif devices == 0:
+        description = f"{len(empty)} empty partition(s), and the warehouse knows no {fleet.description}"
+    else:
+        description = (f"{table}: 0 rows in {len(empty)} of {len(rows_by_partition)} partition(s) "
+                       f"({', '.join(empty)}) although the latest snapshot lists {devices} "
+                       f"{fleet.description}: the vendor answered nothing for them (scope, device list "
+                       f"or an outage that returns empty answers?)")
+    return AssetCheckResult(
+        check_name=EMPTY_PARTITION_CHECK,
+        passed=not (empty and devices),
         severity=AssetCheckSeverity.WARN,
         description=description,
         metadata=metadata,

@@ -37,7 +37,13 @@ from dagster import (
 )
 
 from fleet_pipeline import settings
-from fleet_pipeline.anomaly import row_count_check, row_count_check_spec
+from fleet_pipeline.anomaly import (
+    Fleet,
+    empty_partition_check,
+    empty_partition_check_spec,
+    row_count_check,
+    row_count_check_spec,
+)
 from fleet_pipeline.http import (
     RetryableVendorError,
     VendorHTTPError,
@@ -140,6 +146,8 @@ class Source:
     schema: str
     group: str
     vendor: str
+    # the devices its tables are about: a partition with no rows while they exist is a warning
+    fleet: Fleet
     # table -> the pandera model its rows are validated with (and its columns declared from)
     tables: Mapping[str, Any] = field(default_factory=dict)
 
@@ -168,7 +176,7 @@ class Source:
             raise ValueError(f"{self.schema}.{table}: a partitioned source asset needs a backfill policy")
         if not partitioned and backfill is not None:
             raise ValueError(f"{self.schema}.{table}: a snapshot is state, it has no backfill policy")
-        specs = [rejects_check_spec(self.key(table))]
+        specs = [rejects_check_spec(self.key(table)), empty_partition_check_spec(self.key(table), self.fleet)]
         if partitioned:
             specs.append(row_count_check_spec(self.key(table)))
         with warnings.catch_warnings():
@@ -313,7 +321,8 @@ def load(
         outcome = write_batch(conn, batch)
         # After the commit, on the same connection: the check sees exactly what was written, in
         # the same turn on the warehouse.
-        checks = [rejects_check(outcome)]
+        checks = [rejects_check(outcome),
+                  empty_partition_check(conn, ref, source.fleet, [(p.key, p.rows) for p in outcome.partitions])]
         if run.days:
             checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
     extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}

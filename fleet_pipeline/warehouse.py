@@ -364,6 +364,16 @@ def partition_row_counts(
     return {row[0]: int(row[1]) for row in rows}
 
 
+def latest_snapshot_rows(conn: duckdb.DuckDBPyConnection, table: TableRef, where: str = "true") -> int | None:
+    """Rows of the table's latest ``snapshot_date`` that match ``where``; None when it has no snapshot."""
+    if not _table_exists(conn, table):
+        return None
+    latest = conn.execute(f"SELECT max(snapshot_date) FROM {table.sql}").fetchone()[0]
+    if latest is None:
+        return None
+    return count_rows(conn, table, f"snapshot_date = ? AND ({where})", [latest])
+
+
 def count_rows(conn: duckdb.DuckDBPyConnection, table: TableRef, where: str = "true", params: list[Any] | None = None) -> int:
     if not _table_exists(conn, table):
         return 0

@@ -1,7 +1,9 @@
-"""Row-count anomaly check: a day with far fewer rows than its trailing week fails (WARN).
+"""Row-count checks: a day with far fewer rows than its trailing week fails (WARN), and so does a
+partition with no rows at all while the warehouse knows devices of the vendor.
 
-The real case: the Tracksolid token stops reaching most of the fleet (the target account becomes
-one sub-account), so a re-run of a day returns rows that are all valid, and far too few.
+The real cases: the Tracksolid token stops reaching most of the fleet (the target account becomes
+one sub-account), so a re-run of a day returns rows that are all valid, and far too few; AOVX's OTA
+report answered nothing for a whole week of a fleet with AOVX devices, and every check was green.
 """
 
 from __future__ import annotations
@@ -13,10 +15,24 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
-from fleet_pipeline.anomaly import MIN_BASELINE_ROWS, MIN_PREVIOUS_PARTITIONS, MIN_RATIO, ROW_COUNT_CHECK, judge_day
+from fleet_pipeline.anomaly import (
+    EMPTY_PARTITION_CHECK,
+    MIN_BASELINE_ROWS,
+    MIN_PREVIOUS_PARTITIONS,
+    MIN_RATIO,
+    ROW_COUNT_CHECK,
+    judge_day,
+)
 from fleet_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG
+from fleet_pipeline.partitions import day_bounds
+from fleet_pipeline.sandbox import aovx as sandbox_aovx
+from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.aovx import assets as aovx_assets
+from fleet_pipeline.sources.aovx.resources import AovxResource
+from fleet_pipeline.sources.navixy import assets as navixy_assets
+from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.sources.tracksolid import assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
 from fleet_pipeline.warehouse import WarehouseResource
@@ -114,3 +130,57 @@ def test_the_check_passes_on_normal_days_and_fails_when_most_of_the_fleet_vanish
     assert check.metadata["ratio"].value == pytest.approx(trips(day, few) / median, abs=1e-4)
     assert check.metadata["ratio"].value < MIN_RATIO
     assert "below" in check.description
+
+
+def _empty_check(result):
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == EMPTY_PARTITION_CHECK]
+    return check
+
+
+def test_an_empty_partition_of_a_fleet_with_devices_warns_with_the_reason(tmp_path):
+    # AOVX answers nothing on days between its OTA campaigns: the partitions are valid and empty.
+    # Once the warehouse's Navixy tracker list shows AOVX devices, that is a WARN.
+    world = World(seed=42, n_devices=40)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    def attempts(day: date) -> int:
+        return len(world.ota_attempts_updated("aovx", *day_bounds(day), now))
+
+    end = next(d for d in (TODAY - timedelta(days=n) for n in range(30, 300))
+               if not any(attempts(d - timedelta(days=k)) for k in range(3)))
+    quiet = [end - timedelta(days=n) for n in range(2, -1, -1)]
+    busy = next(d for d in (TODAY - timedelta(days=n) for n in range(1, 30)) if attempts(d))
+    aovx_devices = [d for d in world.devices if d.firmware_platform == "aovx" and d.activation_date <= TODAY]
+    assert aovx_devices
+    database = str(tmp_path / "warehouse.duckdb")
+
+    def ota_reports(server, days: list[date]):
+        terminal_ids = sorted(world.aovx_terminal_id(d.imei) for d in aovx_devices)
+        resources = {"aovx": AovxResource(base_url=server.base_url + sandbox_aovx.API_PREFIX,
+                                          token=sandbox_aovx.TOKEN, terminal_ids=terminal_ids,
+                                          cache_dir=str(tmp_path / "cache")),
+                     "duckdb": WarehouseResource(database=database)}
+        result = materialize(aovx_assets.aovx_assets, resources=resources, instance=DagsterInstance.ephemeral(),
+                             tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
+        assert result.success
+        return _empty_check(result)
+
+    with sandbox_aovx.make_server(world) as aovx, sandbox_navixy.make_server(world) as navixy:
+        unknown_fleet = ota_reports(aovx, quiet)
+        navixy_resources = {
+            "navixy": NavixyResource(base_url=navixy.base_url + sandbox_navixy.API_PREFIX,
+                                     api_key=sandbox_navixy.API_KEY, cache_dir=str(tmp_path / "cache"),
+                                     retry_attempts=3, backoff_base_s=0.05),
+            "duckdb": WarehouseResource(database=database)}
+        assert materialize([navixy_assets.trackers], resources=navixy_resources,
+                           instance=DagsterInstance.ephemeral()).success
+        empty = ota_reports(aovx, quiet)
+        with_rows = ota_reports(aovx, [busy])
+
+    # no tracker list yet: nothing says the vendor should have answered
+    assert unknown_fleet.passed and unknown_fleet.description.startswith("no verdict")
+    assert not empty.passed and empty.severity == AssetCheckSeverity.WARN
+    assert empty.metadata["empty_partitions"].value == [d.isoformat() for d in quiet]
+    assert empty.metadata["fleet_devices"].value == len(aovx_devices)
+    assert "raw_aovx.ota_reports" in empty.description and f"{len(aovx_devices)} AOVX devices" in empty.description
+    assert with_rows.passed and with_rows.metadata["empty_partitions"].value == []

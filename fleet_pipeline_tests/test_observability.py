@@ -92,7 +92,8 @@ def test_a_source_materialization_records_what_a_reader_needs(tmp_path):
     assert metadata["dagster/row_count"] > 0 and metadata["api_calls"] >= 1
     columns = {column.name for column in metadata[COLUMN_SCHEMA].columns}
     assert {"snapshot_date", "snapshot_at"} <= columns
-    assert [c.check_name for c in result.get_asset_check_evaluations()] == ["no_rejected_rows"]
+    assert [c.check_name for c in result.get_asset_check_evaluations()] == ["no_rejected_rows",
+                                                                            "rows_where_the_fleet_has_devices"]
 
     # Nothing a reader sees — log lines, metadata — holds the vendor token.
     texts = [str(e.message) for e in result.all_events] + [str(v) for v in metadata.values()]

@@ -1,6 +1,9 @@
 """Firmware of the sandbox fleet: OTA campaigns, each device's attempts, the version it runs.
 
-Campaigns depend on the seed only. A device's attempts are a pure function of (seed, device
+Campaigns depend on the seed and the world's anchor (the Monday of the week it was built in): every
+managed model has a campaign started 7-15 days before the anchor that runs past the end of the
+anchor's week (so for any day of that week it is in progress over the 7 days before, the demo's
+load), and most have an earlier, completed one 7-21 months before. A device's attempts are a pure function of (seed, device
 index, its activation date, its model's campaigns) and of its cheap day statuses
 (`plan.day_statuses`, no route or fix is planned), so a device is the same in a world of 200 or
 10,000 and costs nothing until asked about. The history of an attempt is the whole truth,
@@ -49,16 +52,18 @@ VERSIONS = {
     "AOVX-C2": ("C2_V2.0.9", "C2_V2.1.4", "C2_V2.2.0"),
 }
 # Rollout shapes: (days after start, cumulative share scheduled). Every one ends at 21 or 28
-# days, so a campaign started 2026-10-25 or later is still scheduling on 2026-11-15.
+# days, so a campaign started 7-15 days before the anchor still schedules devices on the anchor's
+# Sunday, and has no gap between stages over 7 days before day 14.
 STAGE_TEMPLATES = (
     ((0, 0.05), (2, 0.2), (7, 0.5), (14, 0.8), (21, 1.0)),
     ((0, 0.1), (3, 0.3), (7, 0.6), (14, 0.85), (21, 1.0)),
     ((0, 0.02), (7, 0.25), (14, 0.6), (28, 1.0)),
 )
-# The running campaign of every model starts in this window (the demo's last week falls inside
-# each rollout); the earlier one, when a model has it, in the second window.
-RUNNING_START = (date(2026, 10, 25), date(2026, 11, 11))
-EARLIER_START = (date(2025, 3, 1), date(2026, 4, 30))
+# Start windows in days before the world's anchor, (earliest, latest): the running campaign of
+# every model; the earlier one, when a model has it, 7-21 months before (a world anchored on
+# 2026-11-16 has the earlier campaigns of the sandbox's first, fixed calendar).
+RUNNING_START_DAYS_BEFORE = (15, 7)
+EARLIER_START_DAYS_BEFORE = (625, 200)
 EARLIER_CAMPAIGN_CHANCE = 0.75
 
 FAIL_CHANCE = 0.10             # an online attempt ends in 4
@@ -154,9 +159,10 @@ def _hex32(seed: int, *parts: int | str) -> str:
     return f"{rng.key(seed, *parts, 'hi'):016X}{rng.key(seed, *parts, 'lo'):016X}"
 
 
-def _day_in(seed: int, window: tuple[date, date], *parts: int | str) -> date:
-    span = (window[1] - window[0]).days + 1
-    return window[0] + timedelta(days=int(_unit(seed, *parts) * span))
+def _day_in(seed: int, anchor: date, days_before: tuple[int, int], *parts: int | str) -> date:
+    """A day in [anchor - days_before[0], anchor - days_before[1]], drawn from (seed, parts)."""
+    span = days_before[0] - days_before[1] + 1
+    return anchor - timedelta(days=days_before[0] - int(_unit(seed, *parts) * span))
 
 
 def firmware_models(platform: str) -> tuple[str, ...]:
@@ -171,8 +177,9 @@ def _firmware_url(platform: str, model: str, version: str, slot: int) -> str:
     return f"https://fota.teltonika.invalid/firmware/{model}/{model}_{version}.xim"
 
 
-def build_campaigns(seed: int) -> list[Campaign]:
-    """Per managed model: a running campaign (late Oct - Nov 2026) and usually an earlier one.
+def build_campaigns(seed: int, anchor: date) -> list[Campaign]:
+    """Per managed model: a campaign running through the anchor's week (started 7-15 days before
+    the anchor) and usually an earlier one.
 
     The first model of each platform always has the earlier one, so every platform shows a
     completed rollout beside the running one.
@@ -181,10 +188,10 @@ def build_campaigns(seed: int) -> list[Campaign]:
     for platform in FIRMWARE_PLATFORMS:
         for position, model in enumerate(firmware_models(platform)):
             earlier = position == 0 or _unit(seed, "campaign-earlier", model) < EARLIER_CAMPAIGN_CHANCE
-            windows = [EARLIER_START, RUNNING_START] if earlier else [RUNNING_START]
+            windows = [EARLIER_START_DAYS_BEFORE, RUNNING_START_DAYS_BEFORE] if earlier else [RUNNING_START_DAYS_BEFORE]
             line = VERSIONS[model][-(len(windows) + 1):]
             for k, window in enumerate(windows):
-                start = _day_in(seed, window, "campaign-start", model, k)
+                start = _day_in(seed, anchor, window, "campaign-start", model, k)
                 template = STAGE_TEMPLATES[int(_unit(seed, "campaign-stages", model, k) * len(STAGE_TEMPLATES))]
                 campaigns.append(
                     Campaign(
@@ -337,9 +344,9 @@ def _one_attempt(
 class FirmwareBook:
     """The world's firmware facts, computed per device on demand and cached."""
 
-    def __init__(self, seed: int, devices: Sequence[Device]) -> None:
+    def __init__(self, seed: int, devices: Sequence[Device], anchor: date) -> None:
         self.seed = seed
-        self.campaigns = build_campaigns(seed)
+        self.campaigns = build_campaigns(seed, anchor)
         self._devices = devices
         self._by_model: dict[str, list[Campaign]] = {}
         for c in sorted(self.campaigns, key=lambda c: c.start_day):

@@ -3,13 +3,24 @@
 Every device attribute is a hash of (seed, device index, attribute), computed for all indices at
 once with numpy, so 10,000 devices build in tens of milliseconds and device i is the same whatever
 the size of the fleet. The account tree depends on the seed only.
+
+Activation days are placed relative to the world's anchor (the Monday of the week it was built in,
+see `world.py`), so the fleet is still growing whenever the sandbox runs: most devices were
+installed uniformly over 2.5 years ending 20 weeks before the anchor (the installed base); every
+tenth device (index 7, 17, 27...) belongs to the install stream of the STREAM_WEEKS weeks before
+the anchor, one stream device a day: the k-th is installed on day
+`anchor - 1 - (3k mod 7) - 7 * (k div 7 mod STREAM_WEEKS)`. So a world of 68 devices or more has
+an install on each of the 7 days before the anchor (60 devices: on 6 of them; 20 devices: on 2),
+and a 200-device world on every day of the two weeks before it; the 7 days before any day of the
+anchor's week include the Sunday before it (the 0th stream device). No device is activated on
+or after the anchor: a device the vendors do not know yet is not in the world.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 
@@ -30,8 +41,15 @@ SUB_ACCOUNT_AREAS = ("lyon", "villeurbanne", "venissieux", "bron", "caluire", "o
 CHILD_SUFFIXES = ("night", "express", "rental")
 ROOT_SHARE = 2 / 3
 
-ACTIVATION_FIRST = date(2024, 1, 1)
-ACTIVATION_LAST = date(2026, 6, 30)
+# The installed base: activations uniform over the days [anchor - BASE_FIRST_DAYS_BEFORE,
+# anchor - BASE_LAST_DAYS_BEFORE] (2.5 years; a world anchored on 2026-11-16 has the installed
+# base of the sandbox's first, fixed calendar: 2024-01-01 to 2026-06-30).
+BASE_FIRST_DAYS_BEFORE = 1050
+BASE_LAST_DAYS_BEFORE = 139
+# The install stream (see the module docstring): every STREAM_EVERY-th device, over the
+# STREAM_WEEKS weeks before the anchor (the 20 weeks after the installed base).
+STREAM_EVERY, STREAM_PHASE = 10, 7
+STREAM_WEEKS = 20
 LAPSED_CONTRACT_SHARE = 0.08
 FIX_INTERVALS_S = (10, 15, 20, 30)
 HEARTBEAT_INTERVALS_S = (900, 1200, 1800)
@@ -88,8 +106,22 @@ def build_accounts(seed: int) -> list[Account]:
     return accounts
 
 
-def build_devices(seed: int, n_devices: int, accounts: list[Account], grid: StreetGrid) -> tuple[list[Device], HomeSpec]:
-    """All devices, vectorised over indices; returns the public records and the private spec."""
+def activation_days_before(seed: int, idx: np.ndarray) -> np.ndarray:
+    """How many days before the world's anchor each device was activated (1 = the Sunday before)."""
+    span = BASE_FIRST_DAYS_BEFORE - BASE_LAST_DAYS_BEFORE + 1
+    base = BASE_FIRST_DAYS_BEFORE - (rng.uniform(seed, "activation", idx) * span).astype(np.int64)
+    k = idx // STREAM_EVERY
+    stream = 1 + (3 * k) % 7 + 7 * ((k // 7) % STREAM_WEEKS)
+    return np.where(idx % STREAM_EVERY == STREAM_PHASE, stream, base)
+
+
+def build_devices(
+    seed: int, n_devices: int, accounts: list[Account], grid: StreetGrid, anchor: date
+) -> tuple[list[Device], HomeSpec]:
+    """All devices, vectorised over indices; returns the public records and the private spec.
+
+    Every device is activated before the world's `anchor` (see the module docstring).
+    """
     idx = np.arange(n_devices, dtype=np.int64)
 
     def u(tag: str) -> np.ndarray:
@@ -105,8 +137,7 @@ def build_devices(seed: int, n_devices: int, accounts: list[Account], grid: Stre
     }
     u_root, u_sub = u("account-root"), u("account-sub")
 
-    span = (ACTIVATION_LAST - ACTIVATION_FIRST).days + 1
-    activation_offsets = (u("activation") * span).astype(np.int64)
+    activation_ordinals = anchor.toordinal() - activation_days_before(seed, idx)
     # Most customers renew (contracts run to 2028+); ~8% let a one-year contract lapse, so a few
     # devices are expired and report (0, 0) positions, as the real platform does.
     years = np.where(u("contract-lapsed") < LAPSED_CONTRACT_SHARE, 1, 4)
@@ -141,7 +172,7 @@ def build_devices(seed: int, n_devices: int, accounts: list[Account], grid: Stre
         else:
             subs = sub_accounts[platform]
             account_id = subs[int(u_sub[i] * len(subs))]
-        activation = ACTIVATION_FIRST + timedelta(days=int(activation_offsets[i]))
+        activation = date.fromordinal(int(activation_ordinals[i]))
         devices.append(
             Device(
                 index=i,
@@ -172,7 +203,7 @@ def build_devices(seed: int, n_devices: int, accounts: list[Account], grid: Stre
         street=street,
         initial_odometer_km=initial_odo,
         heartbeat_s=heartbeats,
-        activation_ordinal=ACTIVATION_FIRST.toordinal() + activation_offsets,
+        activation_ordinal=activation_ordinals,
     )
     return devices, spec
 

@@ -2,41 +2,47 @@
 
 The product list depends on the seed only. Stock movements come from the fleet: every device
 installed (its activation day) takes one unit of its model's product and, deterministically per
-(device, accessory), some accessories. So stock is a function of the world's size, which is
-right: stock belongs to the company's whole fleet. Each product's history is walked once, day by
-day from ACTIVATION_FIRST, and cached; any day is then an array lookup.
+(device, accessory), some accessories. So stock is a function of the world's size and anchor
+(the Monday of the week it was built in), which is right: stock belongs to the company's whole
+fleet. Each product's history is walked once, day by day from the first activation to
+WALK_AHEAD_DAYS after the anchor, and cached; any day is then an array lookup (constant before and
+after the walk).
 
-Replenishment: at the end of a day on which stock is below the reorder point and no delivery is
-on its way, an order of a fixed batch is placed; it arrives 3-10 days later (hash of product and
-order number). Reorder point and batch scale with the product's mean daily demand in this world,
-so 60 or 10,000 devices both give a plausible saw-tooth. Should a day's installs still exceed what
-is on hand, an express delivery of whole batches arrives that same day (it is counted in
-`deliveries_on`), so stock never goes negative and
-stock_on(d) == stock_on(d - 1) - consumption_on(d) + deliveries_on(d) holds on every day.
-The fleet stops growing after ACTIVATION_LAST, so stock is flat from a few days after it.
+Replenishment is a weekly order-up-to policy: every Monday morning each product whose stock is
+below its target level is ordered up to it, and the supplier delivers on the Thursday of the same
+week. The target covers TARGET_COVER_DAYS of the product's mean daily demand in this world, so 60
+or 10,000 devices both give a plausible saw-tooth, and since the fleet keeps growing (installs on
+the days before the anchor, see `fleet.py`) stock moves in every recent week: a world of 200
+devices has installs on every day of the two weeks before its anchor and a delivery every
+Thursday up to the anchor's week. Installs are
+booked when they happen: a week whose installs exceed what is on hand leaves the product oversold
+(negative stock) until Thursday's delivery, as a real back office shows it. On every day
+stock_on(d) == stock_on(d - 1) - consumption_on(d) + deliveries_on(d).
+
+One accessory per seed (never one of the two always stocked) is not counted: the back office keeps
+no stock figure for it, so `stock_on` is None for it on every day (Telesto serves "").
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
 
 from . import rng
 from .entities import Device
-from .fleet import ACTIVATION_FIRST, ACTIVATION_LAST, MODELS
+from .fleet import BASE_FIRST_DAYS_BEFORE, MODELS
 
-# The walk covers this span; after it (and before it) stock is constant.
-WALK_FIRST = ACTIVATION_FIRST
-WALK_LAST = ACTIVATION_LAST + timedelta(days=365)
-LEAD_DAYS = (3, 10)
-REORDER_COVER_DAYS = 14     # reorder point: two weeks of mean demand (leads are at most 10 days)
-BATCH_COVER_DAYS = 60       # a batch: two months of mean demand, in tens
-MIN_REORDER_POINT = 3
-MIN_BATCH = 10
+# The walk covers [anchor - BASE_FIRST_DAYS_BEFORE - 1, anchor + WALK_AHEAD_DAYS]; it starts before
+# the first activation, and nothing is installed from the anchor on, so stock is constant outside it.
+WALK_AHEAD_DAYS = 14
+ORDER_WEEKDAY = 0           # Monday: the week's order, up to the target level
+DELIVERY_WEEKDAY = 3        # Thursday: the supplier delivers that week's order
+TARGET_COVER_DAYS = 14      # target level: two weeks of mean demand (a week's review + the lead)
+MIN_TARGET = 3
 # GS1 France company prefix range starts at 300; 376 + a 4-digit company number is plausible
 EAN_PREFIX = "3760"
 NO_EAN_CHANCE = 0.25        # accessories without a barcode (served as "")
@@ -53,6 +59,7 @@ class Product:
     ean_upc: str | None      # 13-digit EAN with a valid check digit; None for a few ("" on the wire)
     model: str | None        # the device model this product is; None for accessories
     created: datetime
+    counted: bool = True     # False: the back office keeps no stock figure (Telesto serves "")
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,9 @@ def build_products(seed: int) -> tuple[list[Product], dict[str, AccessoryRule]]:
         # a catalogue always has a few unlabelled items: keep at least one, the client must cope
         last = accessories[-1]
         accessories[-1] = Product(last.product_id, last.name, None, None, last.created)
+    # one optional accessory is not counted: a blank stock figure the client must keep
+    uncounted = min(range(2, len(accessories)), key=lambda k: _unit(seed, "product-uncounted", accessories[k].name))
+    accessories[uncounted] = replace(accessories[uncounted], counted=False)
     return products + accessories, chosen
 
 
@@ -158,9 +168,7 @@ def build_products(seed: int) -> tuple[list[Product], dict[str, AccessoryRule]]:
 class StockHistory:
     """End-of-day stock, consumption and deliveries of one product over the walk."""
 
-    initial: int
-    reorder_point: int
-    batch: int
+    target: int
     stock: np.ndarray
     consumption: np.ndarray
     deliveries: np.ndarray
@@ -169,11 +177,14 @@ class StockHistory:
 class StockBook:
     """The world's products and stock; consumption arrays are built on first use."""
 
-    def __init__(self, seed: int, devices: Sequence[Device]) -> None:
+    def __init__(self, seed: int, devices: Sequence[Device], anchor: date) -> None:
         self.seed = seed
         self.products, self._rules = build_products(seed)
         self._by_id = {p.product_id: p for p in self.products}
         self._devices = devices
+        self._anchor = anchor
+        self._first = anchor - timedelta(days=BASE_FIRST_DAYS_BEFORE + 1)
+        self._n_days = (anchor - self._first).days + 1 + WALK_AHEAD_DAYS
         self._offsets: np.ndarray | None = None
         self._models: np.ndarray | None = None
         self._histories: dict[str, StockHistory] = {}
@@ -197,31 +208,37 @@ class StockBook:
     def deliveries_on(self, product_id: str, day: date) -> int:
         return self._value(self._history(product_id).deliveries, day)
 
-    def stock_on(self, product_id: str, day: date) -> int:
-        """Stock at the end of the UTC day; constant before and after the walked span."""
+    def stock_on(self, product_id: str, day: date) -> int | None:
+        """Stock at the end of the UTC day (negative when oversold); None for an uncounted product."""
         h = self._history(product_id)
-        j = _day_index(day)
+        if not self.product(product_id).counted:
+            return None
+        j = self._day_index(day)
         if j < 0:
-            return h.initial
+            return h.target
         return int(h.stock[min(j, len(h.stock) - 1)])
 
     # ------------------------------------------------------------------ internals
 
-    @staticmethod
-    def _value(values: np.ndarray, day: date) -> int:
-        j = _day_index(day)
+    def _day_index(self, day: date) -> int:
+        if isinstance(day, datetime):
+            day = day.date()
+        return (day - self._first).days
+
+    def _value(self, values: np.ndarray, day: date) -> int:
+        j = self._day_index(day)
         return int(values[j]) if 0 <= j < len(values) else 0
 
     def _fleet_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self._offsets is None:
-            self._offsets = np.array([(d.activation_date - WALK_FIRST).days for d in self._devices], dtype=np.int64)
+            self._offsets = np.array([self._day_index(d.activation_date) for d in self._devices], dtype=np.int64)
             self._models = np.array([d.model for d in self._devices])
         return self._offsets, self._models
 
     def _activations_of(self, model: str) -> np.ndarray:
         if model not in self._activations:
             offsets, models = self._fleet_arrays()
-            self._activations[model] = np.bincount(offsets[models == model], minlength=_n_days())[: _n_days()]
+            self._activations[model] = np.bincount(offsets[models == model], minlength=self._n_days)[: self._n_days]
         return self._activations[model]
 
     def _consumption(self, product: Product) -> np.ndarray:
@@ -232,7 +249,7 @@ class StockBook:
         shares = np.array([rule.share(str(m)) for m in models]) if len(models) else np.zeros(0)
         # per (accessory, device): the same install takes the same accessory in any world size
         u = rng.uniform(self.seed, "accessory-fit", rule.name, np.array([d.index for d in self._devices], dtype=np.int64))
-        return np.bincount(offsets[u < shares], minlength=_n_days())[: _n_days()]
+        return np.bincount(offsets[u < shares], minlength=self._n_days)[: self._n_days]
 
     def _history(self, product_id: str) -> StockHistory:
         if product_id not in self._histories:
@@ -241,35 +258,21 @@ class StockBook:
 
     def _walk(self, product: Product) -> StockHistory:
         consumption = self._consumption(product)
-        active_days = (ACTIVATION_LAST - ACTIVATION_FIRST).days + 1
-        rate = float(consumption.sum()) / active_days
-        reorder = max(MIN_REORDER_POINT, math.ceil(rate * REORDER_COVER_DAYS))
-        batch = max(MIN_BATCH, 10 * math.ceil(rate * BATCH_COVER_DAYS / 10))
-        initial = reorder + int(batch * (0.5 + _unit(self.seed, "stock-initial", product.product_id)))
+        installing_days = self._day_index(self._anchor)   # every activation lies before the anchor
+        rate = float(consumption.sum()) / installing_days
+        target = max(MIN_TARGET, math.ceil(rate * TARGET_COVER_DAYS))
         n = len(consumption)
         stock = np.zeros(n, dtype=np.int64)
         deliveries = np.zeros(n, dtype=np.int64)
-        on_hand, arrival, orders = initial, -1, 0
+        on_hand, ordered = target, 0
+        first_weekday = self._first.weekday()
         for j, used in enumerate(consumption.tolist()):
-            delivered = batch if j == arrival else 0
-            if j == arrival:
-                arrival = -1
-            short = used - (on_hand + delivered)
-            if short > 0:
-                delivered += batch * math.ceil(short / batch)
+            weekday = (first_weekday + j) % 7
+            if weekday == ORDER_WEEKDAY:
+                ordered = max(0, target - on_hand)   # yesterday's closing stock, before today's installs
+            delivered = 0
+            if weekday == DELIVERY_WEEKDAY:
+                delivered, ordered = ordered, 0
             on_hand += delivered - used
             stock[j], deliveries[j] = on_hand, delivered
-            if on_hand < reorder and arrival < 0:
-                lead = LEAD_DAYS[0] + int(_unit(self.seed, "stock-lead", product.product_id, orders) * (LEAD_DAYS[1] - LEAD_DAYS[0] + 1))
-                arrival, orders = j + lead, orders + 1
-        return StockHistory(initial, reorder, batch, stock, consumption.astype(np.int64), deliveries)
-
-
-def _n_days() -> int:
-    return (WALK_LAST - WALK_FIRST).days + 1
-
-
-def _day_index(day: date) -> int:
-    if isinstance(day, datetime):
-        day = day.date()
-    return (day - WALK_FIRST).days
+        return StockHistory(target, stock, consumption.astype(np.int64), deliveries)

@@ -16,7 +16,8 @@ World's naive UTC). Fields: id (24 lower-case hex), name, sku ("" for some acces
 ("" when the product has none), category ("Traceurs GPS" / "Accessoires"), price (euros, two
 decimals), stock_onhand, description (always ""), created. `stock_onhand` is
 `world.stock_on(product_id, today)` with today the UTC day of the sandbox clock (stock at the end
-of that day, the World's only granularity). Products created after the sandbox clock's "now" are
+of that day, the World's only granularity): negative for an oversold product, "" for the one the
+back office does not count. Products created after the sandbox clock's "now" are
 not listed yet; rows are ordered by (created, id).
 
 Order of checks, like middleware in front of a router: the rate limit (a gateway: before
@@ -215,7 +216,7 @@ class TelestoApp:
         return [self._row(p, self.world.stock_on(p.product_id, today)) for p in products]
 
     @staticmethod
-    def _row(product: Product, stock: int) -> dict[str, str]:
+    def _row(product: Product, stock: int | None) -> dict[str, str]:
         return {
             "id": product.product_id,
             "name": product.name,
@@ -223,7 +224,7 @@ class TelestoApp:
             "ean_upc": _text(product.ean_upc),
             "category": CATEGORY_TRACKERS if product.model else CATEGORY_ACCESSORIES,
             "price": price_of(product),
-            "stock_onhand": _text(int(stock)),
+            "stock_onhand": _text(stock),
             "description": "",
             "created": product.created.strftime(TIME_FORMAT),
         }

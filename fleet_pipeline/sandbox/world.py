@@ -1,10 +1,19 @@
 """The sandbox world: one deterministic synthetic fleet shared by every vendor's fake server.
 
-A world is (seed, n_devices). The fleet and its accounts are built eagerly from cheap per-index
-hashes (10,000 devices in well under a second); everything that happens on a device-day is
-generated on demand from (seed, device index, day) alone, so it never depends on the size of the
-fleet, on the order of calls or on the clock. The clock (`now`) only tells servers what they may
-reveal: fixes received after `now` do not exist yet for an API.
+A world is (seed, n_devices, today), where `today` is the UTC day its clock (`now`) reads when the
+world is built. Its calendar is anchored on the Monday of that week (`anchor`), so that the
+sandbox is alive whenever it runs and yet every run of the same week sees the same world (a daily
+schedule's runs and re-runs, the snapshots of consecutive days agree): devices are activated in
+the ~three years before the anchor, with installs on every day of the weeks just before it
+(`fleet.py`); every managed model has a firmware campaign that started at least a week before the
+anchor and runs past the end of its week (`firmware.py`); stock moves with those installs and a
+delivery every Thursday (`stock.py`). So the 7 days before any day of the week (the demo's load)
+have a rollout in progress, installs and deliveries. The fleet and its accounts are built eagerly
+from cheap per-index hashes (10,000 devices in well under a second); everything that happens on a
+device-day is generated on demand from (seed, device index, day) and the device's activation day
+alone, so it never depends on the size of the fleet or on the order of calls. A world keeps its
+anchor while its clock moves on; the clock only tells servers what they may reveal: fixes received
+after `now` do not exist yet for an API.
 
 Costs, CPU time measured on the 2-core dev box:
 * `World(n_devices=10_000)`: 0.2-0.3 s; no day is planned or generated.
@@ -100,10 +109,13 @@ class World:
         self.seed = seed
         self.n_devices = n_devices
         self._now = now or _utcnow
+        self.today: date = self._now().date()
+        # the Monday the world's calendar is placed from (see the module docstring)
+        self.anchor: date = self.today - timedelta(days=self.today.weekday())
         self.grid = StreetGrid.build(seed)
         self.accounts: list[Account] = build_accounts(seed)
         self.devices: list[Device]
-        self.devices, self._homes = build_devices(seed, n_devices, self.accounts, self.grid)
+        self.devices, self._homes = build_devices(seed, n_devices, self.accounts, self.grid, self.anchor)
         self._by_imei = {d.imei: d for d in self.devices}
         self._accounts_by_id = {a.account_id: a for a in self.accounts}
         self._children: dict[str, list[Account]] = {a.account_id: [] for a in self.accounts}
@@ -123,8 +135,8 @@ class World:
         # ~17 KB per device (three years of days): one per device, 170 MB for 10,000 devices
         self._summary = lru_cache(maxsize=max(4096, n_devices))(self._build_summary)
         self._plan_block = lru_cache(maxsize=2048)(self._build_plan_block)
-        self._firmware = FirmwareBook(seed, self.devices)
-        self._stock = StockBook(seed, self.devices)
+        self._firmware = FirmwareBook(seed, self.devices, self.anchor)
+        self._stock = StockBook(seed, self.devices, self.anchor)
         self.campaigns: list[Campaign] = self._firmware.campaigns
         self.products: list[Product] = self._stock.products
         self._terminal_index: dict[str, int] | None = None

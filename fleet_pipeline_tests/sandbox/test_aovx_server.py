@@ -167,7 +167,10 @@ def test_report_has_the_documented_shape(sandbox: Sandbox, terminal_ids: list[st
 
 def test_rows_are_the_worlds_attempts_updated_in_the_window(sandbox: Sandbox, terminal_ids: list[str],
                                                             world: World) -> None:
-    for start, end in [WINDOW, (datetime(2026, 11, 16), datetime(2026, 11, 17)),
+    # one day of the running rollout: the third stage day of the newest AOVX campaign
+    running = max((c for c in world.campaigns if c.platform == "aovx"), key=lambda c: c.start_day)
+    stage_day = datetime.combine(running.start_day + timedelta(days=running.stages[2][0]), datetime.min.time())
+    for start, end in [WINDOW, (stage_day, stage_day + timedelta(days=1)),
                        (datetime(2025, 12, 1), datetime(2026, 3, 1))]:
         rows = all_rows(sandbox, terminal_ids, start, end, 100)
         expected = world.ota_attempts_updated("aovx", start, end, NOW)

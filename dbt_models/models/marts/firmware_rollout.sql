@@ -10,7 +10,8 @@ with daily as (
 ),
 
 model_day as (
-    select day, model_key, sum(devices_on_version) as model_devices
+    -- a count: BIGINT, not the HUGEINT DuckDB sums integers to (Parquet would store a DOUBLE)
+    select day, model_key, cast(sum(devices_on_version) as bigint) as model_devices
     from daily
     group by all
 ),

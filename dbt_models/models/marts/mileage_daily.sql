@@ -3,7 +3,9 @@
 -- sources disagree. Navixy's own mileage report counts LOCAL days, so the odometer figure comes
 -- from the per-fix odometer deltas Navixy sends with each track point (summed per UTC day). Chosen: odometer (the device's own count) where
 -- present, else the platform's trips, else the haversine sum of fixes (a lower bound: straight
--- lines between fixes cut corners).
+-- lines between fixes cut corners). A blocked Navixy tracker's data is refused by the vendor, so
+-- it has a row per day of the window with no km (null, not 0: unknown) and tracker_blocked set,
+-- instead of vanishing.
 with from_points as (
     select
         imei, partition_date, any_value(platform) as platform,
@@ -40,6 +42,18 @@ unseen_movement as (
     {{ device_days_with_unseen_movement() }}
 ),
 
+blocked as (
+    select imei, platform from {{ ref('dim_devices') }}
+    where platform = 'navixy' and not is_enabled
+),
+
+blocked_days as (
+    select b.imei, d.partition_date, b.platform
+    from blocked as b
+    cross join (select distinct partition_date from joined) as d
+    anti join joined as j on j.imei = b.imei and j.partition_date = d.partition_date
+),
+
 chosen as (
     select
         *,
@@ -48,8 +62,14 @@ chosen as (
             when trips_km is not null then 'trips'
             else 'track_points'
         end as chosen_source,
-        coalesce(odometer_km, trips_km, points_km, 0.0) as chosen_km
+        coalesce(odometer_km, trips_km, points_km, 0.0) as chosen_km,
+        false as tracker_blocked
     from joined
+    union all by name
+    select
+        imei, partition_date, platform, 0 as trip_count, 0 as fix_count,
+        'none' as chosen_source, cast(null as double) as chosen_km, true as tracker_blocked
+    from blocked_days
 )
 
 select
@@ -64,6 +84,7 @@ select
     odometer_km,
     chosen_km,
     chosen_source,
+    tracker_blocked,
     -- every available source within the tolerance of the chosen figure (1 km floor: short days)
     coalesce(
         greatest(

@@ -6,7 +6,8 @@
 -- night to the next, and a weekend parking fills Saturday and Sunday. A run rewrites the days of
 -- the window and every day covered by a stop of the partitions parking_events rewrote (a stop
 -- ended or extended by the window's fixes changes the days it covers); each of those days is
--- computed from every stop covering it.
+-- computed from every stop covering it. Sums of seconds are cast to BIGINT: DuckDB sums integers
+-- as HUGEINT, which Parquet stores as DOUBLE.
 with rewritten_stops as (
     select partition_date, ended_at from {{ ref('parking_events') }}
     where {{ stop_partitions_reaching_window(ref('parking_events')) }}
@@ -62,16 +63,16 @@ select
     case when count(distinct m.stop_source) > 1 then 'vendor+derived' else any_value(m.stop_source) end
         as stop_source,
     count(*) filter (where m.stop_kind = 'parking' and m.starts_that_day) as parking_count,
-    coalesce(sum(m.piece_s) filter (where m.stop_kind = 'parking'), 0) as parking_s,
+    cast(coalesce(sum(m.piece_s) filter (where m.stop_kind = 'parking'), 0) as bigint) as parking_s,
     coalesce(max(m.duration_s) filter (where m.stop_kind = 'parking' and m.starts_that_day), 0)
         as longest_parking_s,
-    coalesce(sum(m.piece_night_s) filter (where m.stop_kind = 'parking'), 0) as night_parking_s,
+    cast(coalesce(sum(m.piece_night_s) filter (where m.stop_kind = 'parking'), 0) as bigint) as night_parking_s,
     count(*) filter (where m.stop_kind = 'parking' and m.starts_that_day and m.is_overnight)
         as overnight_parking_count,
     count(*) filter (where m.stop_kind = 'idling' and m.starts_that_day) as idling_count,
-    coalesce(sum(m.piece_s) filter (where m.stop_kind = 'idling'), 0) as idling_s,
+    cast(coalesce(sum(m.piece_s) filter (where m.stop_kind = 'idling'), 0) as bigint) as idling_s,
     count(*) filter (where m.stop_kind = 'unknown' and m.starts_that_day) as unknown_stop_count,
-    coalesce(sum(m.piece_s) filter (where m.stop_kind = 'unknown'), 0) as unknown_stop_s,
+    cast(coalesce(sum(m.piece_s) filter (where m.stop_kind = 'unknown'), 0) as bigint) as unknown_stop_s,
     bool_or(m.is_provisional) or bool_or(u.imei is not null) as is_provisional
 from measured as m
 left join unseen_movement as u on u.imei = m.imei and u.partition_date = m.covered_day

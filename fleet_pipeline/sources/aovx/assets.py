@@ -11,15 +11,18 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
+from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.partitions import MONTH_PER_RUN
 from fleet_pipeline.records import typed_frame
 from fleet_pipeline.source_assets import Source, extraction, load
 from fleet_pipeline.sources.aovx import schemas
 from fleet_pipeline.sources.aovx.resources import AovxResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_aovx", group="aovx", vendor="AOVX OTA report",
+    # AOVX devices are tracked on Navixy: its tracker list says how many there are
+    fleet=Fleet("AOVX devices on Navixy", ((TableRef("raw_navixy", "trackers"), "model ilike 'aovx%'"),)),
     tables={
         "ota_reports": schemas.OtaReportSchema,
     },

@@ -15,15 +15,18 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
+from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
 from fleet_pipeline.records import typed_frame
 from fleet_pipeline.source_assets import Source, extraction, load, unknown_as_null
 from fleet_pipeline.sources.navixy import schemas
 from fleet_pipeline.sources.navixy.resources import NavixyResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_navixy", group="navixy", vendor="Navixy (API v2)",
+    # a blocked tracker's data is refused (217): only the others are expected to have rows
+    fleet=Fleet("Navixy trackers not blocked", ((TableRef("raw_navixy", "trackers"), "not blocked"),)),
     tables={
         "trackers": schemas.TrackerSchema,
         "states": schemas.StateSchema,

@@ -8,14 +8,18 @@ the block) when the machine-wide hourly budget is spent.
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
+from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
 from fleet_pipeline.source_assets import Source, extraction, load
 from fleet_pipeline.sources.telesto import schemas
 from fleet_pipeline.sources.telesto.resources import TelestoResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_telesto", group="telesto", vendor="Telesto inventory",
+    # the stock of a company with devices in service is never an empty catalogue
+    fleet=Fleet("devices in service (Tracksolid and Navixy)",
+                ((TableRef("raw_tracksolid", "devices"), "true"), (TableRef("raw_navixy", "trackers"), "true"))),
     tables={
         "products": schemas.ProductSchema,
     },

@@ -30,6 +30,8 @@ class ProductSchema(pa.DataFrameModel):
     ean_upc: str = pa.Field(nullable=True, str_matches=r"^\d{8,14}$")
     category: str = pa.Field(nullable=True)
     price: float = pa.Field(nullable=True, ge=0)
-    stock_onhand: int = pa.Field(nullable=False, ge=0)
+    # "" (the vendor's null: a product whose stock is not counted) and negative figures (oversold:
+    # installs booked before the goods are received) are real stock figures: kept, flagged downstream
+    stock_onhand: int = pa.Field(nullable=True)
     description: str = pa.Field(nullable=True)
     created_time: datetime = pa.Field(nullable=True)

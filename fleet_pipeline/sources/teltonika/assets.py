@@ -7,14 +7,16 @@ configuration each device ran on each day (FOTA itself only knows the present).
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
+from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
 from fleet_pipeline.source_assets import Source, extraction, load
 from fleet_pipeline.sources.teltonika import schemas
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_teltonika", group="teltonika", vendor="Teltonika FOTA WEB",
+    fleet=Fleet("Teltonika FOTA devices", ((TableRef("raw_teltonika", "devices"), "true"),)),
     tables={
         "devices": schemas.DeviceSchema,
         "groups": schemas.GroupSchema,

@@ -13,15 +13,17 @@ from typing import Any
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult
 
+from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
 from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
 from fleet_pipeline.source_assets import Source, extraction, load, unknown_as_null
 from fleet_pipeline.sources.tracksolid import schemas
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_tracksolid", group="tracksolid", vendor="Tracksolid Pro (Jimi IoT)",
+    fleet=Fleet("Tracksolid devices", ((TableRef("raw_tracksolid", "devices"), "true"),)),
     tables={
         "devices": schemas.DeviceSchema,
         "positions": schemas.PositionSchema,
