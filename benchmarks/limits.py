@@ -165,6 +165,8 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
     "teltonika": {
         "GET /devices": lambda f, r: _pages(f.teltonika_devices, 100),
         "GET /groups": lambda f, r: _pages(r.get("raw_teltonika.groups", 0), 100),
+        "GET /tasks": lambda f, r: _pages(r.get("raw_teltonika.tasks", 0), 100),
+        "GET /batches": lambda f, r: _pages(r.get("raw_teltonika.batches", 0), 100),
     },
     "aovx": {
         # ids has no documented limit: the client sends IDS_PER_CALL a query; pages of 100 rows.

@@ -342,15 +342,32 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def late_data_days(env: Mapping[str, str] | None = None) -> int:
     """How many days before yesterday the daily schedule re-loads to pick up late uploads."""
-    env = os.environ if env is None else env
-    raw = _get(env, "FLEET_LATE_DATA_DAYS")
+    return _days(os.environ if env is None else env, "FLEET_LATE_DATA_DAYS", DEFAULT_LATE_DATA_DAYS,
+                 0, MAX_LATE_DATA_DAYS)
+
+
+def _days(env: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
+    """A whole number of days from ``name``, ``default`` when unset, refused outside least..most."""
+    raw = _get(env, name)
     try:
-        days = int(raw) if raw else DEFAULT_LATE_DATA_DAYS
+        days = int(raw) if raw else default
     except ValueError as exc:
-        raise ConfigError(f"FLEET_LATE_DATA_DAYS must be a whole number of days, got {raw!r}") from exc
-    if not 0 <= days <= MAX_LATE_DATA_DAYS:
-        raise ConfigError(f"FLEET_LATE_DATA_DAYS must be between 0 and {MAX_LATE_DATA_DAYS}, got {days}")
+        raise ConfigError(f"{name} must be a whole number of days, got {raw!r}") from exc
+    if not least <= days <= most:
+        raise ConfigError(f"{name} must be between {least} and {most}, got {days}")
     return days
+
+
+# AOVX documents no retention for its OTA report; its sandbox keeps a year, as do RuoYi log tables
+# by default. The history asset reads this far back on its first run.
+DEFAULT_AOVX_HISTORY_DAYS = 365
+MAX_AOVX_HISTORY_DAYS = 3650
+
+
+def aovx_history_days(env: Mapping[str, str] | None = None) -> int:
+    """How far back the AOVX OTA history reaches on its first run (AOVX_OTA_HISTORY_DAYS)."""
+    return _days(os.environ if env is None else env, "AOVX_OTA_HISTORY_DAYS", DEFAULT_AOVX_HISTORY_DAYS,
+                 1, MAX_AOVX_HISTORY_DAYS)
 
 
 def schedules_running(env: Mapping[str, str] | None = None) -> bool:

@@ -313,6 +313,9 @@ def load(
     metadata to single days' materializations (values that differ by day).
     """
     key_column, key_values = run.key
+    # A history asset (unpartitioned, its rows filed by day) replaces days too, but has no
+    # Dagster partitions to describe and no row-count check.
+    partitioned = context.assets_def.partitions_def is not None
     ref = TableRef(source.schema, table)
     batch = validate_batch(ref, typed, source.model(table), key_column, key_values)
     hold = Hold()
@@ -323,12 +326,12 @@ def load(
         # the same turn on the warehouse.
         checks = [rejects_check(outcome),
                   empty_partition_check(conn, ref, source.fleet, [(p.key, p.rows) for p in outcome.partitions])]
-        if run.days:
+        if run.days and partitioned:
             checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
     extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}
     metadata = materialization_metadata(outcome, run.client.stats, run.started, **extra_metadata,
                                         **hold_metadata(hold))
-    if run.days:
+    if run.days and partitioned:
         for partition in outcome.partitions:
             scoped = partition_metadata(partition) | dict((per_partition or {}).get(partition.key, {}))
             context.add_asset_metadata(scoped, partition_key=str(partition.key))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, materialize
 
+from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.sandbox.world import Stop, World
 
@@ -75,6 +76,46 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     assert len(days) == 2
     return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES), data_dir=tmp,
                      extracted_from=extracted_from)
+
+
+FIRMWARE_DEVICES = 200
+
+
+@pytest.fixture(scope="session")
+def firmware_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """The rollout at the issue's scale: 200 devices (35 on AOVX, both of its models), every
+    snapshot source and one day of AOVX reports loaded through the assets into their sandboxes,
+    then `dbt build` of firmware_rollout and everything it reads."""
+    from fleet_pipeline.sources.aovx import assets as aovx_assets
+    from fleet_pipeline.sources.aovx.resources import AovxResource
+    from fleet_pipeline.sources.navixy.assets import navixy_assets
+    from fleet_pipeline.sources.navixy.resources import NavixyResource
+    from fleet_pipeline.sources.telesto.assets import telesto_assets
+    from fleet_pipeline.sources.telesto.resources import TelestoResource
+    from fleet_pipeline.sources.teltonika.assets import teltonika_assets
+    from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
+    from fleet_pipeline.sources.tracksolid.assets import tracksolid_assets
+    from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
+    from fleet_pipeline.warehouse import WarehouseResource
+
+    tmp = tmp_path_factory.mktemp("firmware")
+    db = tmp / "firmware.duckdb"
+    sandbox = dict(cache_dir=str(tmp / "cache"), sandbox_seed=SEED, sandbox_devices=FIRMWARE_DEVICES)
+    resources = {"tracksolid": TracksolidResource(**sandbox), "navixy": NavixyResource(**sandbox),
+                 "teltonika": TeltonikaResource(**sandbox), "aovx": AovxResource(**sandbox),
+                 "telesto": TelestoResource(**sandbox), "duckdb": WarehouseResource(database=str(db))}
+    snapshots = [a for a in [*tracksolid_assets, *navixy_assets, *teltonika_assets, *aovx_assets.aovx_assets,
+                             *telesto_assets]
+                 if a.partitions_def is None]
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    (tmp / "dagster_home").mkdir()
+    with DagsterInstance.from_config(str(tmp / "dagster_home")) as instance:
+        assert materialize(snapshots, resources=resources, instance=instance).success
+        assert materialize([aovx_assets.ota_reports], partition_key=yesterday.isoformat(), resources=resources,
+                           instance=instance).success
+    run_dbt(tmp, db, "build", "--select", "+firmware_rollout", "--indirect-selection", "cautious")
+    return Warehouse(path=db, days=[yesterday], world=World(seed=SEED, n_devices=FIRMWARE_DEVICES), data_dir=tmp,
+                     extracted_from=datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 def query(wh: Warehouse, sql: str) -> list[tuple]:
@@ -452,6 +493,130 @@ def test_teltonika_firmware_per_day_is_the_world_version(warehouse: Warehouse) -
     assert rows, "no Teltonika-managed device in the warehouse"
     for imei, version, snapshot_at in rows:
         assert version == warehouse.world.firmware_at(imei, snapshot_at), imei
+
+
+# World OTA status -> the outcome fct_ota_attempts gives it on either platform.
+OUTCOME = {3: "succeeded", 4: "failed", -1: "failed", 1: "in_progress", 2: "in_progress"}
+
+
+def _managed(world: World, platform: str) -> list:
+    return [d for d in world.devices if d.firmware_platform == platform]
+
+
+def _aovx_retained(world: World, at: datetime) -> dict[str, list]:
+    """Per AOVX device, the attempts AOVX still reports at `at`: sent, last updated within its retention."""
+    kept_from = at - timedelta(days=sandbox_aovx.RETENTION_DAYS)
+    return {d.imei: [a for a in world.ota_attempts(d.imei) if a.sent_at <= at and a.last_update_at(at) >= kept_from]
+            for d in _managed(world, "aovx")}
+
+
+def _aovx_known_versions(world: World, at: datetime) -> dict[str, str | None]:
+    """The World's version of each AOVX device where AOVX's OTA history can tell it, else None.
+
+    It can when the device has a retained successful attempt, or when the version before its
+    first retained attempt's target was itself the target of one of its model's retained attempts.
+    The version expected is the World's (firmware_at), not a re-derivation of the pipeline's rule.
+    """
+    retained = _aovx_retained(world, at)
+    first_sent: dict[tuple[str, str], datetime] = {}
+    for imei, attempts in retained.items():
+        for a in attempts:
+            key = (world.device(imei).model, a.version)
+            first_sent[key] = min(first_sent.get(key, a.sent_at), a.sent_at)
+    known: dict[str, str | None] = {}
+    for imei, attempts in retained.items():
+        model = world.device(imei).model
+        tellable = any(a.status_at(at) == 3 for a in attempts)
+        if attempts and not tellable:
+            first_target = min(attempts, key=lambda a: a.sent_at).version
+            tellable = any(m == model and t < first_sent[(model, first_target)] for (m, _), t in first_sent.items())
+        known[imei] = world.firmware_at(imei, at) if tellable else None
+    return known
+
+
+def _loaded_at(warehouse: Warehouse) -> tuple[datetime, datetime]:
+    """When the AOVX history was read (its window's end) and when the FOTA tasks were snapshot."""
+    aovx_at = datetime.fromisoformat(_latest_metadata(warehouse, "raw_aovx", "ota_history")["window_end"])
+    (tasks_at,), = query(warehouse, "select max(snapshot_at) from staging.stg_teltonika__tasks")
+    return aovx_at, tasks_at
+
+
+@pytest.mark.parametrize("built", ["warehouse", "firmware_warehouse"])
+def test_firmware_rollout_covers_every_managed_model_with_the_worlds_versions(built: str, request) -> None:
+    warehouse: Warehouse = request.getfixturevalue(built)
+    # Every device a firmware platform manages is counted under its model: Teltonika at FOTA's
+    # snapshot, AOVX from its OTA history; an AOVX device whose version no retained attempt tells
+    # is counted under a null version, and share_on_target is over the devices of known version.
+    world = warehouse.world
+    aovx_at, _ = _loaded_at(warehouse)
+    aovx_known = _aovx_known_versions(world, aovx_at)
+    fota_at = dict(((imei, day), at) for imei, day, at in query(
+        warehouse, "select imei, snapshot_date, max(snapshot_at) from staging.stg_teltonika__devices group by all"))
+    rows = query(warehouse, "select model_key, day, firmware_version, devices_on_version, model_devices, "
+                            "devices_known_version, share_on_target, target_version from marts.firmware_rollout")
+    days = sorted({r[1] for r in rows})
+    assert days, "firmware_rollout is empty"
+    expected: Counter[tuple[str, date, str | None]] = Counter()
+    for day in days:
+        for d in world.devices:
+            if d.firmware_platform is None or d.activation_date > day:
+                continue
+            version = (world.firmware_at(d.imei, fota_at[(d.imei, day)]) if d.firmware_platform == "teltonika_fota"
+                       else aovx_known[d.imei])
+            expected[(d.model.replace("-", ""), day, version)] += 1
+    assert Counter({(m, d, v): n for m, d, v, n, *_ in rows}) == expected
+    assert {r[0] for r in rows} == {d.model.replace("-", "") for d in world.devices if d.firmware_platform}
+    known = sum(n for (_, _, v), n in expected.items() if v is not None)
+    assert known >= 0.9 * sum(expected.values()), "most managed devices have a known version"
+    for model, day, _, _, model_devices, known_devices, share, target in rows:
+        counts = {v: n for (m, d, v), n in expected.items() if (m, d) == (model, day)}
+        assert model_devices == sum(counts.values())
+        assert known_devices == sum(n for v, n in counts.items() if v is not None)
+        assert share == pytest.approx(counts.get(target, 0) / known_devices)
+
+
+@pytest.mark.parametrize("built", ["warehouse", "firmware_warehouse"])
+def test_ota_attempts_of_both_platforms_equal_the_worlds(built: str, request) -> None:
+    warehouse: Warehouse = request.getfixturevalue(built)
+    # fct_ota_attempts holds every attempt AOVX still reports and every FOTA firmware task, each
+    # in its World state when read; firmware_rollout's attempt counts per model and day of the
+    # latest status are the World's, on every model-day it has.
+    world = warehouse.world
+    aovx_at, tasks_at = _loaded_at(warehouse)
+    truth: dict[tuple[str, datetime], tuple[str, object, datetime]] = {}
+    for imei, attempts in _aovx_retained(world, aovx_at).items():
+        for a in attempts:
+            truth[(imei, a.sent_at.replace(microsecond=0))] = ("aovx", a, aovx_at)
+    for d in _managed(world, "teltonika_fota"):
+        for a in world.ota_attempts(d.imei):
+            if a.sent_at <= tasks_at:
+                truth[(d.imei, a.sent_at.replace(microsecond=0))] = ("teltonika", a, tasks_at)
+    rows = query(warehouse, "select imei, date_trunc('second', sent_at), firmware_platform, target_version, outcome, "
+                            "date_trunc('second', last_update_at) from core.fct_ota_attempts")
+    assert {(imei, sent) for imei, sent, *_ in rows} == set(truth)
+    assert {p for p, _, _ in truth.values()} == {"aovx", "teltonika"}, "attempts of both platforms in the World"
+    for imei, sent, platform, target, outcome, updated in rows:
+        expected_platform, attempt, at = truth[(imei, sent)]
+        assert (platform, target, outcome) == (expected_platform, attempt.version, OUTCOME[attempt.status_at(at)])
+        assert updated == attempt.last_update_at(at).replace(microsecond=0)
+    # firmware_rollout: attempts, successes and failures per model and UTC day of the latest status
+    per_day: Counter[tuple[str, date, str]] = Counter()
+    for imei, _ in truth:
+        platform, attempt, at = truth[(imei, _)]
+        key = (world.device(imei).model.replace("-", ""), attempt.last_update_at(at).date())
+        per_day[(*key, "attempts")] += 1
+        per_day[(*key, OUTCOME[attempt.status_at(at)])] += 1
+    marts = query(warehouse, "select distinct model_key, day, attempts, attempts_success, attempts_failed, "
+                             "attempts_other, success_rate from marts.firmware_rollout")
+    assert marts
+    for model, day, attempts, succeeded, failed, other, rate in marts:
+        assert (attempts, succeeded, failed, other) == (
+            per_day[(model, day, "attempts")], per_day[(model, day, "succeeded")],
+            per_day[(model, day, "failed")], per_day[(model, day, "in_progress")]), (model, day)
+        assert rate == (pytest.approx(succeeded / attempts) if attempts else None)
+    with_attempts = {(m, d) for m, d, n, *_ in marts if n}
+    assert with_attempts == {(m, d) for (m, d, kind), n in per_day.items()
+                             if kind == "attempts" and n and (m, d) in {(r[0], r[1]) for r in marts}}
 
 
 def _latest_metadata(wh: Warehouse, *key: str) -> dict:

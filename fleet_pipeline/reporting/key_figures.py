@@ -107,7 +107,7 @@ def firmware(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> di
             select *, max(day) over (partition by model_key) as newest from {schema}.firmware_rollout
         )
         select model_key, newest, any_value(target_version), max(model_devices),
-               round(100 * max(share_on_target), 1), sum(attempts_success), sum(attempts),
+               round(100 * max(share_on_target), 1), max(attempts_success), max(attempts),
                max(devices_stuck)
         from latest where day = newest group by model_key, newest order by model_key""").fetchall()
     table = _markdown_table(

@@ -205,11 +205,15 @@ def alarms_by_type(marts: Marts) -> Section:
                    {"alarms_total": int(sum(v for _, v in bars))})
 
 
+def model_column(cols: Sequence[str]) -> str | None:
+    return pick(cols, ("model_key", "model", "device_model", "model_name"), ("model",))
+
+
 def firmware_adoption(marts: Marts) -> Section:
     title = f"Firmware adoption per model (share on target; target line {FIRMWARE_TARGET_SHARE:.0%})"
     cols = marts.columns("firmware_rollout")
     day = pick(cols, DAY_COLUMNS)
-    model = pick(cols, ("model_key", "model", "device_model", "model_name"), ("model",))
+    model = model_column(cols)
     share = pick(cols, ("share_on_target", "target_share", "share_on_target_pct"), ("share+target", "share"))
     if not (day and model and share):
         return Section(title, NO_DATA)
@@ -236,8 +240,12 @@ def ota_success(marts: Marts) -> Section:
     succeeded = pick(cols, ("attempts_success", "ota_succeeded", "attempts_succeeded", "ota_attempts_succeeded"),
                      ("succe",))
     attempts = pick(cols, ("ota_attempts", "attempts", "ota_attempts_total"), ("attempt",))
+    model, day = model_column(cols), pick(cols, DAY_COLUMNS)
+    # The attempt counts are per model and day, repeated on each version row of that model-day.
+    per_model_day = (f"(SELECT DISTINCT {q(model)}, {q(day)}, {q(succeeded)}, {q(attempts)} FROM marts.firmware_rollout)"
+                     if model and day else "marts.firmware_rollout")
     if succeeded and attempts and succeeded != attempts:
-        row = marts.query(f"SELECT sum({q(succeeded)}), sum({q(attempts)}) FROM marts.firmware_rollout")[0]
+        row = marts.query(f"SELECT sum({q(succeeded)}), sum({q(attempts)}) FROM {per_model_day}")[0]
         if row[1]:
             value = float(row[0] or 0) / float(row[1])
             return Section("OTA success rate", f'<p class="big">{value:.1%}</p>'

@@ -20,6 +20,8 @@ with `total` and `size` as STRINGS (as the doc types them). Rows are the OTA att
 requested terminals whose LAST UPDATE, as of the sandbox clock, lies in [startTime, endTime),
 sorted by that update (then by mark): an attempt that moves from 1 to 3 leaves the window of its
 "sent" update and appears in the window of its success. Commands not sent yet do not exist.
+Retention: the backend keeps an attempt for `retention_days` (knob, default RETENTION_DAYS = 365;
+AOVX documents none) after its last update; older ones are gone, whatever window is asked for.
 Row: `terminalId`, `terminalNum`, `upgradeInfo` (a JSON object ENCODED IN A STRING:
 `{"TYPE","MODE","PROTOCOL","VERSION","URL"}`), `status` (int: -1, 1, 2, 3, 4), `sendTime` and
 `dateTime` (ISO UTC with milliseconds and "Z"), `sendTimestamp` and `dateTimestamp` (epoch ms as
@@ -51,7 +53,7 @@ import hmac
 import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
@@ -65,6 +67,7 @@ __all__ = [
     "API_PREFIX",
     "CREDENTIALS",
     "OTA_REPORT_PATH",
+    "RETENTION_DAYS",
     "TERMINAL_LIST_PATH",
     "TOKEN",
     "AovxApp",
@@ -82,6 +85,7 @@ OTA_REPORT = "queryTerminalOtaReport"
 TERMINAL_LIST = "terminal/list"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_PAGE_SIZE = 20
+RETENTION_DAYS = 365
 PLATFORM = "aovx"
 
 
@@ -95,6 +99,7 @@ class AovxKnobs(FaultKnobs):
     page_size_cap: int = 100
     max_ids: int | None = None        # undocumented; None = no limit
     reasonable_paging: bool = False   # a page past the end repeats the last page
+    retention_days: int = RETENTION_DAYS   # attempts last updated longer ago are purged
 
 
 class _AovxError(Exception):
@@ -183,6 +188,7 @@ class AovxApp:
             raise _AovxError(500, f"pageSize must be between 1 and {self.knobs.page_size_cap}")
 
         now = self.now()
+        kept_from = now - timedelta(days=self.knobs.retention_days)
         found: list[tuple[datetime, str, OtaAttempt, str]] = []
         for terminal_id in dict.fromkeys(ids):
             try:
@@ -191,7 +197,7 @@ class AovxApp:
                 continue
             for attempt in self.world.ota_attempts(imei):
                 seen = attempt.last_update_at(now)
-                if seen is not None and start <= seen < end:
+                if seen is not None and start <= seen < end and seen >= kept_from:
                     found.append((seen, attempt.attempt_id, attempt, terminal_id))
         found.sort(key=lambda row: row[:2])
         pages = -(-len(found) // page_size)

@@ -23,6 +23,24 @@ Served (GET only; any other verb on these paths is 405, any other path 404, both
 * `/backgroundActions/{backgroundActionId}` (a uuid) -> BackgroundActionGetResponse: one
   completed `TaskBulkCreate` per Teltonika firmware campaign (created on its start day) and one
   completed monthly `DeviceExport`; only actions created by now exist; 404 otherwise.
+* `/tasks` -> TaskPagedResult, `/tasks/{taskId}` -> TaskGetResponse (404 unknown or not created
+  yet): one `TxFirmware` task per OTA attempt of the World (`world.ota_attempts`) sent by now,
+  as it stands at now. Id: `sent_at` in epoch seconds * 100,000 + device index (unique: a
+  device is sent at most one command a second; ascending ids follow creation). Status from the
+  attempt's status at now: sent -> Pending (0), downloading -> Running (1), succeeded ->
+  Completed (2), failed and command-failed -> Failed (5, `message` says which).
+  `status_name` is the spec's enum value verbatim ("Completed = 2"). `created_at` = sent_at,
+  `status_changed_at` = `updated_at` = the attempt's last update at now, `execution_time` =
+  seconds from the download start to the end (null until it ends or without a download),
+  `file`/`file_id` = the campaign's firmware file (its name carries the target version), and
+  `batch_id` = the campaign's batch. Filters: `id`, `company_id`, `status_id`, `type`,
+  `batch_id`, `device_imei`, `created_by`, `group_id`, `model`, `current_firmware`,
+  `current_configuration`, `query` (substring of the imei); `sort` id | device_imei | type |
+  company_name | created_at | created_by | status_changed_at (default id), `order`.
+* `/batches` -> BatchPagedResult, `/batches/{batchId}` -> Batch: one `TxFirmware` batch per
+  Teltonika campaign (the batch of its `TaskBulkCreate` action, created with it), `objects` =
+  its tasks created by now, `objects_processed` = those in a final state, `task_stats` = tasks
+  per `status_id`. Filters `company_id`, `task_type`; `sort` id | created_at, `order`.
 
 Paging (spec: `page` default 1, `per_page` "Possible values: 1-100. Default: 25"): a `per_page`
 outside 1..100 or a `page` below 1 or not an integer is 400 "The given data was invalid" (the
@@ -72,6 +90,7 @@ be null. All date-times are UTC `yyyy-MM-dd HH:mm:ss`.
 
 from __future__ import annotations
 
+import calendar
 import hmac
 import math
 import re
@@ -89,6 +108,7 @@ from fleet_pipeline.sandbox import rng
 from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
 
 if TYPE_CHECKING:
+    from fleet_pipeline.sandbox.firmware import Campaign, OtaAttempt
     from fleet_pipeline.sandbox.world import Account, Device, World
 
 __all__ = [
@@ -105,6 +125,8 @@ __all__ = [
     "is_acceptable_user_agent",
     "make_server",
     "serial_of",
+    "task_id_of",
+    "task_status_id",
 ]
 
 API_TOKEN = "sandbox-teltonika-token"
@@ -132,6 +154,18 @@ _OTA_SENT, _OTA_DOWNLOADING, _OTA_SUCCEEDED = 1, 2, 3
 DEVICE_SORTS = ("imei", "description", "model", "current_firmware", "current_configuration",
                 "serial", "company_name", "group_name", "seen_at", "created_at", "updated_at")
 GROUP_SORTS = ("id", "name", "company_name", "firmware_name", "configuration_name", "created_at")
+TASK_SORTS = ("id", "device_imei", "type", "company_name", "created_at", "created_by", "status_changed_at")
+BATCH_SORTS = ("id", "created_at")
+FIRMWARE_TASK = "TxFirmware"
+BATCH_ID_BASE = 70_000
+FILE_ID_BASE = 80_000
+# The World's OTA statuses (firmware.OTA_STATUS) as FOTA task statuses (TaskStatuses in the spec,
+# whose enum values are literally "<name> = <id>").
+TASK_STATUS_OF_OTA = {1: 0, 2: 1, 3: 2, 4: 5, -1: 5}
+TASK_STATUS_NAMES = {0: "Pending = 0", 1: "Running = 1", 2: "Completed = 2", 3: "Completed with errors = 3",
+                     4: "Cancelled = 4", 5: "Failed = 5", 6: "Expired = 6", 8: "Verifying = 8"}
+FINAL_TASK_STATUSES = (2, 3, 4, 5, 6)
+_TASK_MESSAGES = {4: "Firmware update failed on the device.", -1: "The device did not accept the task."}
 
 # Which fields each schema allows (the spec's additionalProperties is false).
 _LIST_FIELDS = (
@@ -239,6 +273,26 @@ def group_id_of(world: World, account_id: str) -> int:
     raise KeyError(f"teltonika sandbox: no FOTA group for account {account_id!r}")
 
 
+def batch_id_of(world: World, campaign_id: str) -> int:
+    """The FOTA batch of a Teltonika campaign (the batch its TaskBulkCreate action created)."""
+    ids = sorted(c.campaign_id for c in world.campaigns if c.platform == FIRMWARE_PLATFORM)
+    try:
+        return BATCH_ID_BASE + ids.index(campaign_id) + 1
+    except ValueError:
+        raise KeyError(f"teltonika sandbox: no Teltonika campaign {campaign_id!r}") from None
+
+
+def task_id_of(attempt: OtaAttempt, device_index: int) -> int:
+    """A task id: sent second * 100,000 + device index (see the module docstring)."""
+    return calendar.timegm(attempt.sent_at.timetuple()) * 100_000 + device_index
+
+
+def task_status_id(attempt: OtaAttempt, now: datetime) -> int | None:
+    """The FOTA task status of an attempt at `now`; None before it was sent."""
+    status = attempt.status_at(now)
+    return None if status is None else TASK_STATUS_OF_OTA[status]
+
+
 def _deterministic_uuid(seed: int, *parts: int | str) -> str:
     high = rng.key(seed, "teltonika-uuid-hi", *parts)
     low = rng.key(seed, "teltonika-uuid-lo", *parts)
@@ -248,15 +302,16 @@ def _deterministic_uuid(seed: int, *parts: int | str) -> str:
 def background_actions(world: World) -> list[BackgroundAction]:
     """Every background action of the sandbox company, created or not yet (filter by now).
 
-    A `TaskBulkCreate` per Teltonika firmware campaign (how a FOTA rollout is started), on the
-    campaign's start day, and a `DeviceExport` on the first of every month of 2026.
+    A `TaskBulkCreate` per Teltonika firmware campaign (how a FOTA rollout is started), early on
+    the campaign's start day (it creates the campaign's batch), and a `DeviceExport` on the first of every month of 2026.
     """
     actions: list[BackgroundAction] = []
     campaigns = [c for c in world.campaigns if c.platform == FIRMWARE_PLATFORM]
     for n, campaign in enumerate(sorted(campaigns, key=lambda c: c.campaign_id)):
         minute = rng.key(world.seed, "teltonika-action-minute", campaign.campaign_id) % 120
+        # before the first command of the rollout goes out (office hours start at 06:00)
         created = datetime.combine(campaign.start_day, datetime.min.time()) + timedelta(
-            hours=7, minutes=minute)
+            hours=4, minutes=minute)
         actions.append(BackgroundAction(
             id=_deterministic_uuid(world.seed, "campaign", campaign.campaign_id),
             type="TaskBulkCreate", status="Completed",
@@ -264,7 +319,7 @@ def background_actions(world: World) -> list[BackgroundAction]:
                      f"for {campaign.model} ({campaign.campaign_id})"),
             result_file_id=None, created_at=created,
             updated_at=created + timedelta(seconds=40 + minute),
-            batch_ids=(70_000 + n + 1,),
+            batch_ids=(BATCH_ID_BASE + n + 1,),
         ))
     for month in range(1, 13):
         created = datetime(2026, month, 1, 3, 15, 0)
@@ -313,6 +368,11 @@ class TeltonikaApp:
                    re.compile(r"/groups/(?P<key>[^/]+)/?")),
             _Route("GET /backgroundActions/{backgroundActionId}", TeltonikaApp._action,
                    re.compile(r"/backgroundActions/(?P<key>[^/]+)/?")),
+            _Route("GET /tasks", TeltonikaApp._tasks_page, re.compile(r"/tasks/?")),
+            _Route("GET /tasks/{taskId}", TeltonikaApp._task, re.compile(r"/tasks/(?P<key>[^/]+)/?")),
+            _Route("GET /batches", TeltonikaApp._batches_page, re.compile(r"/batches/?")),
+            _Route("GET /batches/{batchId}", TeltonikaApp._batch,
+                   re.compile(r"/batches/(?P<key>[^/]+)/?")),
         )
 
     # -- VendorApp hooks ---------------------------------------------------------------------
@@ -613,6 +673,180 @@ class TeltonikaApp:
         return Response.json(action.as_json(), vendor_method=method)
 
 
+    # -- tasks and batches -------------------------------------------------------------------
+    def _campaigns(self) -> dict[str, Campaign]:
+        return {c.campaign_id: c for c in self.world.campaigns if c.platform == FIRMWARE_PLATFORM}
+
+    def _sent_tasks(self, now: datetime) -> list[tuple[int, Device, OtaAttempt]]:
+        """(task id, device, attempt) of every OTA attempt sent by now, by task id."""
+        tasks = [(task_id_of(a, d.index), d, a)
+                 for d in self._devices.values()
+                 for a in self.world.ota_attempts(d.imei) if a.sent_at <= now]
+        return sorted(tasks, key=lambda t: t[0])
+
+    def _task_row(self, task_id: int, d: Device, a: OtaAttempt, now: datetime,
+                  with_device: bool) -> dict[str, Any]:
+        status = a.status_at(now)
+        updated = a.last_update_at(now)
+        assert status is not None and updated is not None, "a task exists once sent"
+        started = next((t for t, s in a.history if s == _OTA_DOWNLOADING and t <= now), None)
+        ended = status in (_OTA_SUCCEEDED, 4)
+        status_id = TASK_STATUS_OF_OTA[status]
+        campaign = self._campaigns()[a.campaign_id]
+        row: dict[str, Any] = {
+            "id": task_id,
+            "device_imei": int(d.imei),
+            "company_id": COMPANY_ID,
+            "type": FIRMWARE_TASK,
+            "attributes": None,
+            "status_id": status_id,
+            "attempt_count": 1,
+            "execution_time": int((updated - started).total_seconds()) if ended and started else None,
+            "created_at": _fmt(a.sent_at),
+            "updated_at": _fmt(updated),
+            "deleted_at": None,
+            "file_id": self._file_id(campaign),
+            "created_by": _api_user(),
+            "batch_id": batch_id_of(self.world, a.campaign_id),
+            "status_name": TASK_STATUS_NAMES[status_id],
+            "company": _company(),
+            "file": self._file(campaign),
+            "message": _TASK_MESSAGES.get(status),
+            "status_changed_at": _fmt(updated),
+            "verify_attempt_count": 0,
+        }
+        if with_device:
+            group_id = self._group_of_account.get(d.account_id)
+            row["device"] = {
+                "imei": int(d.imei), "serial": serial_of(self.world, d), "model": d.model,
+                "current_firmware": self.world.firmware_at(d.imei, now),
+                "current_configuration": self._configuration(d), "description": _description(d),
+                "company_id": COMPANY_ID, "group_id": group_id, "company_name": COMPANY_NAME,
+                "group_name": self._groups[group_id].name if group_id is not None else None,
+            }
+        return row
+
+    def _file_id(self, campaign: Campaign) -> int:
+        return FILE_ID_BASE + batch_id_of(self.world, campaign.campaign_id) - BATCH_ID_BASE
+
+    def _file(self, campaign: Campaign) -> dict[str, Any]:
+        """The campaign's firmware file; its name is the file name of the campaign's URL."""
+        created = _fmt(datetime.combine(campaign.start_day, datetime.min.time()) - timedelta(days=1))
+        return {"id": self._file_id(campaign), "name": campaign.url.rsplit("/", 1)[-1],
+                "type": "firmware", "description": f"{campaign.model} {campaign.target_version}",
+                "size": 1_400_000 + self._file_id(campaign) % 1_000 * 97, "company_id": COMPANY_ID,
+                "created_at": created, "updated_at": created}
+
+    def _tasks_page(self, request: Request, query: _Query, key: str | None, method: str) -> Response:
+        now = self.now()
+        tasks = self._sent_tasks(now)
+        for name, value in (("id", lambda t: t[0]), ("device_imei", lambda t: int(t[1].imei)),
+                            ("batch_id", lambda t: batch_id_of(self.world, t[2].campaign_id)),
+                            ("status_id", lambda t: task_status_id(t[2], now)),
+                            ("group_id", lambda t: self._group_of_account.get(t[1].account_id))):
+            wanted = query.ints(name)
+            if wanted is not None:
+                tasks = [t for t in tasks if value(t) in wanted]
+        # one company and one API user create every task
+        for name, only in (("company_id", COMPANY_ID), ("created_by", API_USER_ID)):
+            wanted = query.ints(name)
+            if wanted is not None and only not in wanted:
+                tasks = []
+        types = query.strings("type")
+        if types is not None and FIRMWARE_TASK not in types:
+            tasks = []
+        for name, strings in (("model", lambda d: d.model),
+                              ("current_firmware", lambda d: self.world.firmware_at(d.imei, now)),
+                              ("current_configuration", self._configuration)):
+            wanted_strings = query.strings(name)
+            if wanted_strings is not None:
+                tasks = [t for t in tasks if strings(t[1]) in wanted_strings]
+        search = query.string("query")
+        if search:
+            tasks = [t for t in tasks if search in t[1].imei]
+        sort = query.choice("sort", TASK_SORTS, "id")
+        descending = query.choice("order", ("asc", "desc"), "asc") == "desc"
+        page, per_page = query.paging()
+        sort_value = {
+            "device_imei": lambda t: (int(t[1].imei), t[0]),
+            "created_at": lambda t: (t[2].sent_at, t[0]),
+            "status_changed_at": lambda t: (t[2].last_update_at(now), t[0]),
+        }.get(sort, lambda t: t[0])   # type, company_name, created_by are one value: id breaks ties
+        tasks = sorted(tasks, key=sort_value, reverse=descending)
+        window = tasks[(page - 1) * per_page: page * per_page]
+        rows = [self._task_row(*t, now, with_device=True) for t in window]
+        return Response.json(_paged(request, query, rows, len(tasks), page, per_page), vendor_method=method)
+
+    def _task(self, request: Request, query: _Query, key: str | None, method: str) -> Response:
+        task_id = _path_int(key, "taskId")
+        now = self.now()
+        index = task_id % 100_000
+        device = self.world.devices[index] if 0 <= index < len(self.world.devices) else None
+        if device is not None and device.firmware_platform == FIRMWARE_PLATFORM:
+            for attempt in self.world.ota_attempts(device.imei):
+                if attempt.sent_at <= now and task_id_of(attempt, index) == task_id:
+                    return Response.json(self._task_row(task_id, device, attempt, now, with_device=False),
+                                         vendor_method=method)
+        raise _ApiError(404, "Task not found.")
+
+    def _batch_rows(self, now: datetime) -> list[dict[str, Any]]:
+        """Every batch created by now, by id, with its tasks' statistics at now."""
+        stats: dict[str, dict[int, int]] = {}
+        updated: dict[str, datetime] = {}
+        for _, _, a in self._sent_tasks(now):
+            status_id = task_status_id(a, now)
+            assert status_id is not None
+            per_status = stats.setdefault(a.campaign_id, {})
+            per_status[status_id] = per_status.get(status_id, 0) + 1
+            seen = a.last_update_at(now)
+            assert seen is not None
+            updated[a.campaign_id] = max(updated.get(a.campaign_id, seen), seen)
+        created_of = {a.batch_ids[0]: a.created_at for a in self.background_actions().values()
+                      if a.type == "TaskBulkCreate" and a.batch_ids}
+        rows = []
+        for campaign in sorted(self._campaigns().values(), key=lambda c: c.campaign_id):
+            batch_id = batch_id_of(self.world, campaign.campaign_id)
+            created = created_of[batch_id]
+            if created > now:
+                continue
+            per_status = stats.get(campaign.campaign_id, {})
+            rows.append({
+                "id": batch_id, "type": FIRMWARE_TASK, "source": "filter", "attributes": None,
+                "objects": sum(per_status.values()),
+                "objects_processed": sum(n for s, n in per_status.items() if s in FINAL_TASK_STATUSES),
+                "company_id": COMPANY_ID, "created_by": _api_user(), "created_at": _fmt(created),
+                "updated_at": _fmt(max(created, updated.get(campaign.campaign_id, created))),
+                "approvable": 0, "verified_by": API_USER_ID, "task_type": FIRMWARE_TASK,
+                "task_file_name": campaign.url.rsplit("/", 1)[-1],
+                "file": {"id": self._file_id(campaign), "type": "firmware", "company_id": COMPANY_ID,
+                         "name": campaign.url.rsplit("/", 1)[-1]},
+                "task_stats": [{"status_id": s, "count": n} for s, n in sorted(per_status.items())],
+            })
+        return rows
+
+    def _batches_page(self, request: Request, query: _Query, key: str | None, method: str) -> Response:
+        rows = self._batch_rows(self.now())
+        companies = query.ints("company_id")
+        if companies is not None and COMPANY_ID not in companies:
+            rows = []
+        types = query.strings("task_type")
+        if types is not None and FIRMWARE_TASK not in types:
+            rows = []
+        sort = query.choice("sort", BATCH_SORTS, "id")
+        descending = query.choice("order", ("asc", "desc"), "asc") == "desc"
+        page, per_page = query.paging()
+        rows = sorted(rows, key=lambda r: (r[sort], r["id"]), reverse=descending)
+        window = rows[(page - 1) * per_page: page * per_page]
+        return Response.json(_paged(request, query, window, len(rows), page, per_page), vendor_method=method)
+
+    def _batch(self, request: Request, query: _Query, key: str | None, method: str) -> Response:
+        batch_id = _path_int(key, "batchId")
+        found = next((r for r in self._batch_rows(self.now()) if r["id"] == batch_id), None)
+        if found is None:
+            raise _ApiError(404, "Batch not found.")
+        return Response.json(found, vendor_method=method)
+
+
 # -- query parsing ------------------------------------------------------------------------------
 _ARRAY_KEY = re.compile(r"^(?P<name>[A-Za-z_]+)\[\d*\]$")
 
@@ -739,6 +973,11 @@ def _company() -> dict[str, Any]:
     return {"code": COMPANY_CODE, "id": COMPANY_ID, "name": COMPANY_NAME, "company_id": None,
             "deleted_at": None, "created_at": created, "updated_at": created, "created_by": None,
             "updated_by": None}
+
+
+def _api_user() -> dict[str, Any]:
+    """The UserReference of the API user behind the token (creator of tasks and batches)."""
+    return {"id": API_USER_ID, "company_id": COMPANY_ID}
 
 
 def _description(d: Device) -> str:

@@ -179,6 +179,20 @@ def test_rows_are_the_worlds_attempts_updated_in_the_window(sandbox: Sandbox, te
         assert [r["status"] for r in rows] == [a.status_at(NOW) for a in expected]
 
 
+def test_attempts_last_updated_before_the_retention_window_are_gone(sandbox: Sandbox, terminal_ids: list[str],
+                                                                   world: World) -> None:
+    # Asked for everything since 2020: what the World updated within retention_days of the clock.
+    since = datetime(2020, 1, 1)
+    everything = world.ota_attempts_updated("aovx", since, NOW, NOW)
+    for retention_days in (aovx.RETENTION_DAYS, 120):
+        sandbox.server.knobs.set(retention_days=retention_days)
+        kept_from = NOW - timedelta(days=retention_days)
+        rows = all_rows(sandbox, terminal_ids, since, NOW, 100)
+        expected = [a.attempt_id for a in everything if a.last_update_at(NOW) >= kept_from]
+        assert [r["mark"] for r in rows] == expected
+    assert 0 < len(expected) < len(everything), "a 120-day retention drops the older rollout only"
+
+
 def test_window_bounds_are_start_inclusive_end_exclusive(sandbox: Sandbox, terminal_ids: list[str],
                                                          world: World) -> None:
     attempt = world.ota_attempts_updated("aovx", *WINDOW, NOW)[0]

@@ -12,6 +12,7 @@ import http.client
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -428,6 +429,120 @@ def test_background_actions_follow_the_spec(fota) -> None:
     assert_error(fota.get(f"/backgroundActions/{future[0].id}"), 404)
     assert_error(fota.get("/backgroundActions/00000000-0000-4000-8000-000000000000"), 404)
     assert_error(fota.get("/backgroundActions/not-a-uuid"), 400)
+
+
+# -- tasks and batches ------------------------------------------------------------------------
+# The World's OTA statuses as FOTA task status ids, as the module documents them: sent -> Pending,
+# downloading -> Running, succeeded -> Completed, failed and command-failed -> Failed.
+TASK_STATUS_OF = {1: 0, 2: 1, 3: 2, 4: 5, -1: 5}
+
+
+def all_rows(fota: FotaSandbox, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    rows, page = [], 1
+    while True:
+        body = fota.ok(path, {**(params or {}), "per_page": 100, "page": page})
+        rows += body["data"]
+        if page >= body["last_page"]:
+            return rows
+        page += 1
+
+
+def world_attempts(world: World, now: datetime) -> dict[tuple[str, str], Any]:
+    """(imei, sent time as FOTA writes it) -> the World's attempt, for every attempt sent by now."""
+    return {(d.imei, a.sent_at.strftime("%Y-%m-%d %H:%M:%S")): a
+            for d in fota_devices(world) for a in world.ota_attempts(d.imei) if a.sent_at <= now}
+
+
+def _fmt(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_task_pages_follow_the_spec_and_are_the_worlds_attempts(fota) -> None:
+    now = fota.clock()
+    expected = world_attempts(fota.world, now)
+    assert expected, "the World has OTA attempts of Teltonika devices before its clock"
+    first = fota.get("/tasks", {"per_page": 7})
+    assert first.status_code == 200
+    assert len(re.findall(r'"device_imei":\d{15}[,}]', first.text)) == len(first.json()["data"]) == 7
+    for n in (1, 2, math.ceil(len(expected) / 7) + 1):
+        page = fota.ok("/tasks", {"per_page": 7, "page": n})
+        assert_spec("TaskPagedResult", page)
+        assert page["total"] == len(expected)
+    rows = all_rows(fota, "/tasks")
+    assert [r["id"] for r in rows] == sorted({r["id"] for r in rows}), "ids unique and ascending"
+    found = {(str(r["device_imei"]).zfill(15), r["created_at"]): r for r in rows}
+    assert set(found) == set(expected)
+    batch_of: dict[str, set[int]] = {}
+    for key, row in found.items():
+        attempt = expected[key]
+        status_id = TASK_STATUS_OF[attempt.status_at(now)]
+        assert row["type"] == "TxFirmware"
+        assert (row["status_id"], row["status_changed_at"]) == (status_id, _fmt(attempt.last_update_at(now)))
+        assert row["status_name"].endswith(f"= {status_id}")
+        assert attempt.version in row["file"]["name"] and row["device"]["model"] in row["file"]["name"]
+        batch_of.setdefault(attempt.campaign_id, set()).add(row["batch_id"])
+    assert all(len(ids) == 1 for ids in batch_of.values()), "one batch per campaign"
+    assert len({next(iter(ids)) for ids in batch_of.values()}) == len(batch_of)
+    seen = Counter(r["status_id"] for r in rows)
+    assert seen[2] > 0 and seen[5] > 0, "completed and failed tasks both exist"
+
+
+def test_tasks_follow_the_sandbox_clock(fota) -> None:
+    # Halfway through the most recent campaign's scheduling: fewer tasks, several still open.
+    campaign = max((c for c in fota.world.campaigns if c.platform == "teltonika_fota"
+                    and c.start_day < fota.clock().date()), key=lambda c: c.start_day)
+    fota.clock.set(datetime.combine(campaign.start_day, datetime.min.time()) + timedelta(days=7, hours=12))
+    now = fota.clock()
+    expected = world_attempts(fota.world, now)
+    rows = all_rows(fota, "/tasks")
+    assert {(str(r["device_imei"]).zfill(15), r["created_at"]): r["status_id"] for r in rows} == {
+        key: TASK_STATUS_OF[a.status_at(now)] for key, a in expected.items()}
+
+
+def test_single_task_and_task_filters(fota) -> None:
+    rows = all_rows(fota, "/tasks")
+    task = rows[len(rows) // 2]
+    body = fota.ok(f"/tasks/{task['id']}")
+    assert_spec("TaskGetResponse", body)
+    assert {k: v for k, v in task.items() if k != "device"} == body
+    assert_error(fota.get(f"/tasks/{task['id'] + 1}"), 404)
+    assert_error(fota.get("/tasks/abc"), 400)
+    completed = all_rows(fota, "/tasks", {"status_id": 2})
+    assert completed and {r["id"] for r in completed} == {r["id"] for r in rows if r["status_id"] == 2}
+    mine = all_rows(fota, "/tasks", {"device_imei": task["device_imei"]})
+    assert {r["id"] for r in mine} == {r["id"] for r in rows if r["device_imei"] == task["device_imei"]}
+    batch = all_rows(fota, "/tasks", {"batch_id": task["batch_id"]})
+    assert {r["id"] for r in batch} == {r["id"] for r in rows if r["batch_id"] == task["batch_id"]}
+    assert fota.ok("/tasks", {"type": "TxConfiguration"})["data"] == []
+    latest = fota.ok("/tasks", {"sort": "status_changed_at", "order": "desc", "per_page": 100})["data"]
+    changed = [r["status_changed_at"] for r in latest]
+    assert changed == sorted(changed, reverse=True) and changed[0] == max(r["status_changed_at"] for r in rows)
+    assert_error(fota.get("/tasks", {"per_page": 101}), 400)
+
+
+def test_batches_are_the_worlds_campaigns_with_their_tasks_per_status(fota) -> None:
+    now = fota.clock()
+    attempts = world_attempts(fota.world, now).values()
+    page = fota.ok("/batches")
+    assert_spec("BatchPagedResult", page)
+    batches = {b["task_file_name"]: b for b in page["data"]}
+    # a rollout's batch is created early on its start day (04:00-06:00), before its first command
+    started = [c for c in fota.world.campaigns if c.platform == "teltonika_fota"
+               and datetime.combine(c.start_day, datetime.min.time()) + timedelta(hours=4) <= now]
+    campaigns = [c for c in started if datetime.combine(c.start_day, datetime.min.time()) + timedelta(hours=6) <= now]
+    assert len(campaigns) <= len(batches) <= len(started) and campaigns
+    for campaign in campaigns:
+        batch = next(b for name, b in batches.items() if campaign.target_version in name and campaign.model in name)
+        mine = [a for a in attempts if a.campaign_id == campaign.campaign_id]
+        per_status = Counter(TASK_STATUS_OF[a.status_at(now)] for a in mine)
+        assert batch["objects"] == len(mine)
+        assert {s["status_id"]: s["count"] for s in batch["task_stats"]} == dict(per_status)
+        assert batch["objects_processed"] == sum(n for s, n in per_status.items() if s in (2, 5))
+        single = fota.ok(f"/batches/{batch['id']}")
+        assert_spec("Batch", single)
+        assert single == batch
+    assert_error(fota.get(f"/batches/{max(b['id'] for b in batches.values()) + 1}"), 404)
+    assert fota.ok("/batches", {"task_type": "TxConfiguration"})["data"] == []
 
 
 # -- auth and headers -------------------------------------------------------------------------

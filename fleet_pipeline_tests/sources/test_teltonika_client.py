@@ -194,6 +194,43 @@ def test_single_lookups_and_not_found_is_none(fota, client) -> None:
     assert client.background_action("00000000-0000-4000-8000-000000000000") is None
 
 
+# --- tasks and batches (OTA attempts) ------------------------------------------------------------
+
+
+def test_every_firmware_task_once_across_pages_with_its_status_now(big_fota, tmp_path: Path) -> None:
+    # One task per OTA attempt of the World sent by the clock; statuses as the sandbox documents
+    # them (sent 0, downloading 1, succeeded 2, failed and command-failed 5).
+    world = big_fota.world
+    expected = {(d.imei, a.sent_at.strftime("%Y-%m-%d %H:%M:%S")): {1: 0, 2: 1, 3: 2, 4: 5, -1: 5}[a.status_at(WORLD_NOW)]
+                for d in fota_devices(world) for a in world.ota_attempts(d.imei) if a.sent_at <= WORLD_NOW}
+    assert len(expected) > 100, "more than one page of tasks"
+    with make_client(big_fota, tmp_path) as client:
+        sent = record_requests(client)
+        rows = client.tasks(type="TxFirmware")
+    assert all(isinstance(r["device_imei"], str) and len(r["device_imei"]) == 15 for r in rows)
+    assert all(isinstance(r["device"]["imei"], str) for r in rows)
+    assert {(r["device_imei"], r["created_at"]): r["status_id"] for r in rows} == expected
+    assert len(rows) == len(expected)
+    queries = [parse_qs(urlsplit(r.url).query) for r in sent]
+    assert [q["page"] for q in queries] == [[str(n)] for n in range(1, -(-len(expected) // 100) + 1)]
+    assert all(q["per_page"] == ["100"] and q["sort"] == ["id"] and q["type"] == ["TxFirmware"] for q in queries)
+
+
+def test_batches_and_single_task_lookups(fota, client) -> None:
+    world = fota.world
+    batches = client.batches()
+    campaigns = [c for c in world.campaigns if c.platform == "teltonika_fota" and c.start_day <= WORLD_NOW.date()]
+    assert len(batches) == len(campaigns)
+    sent = [a for d in fota_devices(world) for a in world.ota_attempts(d.imei) if a.sent_at <= WORLD_NOW]
+    assert sum(b["objects"] for b in batches) == len(sent)
+    assert client.batch(batches[0]["id"]) == batches[0]
+    assert client.batch(1) is None
+    task = client.tasks(batch_id=batches[0]["id"])[0]
+    single = client.task(task["id"])
+    assert single is not None and single["device_imei"] == task["device_imei"]
+    assert client.task(1) is None
+
+
 def test_a_refused_query_names_the_operation(fota, client) -> None:
     with pytest.raises(VendorAPIError) as info:
         client.devices(sort="password")

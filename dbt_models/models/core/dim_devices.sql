@@ -1,6 +1,6 @@
 -- One row per IMEI across vendors, from each platform's latest snapshot. Firmware comes from the
 -- firmware platform that manages the device (Teltonika FOTA's current version, else the version
--- of AOVX's latest successful OTA attempt); Jimi devices on Tracksolid have none.
+-- of AOVX's latest successful OTA attempt, daily reports and history); Jimi devices have none.
 with tracksolid as (
     select
         imei, 'tracksolid' as platform, device_name, model, account_id, group_name,
@@ -42,11 +42,23 @@ teltonika as (
     qualify row_number() over (partition by imei order by snapshot_at desc) = 1
 ),
 
+aovx_reports as (
+    select imei, status_code, firmware_version, last_update_at from {{ ref('stg_aovx__ota_reports') }}
+    union all
+    select imei, status_code, firmware_version, last_update_at from {{ ref('stg_aovx__ota_history') }}
+),
+
+-- AOVX manages the terminals it lists and any device it reported an attempt of; its firmware is
+-- the target of the latest successful (status 3) attempt, null when none is known.
 aovx as (
-    select imei, firmware_version
-    from {{ ref('stg_aovx__ota_reports') }}
-    where status = 'success'
-    qualify row_number() over (partition by imei order by last_update_at desc) = 1
+    select imei, max_by(firmware_version, last_update_at) filter (where status_code = 3) as firmware_version
+    from (
+        select imei, status_code, firmware_version, last_update_at from aovx_reports
+        union all
+        select imei, null, null, null from {{ ref('stg_aovx__terminals') }}
+    )
+    where imei is not null
+    group by imei
 )
 
 select

@@ -1,17 +1,22 @@
--- Firmware rollout per model, version and snapshot day. The target version of a model is the one
--- its most recent OTA attempt installs, else the highest version seen on the model (Teltonika FOTA
--- exposes no campaign in the raw layer). Attempt metrics are per model and day, repeated on each
--- version row of that model-day.
+-- Firmware rollout per model, version and snapshot day, over every device a firmware platform
+-- manages (Teltonika FOTA, AOVX). A device whose version is unknown (AOVX: no OTA history tells it,
+-- see dim_device_firmware_daily) is counted on a row whose firmware_version is null: it is in
+-- model_devices, not in devices_known_version, and share_on_target is over the known ones. The
+-- target version of a model is the one its most recent OTA attempt installs, else the highest
+-- version seen on the model. Attempt metrics (both platforms) are per model and UTC day of the
+-- attempt's latest status, repeated on each version row of that model-day.
 with daily as (
     select snapshot_date as day, model_key, firmware_version, count(*) as devices_on_version
     from {{ ref('dim_device_firmware_daily') }}
-    where firmware_version is not null
+    where firmware_platform is not null
     group by all
 ),
 
 model_day as (
-    -- a count: BIGINT, not the HUGEINT DuckDB sums integers to (Parquet would store a DOUBLE)
-    select day, model_key, cast(sum(devices_on_version) as bigint) as model_devices
+    -- counts: BIGINT, not the HUGEINT DuckDB sums integers to (Parquet would store a DOUBLE)
+    select day, model_key, cast(sum(devices_on_version) as bigint) as model_devices,
+        cast(sum(devices_on_version) filter (where firmware_version is not null) as bigint)
+            as devices_known_version
     from daily
     group by all
 ),
@@ -30,9 +35,9 @@ attempts_by_day as (
         model_key,
         cast(last_update_at as date) as day,
         count(*) as attempts,
-        count(*) filter (where status = 'success') as attempts_success,
-        count(*) filter (where status in ('failed', 'failure', 'error', 'timeout')) as attempts_failed,
-        count(*) filter (where status not in ('success', 'failed', 'failure', 'error', 'timeout')) as attempts_other
+        count(*) filter (where is_success) as attempts_success,
+        count(*) filter (where is_failed) as attempts_failed,
+        count(*) filter (where not is_success and not is_failed) as attempts_other
     from {{ ref('fct_ota_attempts') }}
     group by all
 ),
@@ -71,10 +76,11 @@ select
     d.day,
     d.devices_on_version,
     m.model_devices,
+    m.devices_known_version,
     t.target_version,
-    d.firmware_version = t.target_version as is_target,
-    cast(sum(d.devices_on_version) filter (where d.firmware_version = t.target_version)
-         over (partition by d.model_key, d.day) as double) / m.model_devices as share_on_target,
+    coalesce(d.firmware_version = t.target_version, false) as is_target,
+    coalesce(cast(sum(d.devices_on_version) filter (where d.firmware_version = t.target_version)
+         over (partition by d.model_key, d.day) as double), 0) / nullif(m.devices_known_version, 0) as share_on_target,
     coalesce(a.attempts, 0) as attempts,
     coalesce(a.attempts_success, 0) as attempts_success,
     coalesce(a.attempts_failed, 0) as attempts_failed,

@@ -50,9 +50,13 @@ class AovxResource(VendorResource):
             base_url, token = self.base_url or settings.AOVX_US_SERVER, self.token
         return AovxClient(base_url, token, retry=self.retry_policy())
 
-    def terminals(self, client: AovxClient) -> dict[str, str | None]:
-        """terminal id -> IMEI (None when unknown): the sandbox lists them, live mode configures them."""
+    def terminal_rows(self, client: AovxClient) -> list[dict[str, Any]]:
+        """``{terminalId, terminalNum, imei}`` per terminal: the sandbox lists them, live mode
+        configures bare ids (number and IMEI unknown)."""
         if not self.is_sandbox:
-            return {terminal_id: None for terminal_id in self.terminal_ids}
-        listed = self.memo("terminals", client.terminals)
-        return {row["terminalId"]: row.get("imei") for row in listed}
+            return [{"terminalId": terminal_id} for terminal_id in self.terminal_ids]
+        return self.memo("terminals", client.terminals)
+
+    def terminals(self, client: AovxClient) -> dict[str, str | None]:
+        """terminal id -> IMEI (None when unknown)."""
+        return {row["terminalId"]: row.get("imei") for row in self.terminal_rows(client)}

@@ -1,4 +1,5 @@
-"""AOVX table: OTA attempts as reported, with the upgrade info parsed and the status named."""
+"""AOVX tables: OTA attempts as reported, with the upgrade info parsed and the status named, and the
+terminals reported on."""
 
 from __future__ import annotations
 
@@ -26,13 +27,22 @@ OTA_REPORT_COLUMNS = [
 ]
 
 
-class OtaReportSchema(pa.DataFrameModel):
+class _TerminalRecord(pa.DataFrameModel):
+    """AOVX knows terminals, not IMEIs: the IMEI is filled where the terminal list gives it."""
+
+    imei: str = pa.Field(nullable=True)
+
+    @pa.check("imei", name="imei_luhn", error="IMEI must be 15 digits with a valid Luhn check digit")
+    def _imei_luhn(cls, data: PolarsData) -> pl.LazyFrame:
+        column = pl.col(data.key)
+        return data.lazyframe.select(column.is_null() | luhn_valid(column).fill_null(False))
+
+
+class OtaReportSchema(_TerminalRecord):
     partition_date: date = pa.Field(nullable=False)
     attempt_id: str = pa.Field(nullable=False, unique=True, str_matches=r"^[0-9A-Fa-f]{32}$")
     terminal_id: str = pa.Field(nullable=False)
     terminal_num: str = pa.Field(nullable=True)
-    # The AOVX API knows terminals, not IMEIs; the IMEI is filled where the terminal list gives it.
-    imei: str = pa.Field(nullable=True)
     status_code: int = pa.Field(nullable=False, isin=list(STATUS_NAMES))
     status: str = pa.Field(nullable=False, isin=list(STATUS_NAMES.values()))
     upgrade_type: str = pa.Field(nullable=True)
@@ -43,11 +53,20 @@ class OtaReportSchema(pa.DataFrameModel):
     sent_at: datetime = pa.Field(nullable=False)
     last_update_at: datetime = pa.Field(nullable=False)
 
-    @pa.check("imei", name="imei_luhn", error="IMEI must be 15 digits with a valid Luhn check digit")
-    def _imei_luhn(cls, data: PolarsData) -> pl.LazyFrame:
-        column = pl.col(data.key)
-        return data.lazyframe.select(column.is_null() | luhn_valid(column).fill_null(False))
-
     @pa.dataframe_check(error="last update before the command was sent")
     def _updated_after_sent(cls, data: PolarsData) -> pl.LazyFrame:
         return ordered(data, "sent_at", "last_update_at")
+
+
+TERMINAL_COLUMNS = [
+    Col.of("terminal_id", "terminalId"),
+    Col.of("terminal_num", "terminalNum"),
+    Col.of("imei"),
+]
+
+
+class TerminalSchema(_TerminalRecord):
+    snapshot_date: date = pa.Field(nullable=False)
+    snapshot_at: datetime = pa.Field(nullable=False)
+    terminal_id: str = pa.Field(nullable=False, unique=True)
+    terminal_num: str = pa.Field(nullable=True)

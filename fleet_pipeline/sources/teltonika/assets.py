@@ -1,11 +1,17 @@
-"""Teltonika FOTA assets: ``raw_teltonika.devices`` and ``raw_teltonika.groups``, one snapshot a day.
+"""Teltonika FOTA assets: ``raw_teltonika.devices``, ``groups``, ``tasks`` and ``batches``, one
+snapshot a day.
 
 The device snapshot is the firmware history: kept one per UTC day, it answers which firmware and
-configuration each device ran on each day (FOTA itself only knows the present).
+configuration each device ran on each day (FOTA itself only knows the present). The firmware
+tasks are the OTA attempts: ``GET /tasks`` has no time filter, so every snapshot holds every
+task as it stands (a task keeps its id while its status moves on), and the latest snapshot
+is the attempt history.
 """
 
+import json
+
 import polars as pl
-from dagster import AssetExecutionContext, MaterializeResult
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
@@ -14,12 +20,16 @@ from fleet_pipeline.sources.teltonika import schemas
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
+FIRMWARE_TASK = "TxFirmware"
+
 SOURCE = Source(
     schema="raw_teltonika", group="teltonika", vendor="Teltonika FOTA WEB",
     fleet=Fleet("Teltonika FOTA devices", ((TableRef("raw_teltonika", "devices"), "true"),)),
     tables={
         "devices": schemas.DeviceSchema,
         "groups": schemas.GroupSchema,
+        "tasks": schemas.TaskSchema,
+        "batches": schemas.BatchSchema,
     },
 )
 
@@ -48,4 +58,31 @@ def groups(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb:
         return load(context, duckdb, SOURCE, run, "groups", typed)
 
 
-teltonika_assets = [devices, groups]
+@SOURCE.asset("tasks", "Daily snapshot of every firmware task, i.e. OTA attempt (GET /tasks?type=TxFirmware, "
+              "100 a page, by id): device, batch, status, file and the firmware version its name carries, "
+              "when it was created and last changed status.", partitioned=False)
+def tasks(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, teltonika.client) as run:
+        typed = typed_frame(run.client.tasks(type=FIRMWARE_TASK), schemas.TASK_COLUMNS).with_columns(
+            firmware_version=pl.col("file_name").str.extract(schemas.FIRMWARE_VERSION_PATTERN, 1),
+            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now),
+        )
+        by_status = typed.group_by("status_id").len().sort("status_id")
+        return load(context, duckdb, SOURCE, run, "tasks", typed,
+                    tasks_by_status=MetadataValue.json({str(s): n for s, n in by_status.iter_rows()}))
+
+
+@SOURCE.asset("batches", "Daily snapshot of the task batches (GET /batches): one per rollout, with its "
+              "firmware file and tasks per status.", partitioned=False)
+def batches(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb: WarehouseResource) -> MaterializeResult:
+    with extraction(context, teltonika.client) as run:
+        rows = run.client.batches()
+        typed = typed_frame(rows, schemas.BATCH_COLUMNS).with_columns(
+            task_stats=pl.Series("task_stats", [None if r.get("task_stats") is None else json.dumps(r["task_stats"])
+                                                for r in rows], dtype=pl.String),
+            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now),
+        )
+        return load(context, duckdb, SOURCE, run, "batches", typed)
+
+
+teltonika_assets = [devices, groups, tasks, batches]

@@ -1,6 +1,7 @@
 """Teltonika FOTA WEB API client: bearer token, User-Agent, the per-minute quota and paging.
 
-Plain JSON GETs against ``{base_url}/devices``, ``/groups`` and ``/backgroundActions``. What
+Plain JSON GETs against ``{base_url}/devices``, ``/groups``, ``/tasks``, ``/batches`` and
+``/backgroundActions``. What
 makes it more than a loop around ``requests`` is what the API demands and does in production
 (``vendor-apis/teltonika-official/``, ``FIELD-NOTES.md``):
 
@@ -64,6 +65,10 @@ DEVICE = "GET /devices/{deviceImei}"
 GROUPS = "GET /groups"
 GROUP = "GET /groups/{groupId}"
 BACKGROUND_ACTION = "GET /backgroundActions/{backgroundActionId}"
+TASKS = "GET /tasks"
+TASK = "GET /tasks/{taskId}"
+BATCHES = "GET /batches"
+BATCH = "GET /batches/{batchId}"
 
 MAX_PER_PAGE = 100          # spec: per_page "Possible values: 1-100"
 RATE_WINDOW_S = 60.0        # "100 request per minute"
@@ -182,6 +187,25 @@ class TeltonikaFotaClient(VendorClient):
 
     def group(self, group_id: int) -> dict[str, Any] | None:
         return self._get(GROUP, f"/groups/{int(group_id)}", {}, not_found_ok=True)
+
+    def tasks(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every task matching the spec's filters (``type``, ``status_id``, ``batch_id``,
+        ``device_imei``, ``model``...), all pages read, ``device_imei`` as a 15-digit string.
+
+        Sorted by ``id`` by default: ids grow with creation, so a task created while the pages
+        are read lands after them and a status change moves no row between pages.
+        """
+        return self._all_pages(TASKS, "/tasks", filters, key="id", default_sort="id")
+
+    def task(self, task_id: int) -> dict[str, Any] | None:
+        return self._get(TASK, f"/tasks/{int(task_id)}", {}, not_found_ok=True)
+
+    def batches(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every batch of tasks (``company_id``, ``task_type``, ``sort``...), all pages."""
+        return self._all_pages(BATCHES, "/batches", filters, key="id", default_sort="id")
+
+    def batch(self, batch_id: int) -> dict[str, Any] | None:
+        return self._get(BATCH, f"/batches/{int(batch_id)}", {}, not_found_ok=True)
 
     def background_action(self, action_id: str) -> dict[str, Any] | None:
         """The state of an asynchronous job (bulk create, export...), None if unknown."""

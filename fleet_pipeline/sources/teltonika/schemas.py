@@ -1,13 +1,16 @@
-"""Teltonika FOTA tables: the daily device snapshot (firmware, configuration, activity) and groups."""
+"""Teltonika FOTA tables: daily snapshots of the devices (firmware, configuration, activity), the
+groups, and the tasks and batches (OTA attempts and the campaigns that issued them)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
 
 from fleet_pipeline.records import Col
-from fleet_pipeline.validation import DeviceRecord
+from fleet_pipeline.validation import DeviceRecord, ordered
 
 ACTIVITY_STATUSES = ["Online", "Offline", "Inactive"]
 
@@ -80,3 +83,91 @@ class GroupSchema(pa.DataFrameModel):
     configuration_file_id: int = pa.Field(nullable=True)
     created_time: datetime = pa.Field(nullable=True)
     updated_time: datetime = pa.Field(nullable=True)
+
+
+# TaskStatuses of the spec ("Pending = 0" ... "Verifying = 8"): the id is what is stored and
+# checked; the name is kept as sent.
+TASK_STATUS_IDS = [0, 1, 2, 3, 4, 5, 6, 8]
+# A Teltonika firmware version as FOTA names it ("03.29.00.Rev.300"); a firmware file's name
+# carries it (e.g. "FMB920_03.29.00.Rev.300.xim").
+FIRMWARE_VERSION_PATTERN = r"(\d{2}\.\d{2}\.\d{2}\.Rev\.\d+)"
+
+TASK_COLUMNS = [
+    Col.of("task_id", "id", kind="int"),
+    Col.of("imei", "device_imei", "device.imei"),
+    Col.of("model", "device.model"),
+    Col.of("batch_id", kind="int"),
+    Col.of("task_type", "type"),
+    Col.of("status_id", kind="int"),
+    Col.of("status_name"),
+    Col.of("attempt_count", kind="int"),
+    Col.of("execution_time_s", "execution_time", kind="int"),
+    Col.of("file_id", "file_id", "file.id", kind="int"),
+    Col.of("file_name", "file.name"),
+    Col.of("message"),
+    Col.of("created_time", "created_at", kind="time"),
+    Col.of("updated_time", "updated_at", kind="time"),
+    Col.of("status_changed_time", "status_changed_at", kind="time"),
+]
+
+
+class TaskSchema(DeviceRecord):
+    snapshot_date: date = pa.Field(nullable=False)
+    snapshot_at: datetime = pa.Field(nullable=False)
+    task_id: int = pa.Field(nullable=False, unique=True)
+    model: str = pa.Field(nullable=True)
+    batch_id: int = pa.Field(nullable=True)
+    task_type: str = pa.Field(nullable=False)
+    status_id: int = pa.Field(nullable=False, isin=TASK_STATUS_IDS)
+    status_name: str = pa.Field(nullable=True)
+    attempt_count: int = pa.Field(nullable=True, ge=0)
+    execution_time_s: int = pa.Field(nullable=True, ge=0)
+    file_id: int = pa.Field(nullable=True)
+    file_name: str = pa.Field(nullable=True)
+    # parsed from file_name; a firmware task whose file names no version is rejected
+    firmware_version: str = pa.Field(nullable=True)
+    message: str = pa.Field(nullable=True)
+    created_time: datetime = pa.Field(nullable=False)
+    updated_time: datetime = pa.Field(nullable=True)
+    status_changed_time: datetime = pa.Field(nullable=False)
+
+    @pa.dataframe_check(error="a TxFirmware task without a firmware version in its file name")
+    def _firmware_has_version(cls, data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col("task_type") != "TxFirmware") | pl.col("firmware_version").is_not_null())
+
+    @pa.dataframe_check(error="status changed before the task was created")
+    def _changed_after_created(cls, data: PolarsData) -> pl.LazyFrame:
+        return ordered(data, "created_time", "status_changed_time")
+
+
+BATCH_COLUMNS = [
+    Col.of("batch_id", "id", kind="int"),
+    Col.of("batch_type", "type"),
+    Col.of("task_type"),
+    Col.of("objects", kind="int"),
+    Col.of("objects_processed", kind="int"),
+    Col.of("task_file_name"),
+    Col.of("file_id", "file.id", kind="int"),
+    Col.of("created_time", "created_at", kind="time"),
+    Col.of("updated_time", "updated_at", kind="time"),
+]
+
+
+class BatchSchema(pa.DataFrameModel):
+    snapshot_date: date = pa.Field(nullable=False)
+    snapshot_at: datetime = pa.Field(nullable=False)
+    batch_id: int = pa.Field(nullable=False, unique=True)
+    batch_type: str = pa.Field(nullable=True)
+    task_type: str = pa.Field(nullable=True)
+    objects: int = pa.Field(nullable=False, ge=0)
+    objects_processed: int = pa.Field(nullable=False, ge=0)
+    task_file_name: str = pa.Field(nullable=True)
+    file_id: int = pa.Field(nullable=True)
+    # task_stats [{status_id, count}] as JSON text: tasks per status at the snapshot
+    task_stats: str = pa.Field(nullable=True)
+    created_time: datetime = pa.Field(nullable=True)
+    updated_time: datetime = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="more tasks processed than the batch holds")
+    def _processed_within_objects(cls, data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("objects_processed") <= pl.col("objects"))
