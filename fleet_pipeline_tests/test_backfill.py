@@ -306,7 +306,7 @@ def test_the_cli_cuts_a_backfill_into_the_runs_dagster_would_launch():
         build_run_requests_with_backfill_policies,
     )
 
-    every_source = [*TRACKSOLID_EVENTS, *NAVIXY_EVENTS, *aovx_assets.aovx_assets]
+    every_source = [*TRACKSOLID_EVENTS, *NAVIXY_EVENTS, aovx_assets.ota_reports]
     never_started = {"tracksolid": TracksolidResource(), "navixy": NavixyResource(), "aovx": AovxResource(),
                      "duckdb": _warehouse(Path(":memory:"))}
     defs = Definitions(assets=every_source, resources=never_started, jobs=[
