@@ -363,6 +363,13 @@ def test_parking_and_idling_per_device_day_equal_the_world(warehouse: Warehouse)
         assert counted["parking_count"] + counted["idling_count"] >= 5, f"{platform}: too few stops: {counted}"
 
 
+def test_mileage_is_provisional_only_where_fixes_are_still_to_come(warehouse: Warehouse) -> None:
+    # (That a day with fixes still in the buffer is provisional: the buffered-parking test below.)
+    settled = _settled_device_days(warehouse)
+    provisional = set(query(warehouse, "select imei, day from marts.mileage_daily where is_provisional"))
+    assert not provisional & settled, sorted(provisional & settled)[:5]
+
+
 def _copy_warehouse(warehouse: Warehouse, tmp: Path) -> Path:
     # The staging views name the file's catalog, so the copy keeps the file name.
     copy = tmp / warehouse.path.name
@@ -370,7 +377,7 @@ def _copy_warehouse(warehouse: Warehouse, tmp: Path) -> Path:
     return copy
 
 
-STOP_MODELS = "fct_track_points fct_alarms stg_navixy__states fct_stops parking_events parking_daily"
+STOP_MODELS = "fct_track_points fct_alarms stg_navixy__states fct_stops parking_events parking_daily mileage_daily"
 
 
 def test_a_day_loaded_later_ends_the_previous_days_open_stops(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -433,6 +440,9 @@ def test_a_parking_whose_first_fixes_are_still_buffered_is_counted_once(warehous
             assert row["is_provisional"], (platform, imei, "a day with buffered fixes is provisional")
             assert row["parking_count"] == expected["parking_count"], (platform, imei, row, expected)
             assert row["idling_count"] == expected["idling_count"], (platform, imei, row, expected)
+            (mileage_provisional,) = con.execute("select is_provisional from marts.mileage_daily "
+                                                 "where imei = ? and day = ?", [imei, day]).fetchone()
+            assert mileage_provisional, (platform, imei, "its mileage can still change")
         kinds = dict(con.execute("select stop_kind, count(*) from marts.parking_events where imei = ? "
                                  "group by all", [no_ignition]).fetchall())
     expected = truth[(no_ignition, day)].counts
