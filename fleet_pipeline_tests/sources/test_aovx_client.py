@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
@@ -143,13 +144,17 @@ def test_a_live_rollout_moving_rows_between_pages_is_read_again(world, terminal_
     a row read on page 1 progresses, moves behind the later pages (same total) and pushes the
     row after it out of sight. The client sees fewer distinct rows than `total` and reads again.
     """
-    start_at = datetime(2026, 11, 16, 10)
+    # the rollout's busiest morning before NOW, from the World
+    sent_on = Counter(a.sent_at.date() for d in world.devices if d.firmware_platform == "aovx"
+                      for a in world.ota_attempts(d.imei) if a.sent_at < NOW)
+    busiest = max(sent_on, key=lambda day: sent_on[day])
+    start_at = datetime.combine(busiest, time(10))
     ticks = iter(range(10_000))
 
     def moving_clock() -> datetime:
         return start_at + timedelta(minutes=10 * next(ticks))
 
-    window = (datetime(2026, 11, 15), datetime(2026, 11, 17))
+    window = (datetime.combine(busiest, time()) - timedelta(days=1), datetime.combine(busiest, time()) + timedelta(days=1))
     with aovx.make_server(world, now=moving_clock) as server, make_client(server, page_size=1) as client:
         rows = client.ota_reports(terminal_ids, *window)
         calls = server.count(aovx.OTA_REPORT)
