@@ -14,10 +14,13 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 install: $(VENV)/.installed
 
 # uv installs the locked set in seconds; plain pip is the fallback if uv cannot be fetched.
-$(VENV)/.installed: requirements.lock pyproject.toml
+# Bytecode is compiled at install (pip does so by default, uv only when asked): where Python may not
+# write .pyc files itself (PYTHONDONTWRITEBYTECODE, a read-only venv) every process that loads the
+# definitions would otherwise compile Dagster's sources anew, twice the CPU of loading them.
+$(VENV)/.installed: requirements.lock pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	@if $(BIN)/pip install --quiet uv==$(UV_VERSION); then \
-		$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock && \
+		$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.lock && \
 		$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e . ; \
 	else \
 		$(BIN)/pip install --quiet -r requirements.lock && \

@@ -20,7 +20,11 @@ Then the models over 30 days x 1,000 devices (``models.py``, raw data cached und
 ``benchmarks/results/<timestamp>.json`` (git-ignored) with every figure, plus a ``.log`` of the
 stage processes. The machine's other load shows in the figures: compare runs, not single numbers.
 
-Modules: ``run`` (orchestration, CLI) · ``sandbox_host`` (the sandbox process) · ``stage`` (one
+Before the sizes, ``load`` measures what each process that loads the code location pays (the UI's
+code server, a run worker, each step process): CPU and wall of importing the definitions, the
+median of several fresh processes.
+
+Modules: ``run`` (orchestration, CLI) · ``load`` (definitions load per process) · ``sandbox_host`` (the sandbox process) · ``stage`` (one
 stage process) · ``probes`` (timing hooks) · ``limits`` (minimum calls, rate limits) · ``models``
 (many-days models and their raw cache) · ``report`` (figures, targets, table).
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import load
 from benchmarks.limits import VENDOR_RATE_LIMIT_PER_S, Fleet, Rows, minimum_calls
 
 # Issue 7's targets.
@@ -227,6 +228,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def render(results: dict[str, Any]) -> str:
     lines = []
+    if results.get("definitions_load"):
+        lines += [load.describe(results["definitions_load"]), ""]
     header = (f"{'devices':>7} {'lat ms':>6} {'stage':<11} {'wall s':>8} {'CPU s':>7} {'RSS MiB':>8} {'rows':>10} "
               f"{'rows/s':>8} {'calls/min':>13} {'retry':>5} {'wait s':>6} {'load/bare':>9} {'valid.+%':>8} {'vs limit':>8}")
     lines += [header, "-" * len(header)]

@@ -7,7 +7,8 @@ For each size and latency: the sandbox in three processes (Tracksolid, Navixy, t
 vendors; all over World(seed, N), the latency added to every request), then one process per
 vendor, all five at once as the source jobs run them (each vendor's snapshots, then the day's
 events: extract, validate, load into one fresh DuckDB file, taking turns on it for the writes),
-then ``dbt build`` of that day. Then the models over many days (``benchmarks.models``). Results:
+then ``dbt build`` of that day. Then the models over many days (``benchmarks.models``). First of
+all, what each process that loads the code location pays (``benchmarks.load``). Results:
 a table on stdout and ``benchmarks/results/<timestamp>.json``.
 """
 
@@ -25,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models, report
+from benchmarks import load, models, report
 from benchmarks.limits import Fleet
 from fleet_pipeline.sandbox.world import World
 
@@ -237,11 +238,11 @@ def _list(text: str, kind: type) -> list[Any]:
     return [kind(part) for part in text.split(",") if part.strip()]
 
 
-def _write(out: Path, stamp: str, runs: list[dict[str, Any]], many_days: dict[str, Any] | None,
-           started: float) -> dict[str, Any]:
+def _write(out: Path, stamp: str, definitions_load: dict[str, Any], runs: list[dict[str, Any]],
+           many_days: dict[str, Any] | None, started: float) -> dict[str, Any]:
     results = {
         "started_utc": stamp, "host": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        "runs": runs, "models_many_days": many_days, "growth": report.growth(runs, many_days),
+        "definitions_load": definitions_load, "runs": runs, "models_many_days": many_days, "growth": report.growth(runs, many_days),
         "total_wall_s": round(time.perf_counter() - started, 1),
     }
     out.write_text(json.dumps(results, indent=1, default=str))
@@ -262,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-vendor-at-a-time", action="store_true",
                         help="run the vendor stages one after another (each on a machine to itself) "
                              "instead of side by side as the source jobs do")
+    parser.add_argument("--load-processes", type=int, default=5,
+                        help="fresh processes that load the definitions (their median is reported)")
     parser.add_argument("--out", type=Path, default=None, help="JSON result file (default: benchmarks/results/<timestamp>.json)")
     args = parser.parse_args(argv)
 
@@ -273,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmark: stage logs in {log}", flush=True)
 
     started = time.perf_counter()
+    definitions_load = load.bench_definitions_load(args.load_processes)
+    print("-- " + load.describe(definitions_load), flush=True)
     runs = []
     for n in _list(args.devices, int):
         for latency in _list(args.latency_ms, float):
@@ -282,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
                                    (args.models_days, cache) if seeds_cache else None,
                                    together=not args.one_vendor_at_a_time))
             # Written after every size, so a long run that is stopped keeps what it measured.
-            _write(out, stamp, runs, None, started)
+            _write(out, stamp, definitions_load, runs, None, started)
     many_days = None
     if not args.no_models:
         many_days = models.bench_many_days(args.models_devices, args.models_days, day, args.seed, log,
                                            RESULTS_DIR / "cache")
-    results = _write(out, stamp, runs, many_days, started)
+    results = _write(out, stamp, definitions_load, runs, many_days, started)
     print()
     print(report.render(results))
     print(f"\nJSON: {out}")

@@ -33,6 +33,12 @@ def _load_definitions():
     return defs
 
 
+def _code_location():
+    from fleet_pipeline.code_location import CodeLocation
+
+    return CodeLocation.from_workspace()
+
+
 def _quiet_run_config() -> dict:
     # The CLI prints its own progress lines; Dagster's per-event log stays in the instance (UI).
     return {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -82,9 +88,10 @@ class RunStats:
         return ", ".join(parts) or "nothing materialized"
 
 
-def _execute(job, label: str, started: float, **run_args) -> tuple[bool, int]:
-    """Run ``job`` in this process and print one line on how it went; (succeeded, API calls)."""
-    result = job.execute_in_process(run_config=_quiet_run_config(), raise_on_error=False, **run_args)
+def _execute(location, job, label: str, started: float, **run_args) -> tuple[bool, int]:
+    """Run ``job`` in this process as a run of the code location (listed under the job in the UI)
+    and print one line on how it went; (succeeded, API calls)."""
+    result = location.execute(job=job, run_config=_quiet_run_config(), **run_args)
     stats = RunStats.of(result)
     elapsed = time.monotonic() - started
     if result.success:
@@ -103,8 +110,11 @@ def demo(days: int) -> int:
         warehouse = settings.duckdb_path()
         prepare_instance_home()
         defs = _load_definitions()
+        location = _code_location()
     except settings.ConfigError as exc:
         return _fail(f"configuration error: {exc}")
+    except ValueError as exc:  # workspace.yaml names no code location the CLI can run
+        return _fail(str(exc))
 
     from dagster import DagsterInstance
 
@@ -132,8 +142,8 @@ def demo(days: int) -> int:
             first, last = partition.split("...")
             partition_key = None
             tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        succeeded, calls = _execute(job, label, step_started, instance=instance, partition_key=partition_key,
-                                    tags=tags)
+        succeeded, calls = _execute(location, job, label, step_started, instance=instance,
+                                    partition_key=partition_key, tags=tags)
         api_calls += calls
         if not succeeded:
             failures.append(label)
@@ -182,7 +192,8 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
         warehouse = settings.duckdb_path()
         prepare_instance_home()
         defs = _load_definitions()
-    except ValueError as exc:  # settings.ConfigError included
+        location = _code_location()
+    except ValueError as exc:  # settings.ConfigError and code_location.CodeLocationError included
         return _fail(str(exc))
 
     from dagster import DagsterInstance
@@ -212,8 +223,9 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
         print(f"{step} ...", flush=True)
         run_started = time.monotonic()
         job = defs.resolve_job_def(run.job_name)
-        succeeded, calls = _execute(job, step, run_started, instance=instance, partition_key=run.partition_key,
-                                    tags=run.tags(label), asset_selection=list(run.asset_keys) or None)
+        succeeded, calls = _execute(location, job, step, run_started, instance=instance,
+                                    partition_key=run.partition_key, tags=run.tags(label),
+                                    asset_selection=list(run.asset_keys) or None)
         api_calls += calls
         if not succeeded:
             failures.append(run.describe())

@@ -1,9 +1,9 @@
 """A small code location for tests that run Dagster's multiprocess executor.
 
 The multiprocess executor re-imports the code location in every step process, and loading
-``fleet_pipeline.definitions`` costs about 11 s a process (dagster-dbt parses the manifest). Tests
-of concurrency and crashes load this module instead: the real Tracksolid assets, the real
-Tracksolid and warehouse resources, and the real lock on the warehouse.
+``fleet_pipeline.definitions`` costs about 2 s of CPU a process (every source and the dbt models'
+specs). Tests of concurrency and crashes load this module instead: the real Tracksolid assets, the
+real Tracksolid and warehouse resources, and the real lock on the warehouse.
 
 Both resources are configured at launch (``run_config``): each test points its runs at its own
 sandbox and DuckDB file, and every step process of a run gets the same settings.

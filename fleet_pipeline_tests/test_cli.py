@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
@@ -100,6 +102,67 @@ def test_demo_runs_end_to_end_in_the_project_instance(tmp_path):
         (tmp_path / "dagster_home").glob("history/runs.db"))
     assert runs, "runs were not recorded in the project's Dagster instance"
     assert "enabled: false" in (tmp_path / "dagster_home" / "dagster.yaml").read_text()
+
+    # The UI (make ui, same environment) lists the demo's runs under their jobs and re-executes them
+    # without a "different version" warning: asked as its job page asks.
+    listed = subprocess.run([sys.executable, "-c", RUNS_AS_THE_UI_LISTS_THEM, str(REPO / "workspace.yaml"),
+                             _workspace_location_name()], env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    # The code server logs to the same output; the figures are on their own line.
+    (line,) = [line for line in listed.stdout.splitlines() if line.startswith("RUNS ")]
+    by_job = json.loads(line.removeprefix("RUNS "))
+    assert by_job["all_daily"] == {"runs": 2, "location": _workspace_location_name(), "same_snapshot": 2}
+    assert by_job["all_snapshots"]["runs"] == 1 and by_job["reporting"]["runs"] == 1
+    assert by_job["reporting"]["same_snapshot"] == 1
+
+
+REPO = Path(__file__).resolve().parents[1]
+# What the webserver does for a job page's runs (dagster_graphql's GraphenePipeline.resolve_runs): the
+# job as the code location loaded it, its runs filtered by job name and repository label.
+RUNS_AS_THE_UI_LISTS_THEM = """
+import json, sys
+from dagster import DagsterInstance
+from dagster._core.storage.dagster_run import RunsFilter
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+workspace, location_name = sys.argv[1], sys.argv[2]
+instance = DagsterInstance.get()
+with WorkspaceProcessContext(instance, WorkspaceFileTarget([workspace])) as process:
+    location = process.create_request_context().get_code_location(location_name)
+    (repository,) = location.get_repositories().values()
+    by_job = {}
+    for name in ("all_daily", "all_snapshots", "reporting"):
+        job = repository.get_full_job(name)
+        label = job.get_remote_origin().repository_origin.get_label()
+        runs = instance.get_runs(RunsFilter(job_name=name, tags={REPOSITORY_LABEL_TAG: label}))
+        by_job[name] = {
+            "runs": len(runs),
+            "location": sorted({run.remote_job_origin.location_name for run in runs}),
+            # A run whose job snapshot is the one loaded re-executes without a warning.
+            "same_snapshot": sum(run.job_snapshot_id == job.computed_job_snapshot_id for run in runs),
+        }
+        by_job[name]["location"] = ",".join(by_job[name]["location"])
+print("RUNS " + json.dumps(by_job))
+"""
+
+
+def _workspace_location_name() -> str:
+    (entry,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    return entry["python_module"]["location_name"]
+
+
+def test_dg_check_defs_loads_the_code_location_from_a_new_shell(tmp_path):
+    # A new shell: no activated venv, .venv/bin not on PATH; dg runs the project's own environment.
+    path = os.pathsep.join(entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+                           if entry and Path(entry).resolve() != BIN.resolve())
+    env = {**_clean_env(tmp_path), "PATH": path}
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "All definitions loaded successfully" in done.stdout + done.stderr
 
 
 def test_partial_configuration_is_a_clear_error_before_anything_runs(tmp_path):

@@ -4,7 +4,7 @@
   step in a process of its own), on an instance whose ``dagster.yaml`` is the one
   ``fleet_pipeline.instance`` writes, in a temporary ``DAGSTER_HOME``. The code location is
   ``fleet_pipeline_tests.ops_code_location``: the real Tracksolid assets and resources, without
-  the dbt project that makes ``fleet_pipeline.definitions`` slow to load in every step process.
+  the other sources and the dbt models that ``fleet_pipeline.definitions`` loads in every step process.
   Their steps extract side by side and take turns on the warehouse for their writes.
 * A run whose warehouse is held by another process: it reads everything from the vendor, waits,
   says who holds the file, and writes once the file is free.

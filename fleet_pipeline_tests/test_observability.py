@@ -18,7 +18,7 @@ COLUMN_SCHEMA = "dagster/column_schema"
 
 @pytest.fixture(scope="module")
 def defs() -> Definitions:
-    from fleet_pipeline.definitions import defs as project_defs  # ~11 s: dbt manifest and every source
+    from fleet_pipeline.definitions import defs as project_defs  # seconds: every source and the dbt models
 
     return project_defs
 

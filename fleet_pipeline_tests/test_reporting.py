@@ -185,3 +185,29 @@ def test_report_renders_offline_and_degrades_without_marts(tmp_path: Path) -> No
     missing = write_report(tmp_path / "nowhere.duckdb", tmp_path / "reports" / "empty.html")
     assert all(s.figures == {} for s in missing)
     assert (tmp_path / "reports" / "empty.html").read_text().count("no data yet") == len(missing)
+
+
+LOADED_DBT_MODULES = """
+import sys
+import fleet_pipeline.definitions
+print(sorted({name.split('.')[0] for name in sys.modules if name.split('.')[0] in ('dbt', 'dagster_dbt')}))
+"""
+
+
+def test_definitions_load_without_dbt_once_the_specs_are_kept(fresh_project: Path) -> None:
+    # The code server and every step process load the definitions; dagster-dbt and dbt-core cost
+    # seconds of CPU to import, so they are imported when the manifest changed and by the dbt step
+    # only. The first load derives the specs, the next one reads them.
+    derived = {d.node_def.name: d for d in dbt_assets.build_dbt_assets(dbt_assets.load_project(fresh_project))}
+    assert (fresh_project / "target" / dbt_assets.SPECS_FILE).exists()
+    kept = {d.node_def.name: d for d in dbt_assets.build_dbt_assets(dbt_assets.load_project(fresh_project))}
+    for name, definition in derived.items():
+        assert {spec.key: spec for spec in kept[name].specs} == {spec.key: spec for spec in definition.specs}
+        assert kept[name].check_keys == definition.check_keys and kept[name].op.tags == definition.op.tags
+
+    dbt_assets.load_project()  # the repository's own project: parsed and its specs kept if stale
+    dbt_assets.build_dbt_assets(dbt_assets.load_project())
+    loaded = subprocess.run([sys.executable, "-c", LOADED_DBT_MODULES], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip() == "[]", loaded.stdout
