@@ -139,6 +139,12 @@ class FleetDbtTranslator(DagsterDbtTranslator):
             return schema
         return super().get_group_name(dbt_resource_props)
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # dagster-dbt's default appends the model's raw SQL under "#### Raw SQL": Jinja a data
+        # person reading the catalog cannot use; the model's code is one click away in dbt_models/.
+        description = (dbt_resource_props.get("description") or "").strip()
+        return description or f"dbt {dbt_resource_props['resource_type']} {dbt_resource_props['name']}"
+
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str] | None:
         return list(super().get_owners(dbt_resource_props) or OWNERS)
 
@@ -194,13 +200,19 @@ def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, args: list[s
                 yield from events  # what dbt did build stays recorded; the failure follows
                 raise
         keys_by_output = dict(context.assets_def.keys_by_output_name)
-        figures = list(with_key_figures(events, keys_by_output, database, window))
+        figures = list(with_key_figures(
+            events, keys_by_output, database, window,
+            lambda key, day, metadata: context.add_asset_metadata(metadata, asset_key=key, partition_key=day)))
     yield from figures
 
 
 def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:
     """One ``@dbt_assets`` for the incremental (daily) models and one for the rest; a selection
-    that matches no model is left out (dagster-dbt refuses empty selections)."""
+    that matches no model is left out (dagster-dbt refuses empty selections).
+
+    ``project`` is not handed to ``@dbt_assets``: it would only add code references (not enabled)
+    and put the DbtProject object on every asset as metadata the UI shows as "(unserializable)";
+    dbt runs in the project through the resource (``dbt_resource``)."""
     manifest = json.loads(Path(project.manifest_path).read_text())
     definitions: list[AssetsDefinition] = []
 
@@ -208,7 +220,6 @@ def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:
 
         @dbt_assets(
             manifest=manifest,
-            project=project,
             select=PARTITIONED_SELECT,
             name="dbt_daily_models",
             partitions_def=daily_partitions,
@@ -227,7 +238,6 @@ def build_dbt_assets(project: DbtProject) -> list[AssetsDefinition]:
 
         @dbt_assets(
             manifest=manifest,
-            project=project,
             exclude=PARTITIONED_SELECT,
             name="dbt_models",
             dagster_dbt_translator=TRANSLATOR,

@@ -23,6 +23,7 @@ SOURCE = Source(
     tables={
         "ota_reports": schemas.OtaReportSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 _UPGRADE_FIELDS = {"TYPE": "upgrade_type", "MODE": "upgrade_mode", "PROTOCOL": "upgrade_protocol",
                    "VERSION": "firmware_version", "URL": "firmware_url"}

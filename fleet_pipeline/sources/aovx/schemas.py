@@ -51,3 +51,22 @@ class OtaReportSchema(pa.DataFrameModel):
     @pa.dataframe_check(error="last update before the command was sent")
     def _updated_after_sent(cls, data: PolarsData) -> pl.LazyFrame:
         return ordered(data, "sent_at", "last_update_at")
+
+
+# What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
+# one name means different things in two tables). Columns every vendor shares (imei,
+# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "attempt_id": "OTA attempt id (AOVX).",
+    "firmware_url": "Download location of the firmware package the upgrade used (URL).",
+    "firmware_version": "Firmware version.",
+    "last_update_at": "Last status update of the attempt, naive UTC.",
+    "sent_at": "When the OTA command was sent, naive UTC.",
+    "status": "OTA attempt status, lower case.",
+    "status_code": "AOVX numeric status.",
+    "terminal_id": "AOVX terminal id.",
+    "terminal_num": "AOVX terminal number of the reporting device (terminalNum).",
+    "upgrade_mode": "AOVX upgrade mode.",
+    "upgrade_protocol": "Protocol the OTA upgrade was delivered over, as the report states it (PROTOCOL).",
+    "upgrade_type": "AOVX upgrade type.",
+}

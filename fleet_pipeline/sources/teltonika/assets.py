@@ -19,6 +19,7 @@ SOURCE = Source(
         "devices": schemas.DeviceSchema,
         "groups": schemas.GroupSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 
 

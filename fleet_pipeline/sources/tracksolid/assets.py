@@ -30,6 +30,7 @@ SOURCE = Source(
         "parking": schemas.ParkingSchema,
         "alarms": schemas.AlarmSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 SCHEMA, GROUP = SOURCE.schema, SOURCE.group
 PLAUSIBILITY_CHECK = "trip_distance_plausible"
