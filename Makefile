@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
+CHROMIUM := /usr/bin/chromium
 
 # The project's own Dagster instance (git-ignored): runs of `make demo` show up in `make ui`.
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
@@ -32,8 +33,12 @@ demo: install
 	$(BIN)/fleet-pipeline demo
 
 # Test files are spread over two worker processes (a file stays on one worker: its fixtures are shared).
-test: install
+# The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
+test: install $(CHROMIUM)
 	$(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
+
+$(CHROMIUM):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 ui: install
 	$(BIN)/fleet-pipeline ui

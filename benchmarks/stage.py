@@ -123,8 +123,8 @@ def _materialized(result: Any) -> dict[str, dict[str, Any]]:
         materialization = event.event_specific_data.materialization
         metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
         keep = ("dagster/row_count", "rejected_rows", "duration_s", "api_calls", "api_retries", "api_failures",
-                "throttle_wait_s", "backoff_wait_s", "bytes_received", "calls_per_method",
-                "warehouse_wait_s", "warehouse_held_s")
+                "throttle_wait_s_summed_over_calls", "backoff_wait_s_summed_over_calls", "bytes_received",
+                "calls_per_method", "warehouse_wait_s", "warehouse_held_s")
         found[".".join(materialization.asset_key.path)] = {k: metadata.get(k) for k in keep}
     return found
 

@@ -56,7 +56,8 @@ class RunStats:
     rejected: dict[str, int] = field(default_factory=dict)
     without_counts: int = 0
     api_calls: int = 0
-    throttle_wait_s: float = 0.0
+    # A sum over calls made side by side, not the time the run spent throttled.
+    throttle_wait_s_summed_over_calls: float = 0.0
 
     @classmethod
     def of(cls, result) -> RunStats:
@@ -70,9 +71,10 @@ class RunStats:
                 continue
             stats.rows[table] = stats.rows.get(table, 0) + int(metadata["dagster/row_count"])
             stats.rejected[table] = stats.rejected.get(table, 0) + int(metadata.get("rejected_rows", 0))
-            api_by_asset[table] = (int(metadata.get("api_calls", 0)), float(metadata.get("throttle_wait_s", 0.0)))
+            api_by_asset[table] = (int(metadata.get("api_calls", 0)),
+                                   float(metadata.get("throttle_wait_s_summed_over_calls", 0.0)))
         stats.api_calls = sum(calls for calls, _ in api_by_asset.values())
-        stats.throttle_wait_s = sum(wait for _, wait in api_by_asset.values())
+        stats.throttle_wait_s_summed_over_calls = sum(wait for _, wait in api_by_asset.values())
         return stats
 
     def describe(self) -> str:
@@ -83,8 +85,8 @@ class RunStats:
             parts.append(f"{self.without_counts} assets without row counts")
         if self.api_calls:
             parts.append(f"{self.api_calls:,} API calls")
-        if self.throttle_wait_s:
-            parts.append(f"{self.throttle_wait_s:.1f}s throttled")
+        if self.throttle_wait_s_summed_over_calls:
+            parts.append(f"{self.throttle_wait_s_summed_over_calls:.1f}s throttle waits summed over calls")
         return ", ".join(parts) or "nothing materialized"
 
 

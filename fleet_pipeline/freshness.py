@@ -7,8 +7,9 @@
   UTC — the daily schedule starts at 01:30.
 
 Each source table gets one check named ``freshness_check``. Dagster's own
-``build_time_partition_freshness_checks`` cannot be used for the partitioned tables: with the
-partitions' ``end_offset=1`` it expects *today's* (still growing) partition. And dagster 1.13's
+``build_time_partition_freshness_checks`` is not used for the partitioned tables: it does not ask
+whether the day was loaded after it ended (a load taken while the day ran misses the rest of it).
+And dagster 1.13's
 ``FreshnessPolicy`` (which supersedes these checks) only looks at the latest materialization of any
 partition, so the daily late-data re-runs of older days would hide a missing yesterday.
 """
@@ -78,6 +79,7 @@ def daily_partition_freshness(
         "deadline": MetadataValue.timestamp(deadline.timestamp()),
     }
     if day < first_day:
+        metadata[OVERDUE_SECONDS] = 0.0
         return AssetCheckResult(
             check_name=CHECK_NAME, asset_key=asset_key, passed=True, metadata=metadata,
             description=f"partition {day} precedes the first partition ({first_day}): nothing is due",
@@ -91,6 +93,9 @@ def daily_partition_freshness(
     passed = loaded_at is not None and loaded_at >= day_end.timestamp()
     if passed:
         metadata[FRESH_UNTIL] = MetadataValue.timestamp((deadline + timedelta(days=1)).timestamp())
+        # Written on a pass too: the UI plots the check's numeric metadata over its evaluations, and
+        # without a 0 here the plot of a check that failed once and passed since ends on the failure.
+        metadata[OVERDUE_SECONDS] = 0.0
         description = f"partition {day} was loaded after the day ended"
     else:
         metadata[OVERDUE_SECONDS] = round(now.timestamp() - deadline.timestamp(), 1)

@@ -204,6 +204,9 @@ class CallStats:
     server's request log; ``per_method`` splits that by API method. ``failures`` counts logical
     calls that ended in an error handed back to the vendor client, including errors the client
     then recovers from (an expired token that it renews).
+
+    The waits are sums over calls; calls made side by side wait at the same time, so a wait can
+    exceed the wall time of the step that made them.
     """
 
     calls: int = 0
@@ -250,8 +253,9 @@ class CallStats:
                 "api_calls": self.calls,
                 "api_retries": self.retries,
                 "api_failures": self.failures,
-                "throttle_wait_s": round(self.throttle_wait_s, 3),
-                "backoff_wait_s": round(self.backoff_wait_s, 3),
+                # Summed over calls, which run side by side: the sum can exceed the step's duration.
+                "throttle_wait_s_summed_over_calls": round(self.throttle_wait_s, 3),
+                "backoff_wait_s_summed_over_calls": round(self.backoff_wait_s, 3),
                 "bytes_sent": self.bytes_sent,
                 "bytes_received": self.bytes_received,
                 "calls_per_method": dict(sorted(self.per_method.items())),

@@ -10,7 +10,7 @@ replaced together in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -201,15 +201,18 @@ def _sql_type(dtype: Any) -> str:
     return _DTYPE_NAMES.get(dtype_class, str(dtype))
 
 
-def table_schema(frame: pl.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(column, _sql_type(dtype)) for column, dtype in frame.schema.items()])
+def table_schema(frame: pl.DataFrame, describe: Callable[[str], str | None] = lambda column: None) -> TableSchema:
+    """The columns a batch has, with what each holds (``describe``: column name -> description)."""
+    return TableSchema(columns=[TableColumn(column, _sql_type(dtype), description=describe(column))
+                                for column, dtype in frame.schema.items()])
 
 
-def declared_table_schema(model: Any) -> TableSchema:
+def declared_table_schema(model: Any, describe: Callable[[str], str | None] = lambda column: None) -> TableSchema:
     """The columns a table's pandera model lets in, declared on the asset so that the UI shows the
-    table's shape before its first materialization."""
+    table's shape (and what each column holds) before its first materialization."""
     return TableSchema(columns=[
-        TableColumn(name, _sql_type(column.dtype.type), constraints=TableColumnConstraints(nullable=column.nullable))
+        TableColumn(name, _sql_type(column.dtype.type), description=column.description or describe(name),
+                    constraints=TableColumnConstraints(nullable=column.nullable))
         for name, column in model.to_schema().columns.items()
     ])
 
@@ -226,7 +229,8 @@ def partition_metadata(partition: PartitionLoad) -> dict[str, Any]:
 
 
 def materialization_metadata(
-    outcome: LoadOutcome, stats: CallStats, started_monotonic: float, **extra: Any
+    outcome: LoadOutcome, stats: CallStats, started_monotonic: float,
+    describe: Callable[[str], str | None] = lambda column: None, **extra: Any,
 ) -> dict[str, Any]:
     """What a person reading the run in the UI needs: counts, rejects, API usage, duration, preview.
 
@@ -236,7 +240,8 @@ def materialization_metadata(
     valid = outcome.valid
     metadata: dict[str, Any] = {
         "dagster/row_count": valid.height,
-        "dagster/column_schema": table_schema(valid),
+        # The UI shows the latest materialization's columns: they carry the descriptions too.
+        "dagster/column_schema": table_schema(valid, describe),
         "table": str(outcome.table),
         "partition_key": outcome.partition_key,
         "rows_before": outcome.rows_before,

@@ -10,8 +10,9 @@ from dagster import BackfillPolicy, DailyPartitionsDefinition
 
 from fleet_pipeline.settings import partitions_start
 
-# end_offset=1 makes today's (still growing) partition selectable: schedules re-load it later.
-daily_partitions = DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC", end_offset=1)
+# The last partition is yesterday's: today's is still growing, and nothing loads it before it has
+# ended (the daily schedule loads yesterday at 01:30), so listing it would show it as Missing all day.
+daily_partitions = DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC")
 
 # How many days one run of a partitioned source may cover (Dagster's backfill policy decides how a
 # backfill is cut into runs; `fleet-pipeline backfill` cuts the same way). A run never needs to be

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 TRACKSOLID_EU_NODE = "https://eu-open.tracksolidpro.com/route/rest"
@@ -35,9 +35,10 @@ AOVX_US_SERVER = "https://cloud.aovx.com/prod"
 TELESTO_API = "https://telesto.app"
 MILEAGE_UNITS = ("km", "m")
 
-# Tracksolid keeps track points for three months; partitions older than that cannot be loaded, so
-# the partition set starts on a fixed day comfortably inside the demo horizon rather than "forever".
-DEFAULT_PARTITIONS_START = "2026-01-01"
+# Tracksolid keeps track points for three months (track.list: "within the last 3 months"); older
+# partitions could never be loaded, so by default the partition set is that window, counted back
+# from today (UTC), rather than a fixed day that leaves the UI listing months that cannot be filled.
+DEFAULT_PARTITIONS_DAYS = 90
 
 
 class ConfigError(ValueError):
@@ -322,9 +323,12 @@ def dagster_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(configured).resolve() if configured else data_dir(env) / "dagster_home"
 
 
-def partitions_start(env: Mapping[str, str] | None = None) -> str:
+def partitions_start(env: Mapping[str, str] | None = None, today: date | None = None) -> str:
+    """The first daily partition: FLEET_PARTITIONS_START, else the vendors' retention window
+    (DEFAULT_PARTITIONS_DAYS) before today, UTC."""
     env = os.environ if env is None else env
-    value = _get(env, "FLEET_PARTITIONS_START") or DEFAULT_PARTITIONS_START
+    today = today or datetime.now(timezone.utc).date()
+    value = _get(env, "FLEET_PARTITIONS_START") or (today - timedelta(days=DEFAULT_PARTITIONS_DAYS)).isoformat()
     try:
         date.fromisoformat(value)
     except ValueError as exc:

@@ -62,6 +62,7 @@ from fleet_pipeline.loader import (
     write_batch,
 )
 from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
+from fleet_pipeline.validation import SHARED_COLUMN_DESCRIPTIONS
 from fleet_pipeline.warehouse import Hold, TableRef, WarehouseResource
 
 # The reporting steps (dbt, the serving copy) hold the warehouse for their whole step, so they take
@@ -150,9 +151,19 @@ class Source:
     fleet: Fleet
     # table -> the pandera model its rows are validated with (and its columns declared from)
     tables: Mapping[str, Any] = field(default_factory=dict)
+    # column (or "<table>.<column>") -> what it holds, for the UI; shared columns are described in
+    # fleet_pipeline.validation
+    column_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def key(self, table: str) -> AssetKey:
         return AssetKey([self.schema, table])
+
+    def describer(self, table: str) -> Callable[[str], str | None]:
+        """Column name -> its description in ``table``."""
+        def describe(column: str) -> str | None:
+            return (self.column_descriptions.get(f"{table}.{column}") or self.column_descriptions.get(column)
+                    or SHARED_COLUMN_DESCRIPTIONS.get(column))
+        return describe
 
     def model(self, table: str) -> Any:
         if table not in self.tables:
@@ -202,7 +213,7 @@ class Source:
             metadata={
                 "vendor": self.vendor,
                 "table": f"{self.schema}.{table}",
-                "dagster/column_schema": declared_table_schema(self.model(table)),
+                "dagster/column_schema": declared_table_schema(self.model(table), self.describer(table)),
             },
         )
 
@@ -329,8 +340,8 @@ def load(
         if run.days and partitioned:
             checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
     extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}
-    metadata = materialization_metadata(outcome, run.client.stats, run.started, **extra_metadata,
-                                        **hold_metadata(hold))
+    metadata = materialization_metadata(outcome, run.client.stats, run.started, source.describer(table),
+                                        **extra_metadata, **hold_metadata(hold))
     if run.days and partitioned:
         for partition in outcome.partitions:
             scoped = partition_metadata(partition) | dict((per_partition or {}).get(partition.key, {}))

@@ -41,6 +41,16 @@ def luhn_valid(column: pl.Expr, length: int = 15) -> pl.Expr:
     return column.str.contains(rf"^\d{{{length}}}$") & ((total % 10) == 0)
 
 
+# Columns every vendor's raw tables share, described once (each vendor's schemas module describes
+# its own columns in COLUMN_DESCRIPTIONS).
+SHARED_COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "imei": "Device IMEI, 15-digit string with Luhn check digit (the identity across vendors).",
+    "partition_date": "UTC day of the partition the row belongs to.",
+    "snapshot_date": "UTC day of the daily snapshot.",
+    "snapshot_at": "When the snapshot was taken (naive UTC).",
+}
+
+
 class DeviceRecord(pa.DataFrameModel):
     """Base of every vendor table: rows are keyed by a device's IMEI, kept as a 15-character string."""
 

@@ -19,6 +19,10 @@ from fleet_pipeline.sandbox.world import World
 # and more each). Set before any test module imports an asset module (the policy is read at
 # import); tests that exercise step retries give their job its own policy.
 os.environ.setdefault("FLEET_STEP_RETRIES", "0")
+# Tests name fixed days around WORLD_NOW (2026-11); by default the partitions start 90 days before
+# the real today, which would drop those days as the calendar moves on. (The UI test clears it: it
+# checks the default window.)
+os.environ.setdefault("FLEET_PARTITIONS_START", "2026-01-01")
 
 # A fixed clock: what the sandbox may reveal (late points, trips that have ended) must not
 # depend on when the suite runs.

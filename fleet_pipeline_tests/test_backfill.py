@@ -231,7 +231,7 @@ def test_a_range_run_against_a_tight_rate_limit_slows_down_and_loads_every_row(s
     assert result.success
     assert throttled > 0, "the sandbox never throttled: the test would prove nothing"
     metadata = next(iter(_partition_events(result, "track_points").values()))
-    assert metadata["throttle_wait_s"] > 0 and metadata["api_retries"] > 0
+    assert metadata["throttle_wait_s_summed_over_calls"] > 0 and metadata["api_retries"] > 0
     with duckdb.connect(str(database), read_only=True) as conn:
         loaded = dict(conn.execute("select partition_date, count(*) from raw_tracksolid.track_points group by 1").fetchall())
     for day in DAYS:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox import navixy
@@ -629,23 +629,33 @@ def test_ota_attempts_of_both_platforms_equal_the_worlds(built: str, request) ->
                              if kind == "attempts" and n and (m, d) in {(r[0], r[1]) for r in marts}}
 
 
-def _latest_metadata(wh: Warehouse, *key: str) -> dict:
+def _latest_metadata(wh: Warehouse, *key: str, partition: date | None = None) -> dict:
     with DagsterInstance.from_config(str(wh.data_dir / "dagster_home")) as instance:
-        event = instance.get_latest_materialization_event(AssetKey(list(key)))
-    assert event is not None and event.asset_materialization is not None, f"{key} never materialized"
+        if partition is None:
+            event = instance.get_latest_materialization_event(AssetKey(list(key)))
+        else:
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(list(key)), asset_partitions=[partition.isoformat()]),
+                limit=1, ascending=False).records
+            event = records[0].event_log_entry if records else None
+    assert event is not None and event.asset_materialization is not None, f"{key} {partition} never materialized"
     return {name: value.value for name, value in event.asset_materialization.metadata.items()}
 
 
 def test_marts_carry_their_key_figures_as_dagster_metadata(warehouse: Warehouse) -> None:
-    mileage = _latest_metadata(warehouse, "marts", "mileage_daily")
-    (km, device_days), = query(warehouse, "select round(sum(chosen_km), 1), count(*) from marts.mileage_daily")
-    assert mileage["fleet_km"] == pytest.approx(km, abs=0.1)
-    assert mileage["device_days"] == device_days
-    alarms = _latest_metadata(warehouse, "marts", "alarms_daily")
-    (count,), = query(warehouse, "select sum(alarm_count) from marts.alarms_daily")
-    assert alarms["alarms"] == count
-    for kind, n in query(warehouse, "select canonical_type, sum(alarm_count) from marts.alarms_daily group by 1"):
-        assert f"| {kind} | {n:,} |" in alarms["alarms_by_type"]
+    # The demo builds both days in one dbt run; each day's partition carries that day's figures.
+    for day in warehouse.days:
+        mileage = _latest_metadata(warehouse, "marts", "mileage_daily", partition=day)
+        (km, device_days), = query(warehouse, "select round(sum(chosen_km), 1), count(*) "
+                                              f"from marts.mileage_daily where day = '{day}'")
+        assert mileage["fleet_km"] == pytest.approx(km, abs=0.1), day
+        assert mileage["device_days"] == device_days, day
+        alarms = _latest_metadata(warehouse, "marts", "alarms_daily", partition=day)
+        (count,), = query(warehouse, f"select sum(alarm_count) from marts.alarms_daily where day = '{day}'")
+        assert alarms["alarms"] == count, day
+        for kind, n in query(warehouse, "select canonical_type, sum(alarm_count) from marts.alarms_daily "
+                                        f"where day = '{day}' group by 1"):
+            assert f"| {kind} | {n:,} |" in alarms["alarms_by_type"]
     rollout = _latest_metadata(warehouse, "marts", "firmware_rollout")
     for model, target in query(warehouse, "select distinct model_key, target_version from marts.firmware_rollout"):
         assert f"| {model} |" in rollout["rollout_by_model"] and target in rollout["rollout_by_model"]

@@ -62,6 +62,8 @@ def test_yesterday_loaded_after_the_day_ended_is_fresh():
     # The sensor re-runs a passed check only after this: the next deadline.
     next_deadline = freshness.last_deadline(now) + timedelta(days=1)
     assert fresh.metadata[freshness.FRESH_UNTIL].value == next_deadline.timestamp()
+    # The UI plots overdue_seconds over the check's evaluations: a pass is 0, not left out.
+    assert fresh.metadata[freshness.OVERDUE_SECONDS].value == 0.0
 
 
 def test_a_partition_loaded_before_its_day_ended_is_not_fresh():

@@ -72,6 +72,24 @@ def test_every_source_table_declares_its_columns(nodes):
     assert not offenders, f"source tables without a declared column schema: {offenders}"
 
 
+def test_every_column_says_what_it_holds(nodes):
+    # The catalog is where the data team reads a table's columns: raw columns included.
+    offenders = sorted(f"{key.to_user_string()}.{column.name}" for key, node in nodes.items()
+                       if isinstance(node.metadata.get(COLUMN_SCHEMA), TableSchema)
+                       for column in node.metadata[COLUMN_SCHEMA].columns
+                       if not (column.description or "").strip())
+    assert not offenders, f"columns without a description: {offenders}"
+
+
+def test_dbt_descriptions_are_prose_not_sql(nodes):
+    offenders = sorted(key.to_user_string() for key, node in nodes.items()
+                       if "Raw SQL" in (node.description or "") or "{{" in (node.description or ""))
+    assert not offenders, f"descriptions with dbt's raw SQL appended: {offenders}"
+    unserializable = sorted(f"{key.to_user_string()}: {name}" for key, node in nodes.items()
+                            for name in node.metadata if name == "dagster_dbt/project")
+    assert not unserializable, f"metadata the UI can only show as '(unserializable)': {unserializable}"
+
+
 def test_a_source_materialization_records_what_a_reader_needs(tmp_path):
     world = World(seed=42, n_devices=8)
     with sandbox_teltonika.make_server(world) as server:
@@ -86,12 +104,14 @@ def test_a_source_materialization_records_what_a_reader_needs(tmp_path):
     [event] = result.get_asset_materialization_events()
     metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
     expected = {"dagster/row_count", COLUMN_SCHEMA, "rows_before", "rows_added", "rejected_rows", "api_calls",
-                "api_retries", "throttle_wait_s", "backoff_wait_s", "duration_s", "preview",
+                "api_retries", "throttle_wait_s_summed_over_calls",
+                "backoff_wait_s_summed_over_calls", "duration_s", "preview",
                 "warehouse_wait_s", "warehouse_held_s", "warehouse_held_from", "warehouse_held_until"}
     assert expected <= set(metadata), f"missing: {sorted(expected - set(metadata))}"
     assert metadata["dagster/row_count"] > 0 and metadata["api_calls"] >= 1
-    columns = {column.name for column in metadata[COLUMN_SCHEMA].columns}
-    assert {"snapshot_date", "snapshot_at"} <= columns
+    columns = {column.name: column.description for column in metadata[COLUMN_SCHEMA].columns}
+    assert {"snapshot_date", "snapshot_at"} <= set(columns)
+    assert all(columns.values()), f"the materialization's columns lost their descriptions: {columns}"
     assert [c.check_name for c in result.get_asset_check_evaluations()] == ["no_rejected_rows",
                                                                             "rows_where_the_fleet_has_devices"]
 

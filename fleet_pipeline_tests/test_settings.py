@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from fleet_pipeline import settings
@@ -79,3 +81,10 @@ def test_any_vendor_credentials_switch_the_whole_pipeline_to_live_mode(tmp_path)
     assert settings.configured_vendors(env) == ["navixy"]
     assert not settings.is_sandbox_mode(env)
     assert settings.duckdb_path(env) == tmp_path / "fleet.duckdb"
+
+
+def test_partitions_start_at_the_vendors_retention_unless_configured():
+    # Tracksolid's track.list reaches back 3 months (FIELD-NOTES): older days cannot be loaded.
+    today = date(2026, 12, 4)
+    assert settings.partitions_start({}, today=today) == "2026-09-05"
+    assert settings.partitions_start({"FLEET_PARTITIONS_START": "2026-11-01"}, today=today) == "2026-11-01"

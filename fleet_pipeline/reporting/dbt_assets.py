@@ -244,7 +244,9 @@ def _dbt_build(context: AssetExecutionContext, dbt: DbtResource, selection: DbtS
                 yield from events  # what dbt did build stays recorded; the failure follows
                 raise
         keys_by_output = dict(context.assets_def.keys_by_output_name)
-        figures = list(with_key_figures(events, keys_by_output, database, window))
+        figures = list(with_key_figures(
+            events, keys_by_output, database, window,
+            lambda key, day, metadata: context.add_asset_metadata(metadata, asset_key=key, partition_key=day)))
     yield from figures
 
 

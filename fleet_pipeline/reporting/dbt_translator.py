@@ -43,6 +43,12 @@ class FleetDbtTranslator(DagsterDbtTranslator):
             return schema
         return super().get_group_name(dbt_resource_props)
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # dagster-dbt's default appends the model's raw SQL under "#### Raw SQL": Jinja a data
+        # person reading the catalog cannot use; the model's code is one click away in dbt_models/.
+        description = (dbt_resource_props.get("description") or "").strip()
+        return description or f"dbt {dbt_resource_props['resource_type']} {dbt_resource_props['name']}"
+
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str] | None:
         return list(super().get_owners(dbt_resource_props) or OWNERS)
 

@@ -2,8 +2,10 @@
 "how is the rollout going" without a SQL client.
 
 dbt holds the warehouse's write lock while it runs, so the figures are read after the dbt process
-has exited and attached to the materialization events dbt produced (see ``dbt_assets.py``). Daily
-marts are summarised over the run's partition window; the unpartitioned ones at their newest day.
+has exited and attached to the materialization events dbt produced (see ``dbt_assets.py``). A run
+over several days materializes each day's partition of a daily mart, and each partition carries
+the figures of its own day (the UI plots them day by day); the unpartitioned marts are summarised
+at their newest day.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import duckdb
 from dagster import AssetKey, MetadataValue, Output
 
+from fleet_pipeline.partitions import days_between
+
 MARTS_LAYER = "marts"
 
 
@@ -26,6 +30,12 @@ class Window:
 
     first: date | None = None
     last: date | None = None
+
+    def days(self) -> list[date]:
+        """Every day of the window, or none for an unpartitioned run."""
+        if self.first is None or self.last is None:
+            return []
+        return days_between(self.first, self.last)
 
     def where(self, column: str = "day") -> str:
         if self.first is None or self.last is None:
@@ -59,12 +69,14 @@ def mileage(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dic
     by_day = conn.execute(f"""
         select day, count(*), round(sum(chosen_km), 1), count(*) filter (where sources_disagree)
         from {schema}.mileage_daily where {window.where()} group by day order by day""").fetchall()
-    return {
+    figures = {
         "fleet_km": MetadataValue.float(round(float(km), 1)),
         "device_days": MetadataValue.int(int(device_days)),
         "device_days_sources_disagree": MetadataValue.int(int(disagree)),
-        "km_per_day": MetadataValue.md(_markdown_table(["day", "devices", "km", "sources disagree"], by_day)),
     }
+    if len(by_day) > 1:  # one partition's figures above are already its one day
+        figures["km_per_day"] = MetadataValue.md(_markdown_table(["day", "devices", "km", "sources disagree"], by_day))
+    return figures
 
 
 def parking(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
@@ -145,10 +157,20 @@ def _marts_schema(conn: duckdb.DuckDBPyConnection) -> str | None:
     return min(candidates, key=len) if candidates else None
 
 
+# Metadata for one partition of one asset: how a step scopes it (``context.add_asset_metadata``).
+AddPartitionMetadata = Callable[[AssetKey, str, dict[str, Any]], None]
+
+
 def with_key_figures(
-    events: Iterable[Any], keys_by_output: dict[str, AssetKey], database: Path, window: Window
+    events: Iterable[Any], keys_by_output: dict[str, AssetKey], database: Path, window: Window,
+    add_partition_metadata: AddPartitionMetadata | None = None,
 ) -> Iterator[Any]:
-    """The dbt events, with each mart's key figures added to its materialization."""
+    """The dbt events, with each mart's key figures added to its materialization.
+
+    For a partitioned run (``window`` has days) each day's figures go to that day's partition
+    through ``add_partition_metadata``: the one materialization event dbt reports for a mart would
+    otherwise give every day of the run the figures of the whole run.
+    """
     events = list(events)
     wanted = {name for name in keys_by_output if keys_by_output[name].path[-1] in FIGURES}
     if not any(isinstance(e, Output) and e.output_name in wanted for e in events):
@@ -158,6 +180,11 @@ def with_key_figures(
         schema = _marts_schema(conn)
         for event in events:
             if isinstance(event, Output) and event.output_name in wanted and schema is not None:
-                figures = FIGURES[keys_by_output[event.output_name].path[-1]](conn, schema, window)
-                event = event.with_metadata({**event.metadata, **figures})
+                key = keys_by_output[event.output_name]
+                figures = FIGURES[key.path[-1]]
+                if window.days() and add_partition_metadata is not None:
+                    for day in window.days():
+                        add_partition_metadata(key, day.isoformat(), figures(conn, schema, Window(day, day)))
+                else:
+                    event = event.with_metadata({**event.metadata, **figures(conn, schema, window)})
             yield event

@@ -81,7 +81,8 @@ def q(name: str) -> str:
 # ---- SVG -------------------------------------------------------------------------------------
 
 def _fmt(value: float) -> str:
-    if abs(value) >= 1000:
+    # Counts (alarms, units) are whole numbers: "39 alarms", not "39.0 alarms".
+    if abs(value) >= 1000 or float(value).is_integer():
         return f"{value:,.0f}"
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
@@ -109,12 +110,15 @@ def line_chart(series: dict[str, list[tuple[str, float]]], unit: str, target: fl
     parts.append(f'<text x="4" y="{py(top) + 4}" font-size="11">{_fmt(top)} {html.escape(unit)}</text>')
     parts.append(f'<text x="4" y="{py(0)}" font-size="11">0</text>')
     for index in sorted({0, len(xs) - 1}):
-        parts.append(f'<text x="{px(index) - 30}" y="{height - 8}" font-size="11">{html.escape(xs[index])}</text>')
+        # The last day's label ends at its point, so it is not cut off at the chart's right edge.
+        anchor = "end" if index == len(xs) - 1 and index > 0 else "middle"
+        parts.append(f'<text x="{px(index)}" y="{height - 8}" font-size="11" text-anchor="{anchor}">'
+                     f'{html.escape(xs[index])}</text>')
     if target is not None:
         parts.append(f'<line x1="{left}" y1="{py(target)}" x2="{width - pad}" y2="{py(target)}" '
                      'stroke="#d62728" stroke-dasharray="6 4"/>')
         parts.append(f'<text x="{width - pad - 90}" y="{py(target) - 4}" font-size="11" fill="#d62728">'
-                     f'target {_fmt(target)}</text>')
+                     f'target {_fmt(target)} {html.escape(unit)}</text>')
     position = {x: i for i, x in enumerate(xs)}
     for number, (name, points) in enumerate(sorted(series.items())):
         colour = PALETTE[number % len(PALETTE)]
@@ -143,8 +147,10 @@ def bar_chart(bars: list[tuple[str, float]], unit: str, width: int = 720) -> str
         bar_w = (width - label_w - 90) * value / top
         parts.append(f'<text x="0" y="{y + 14}" font-size="12">{html.escape(label)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{bar_w:.1f}" height="{row - 6}" fill="{PALETTE[0]}"/>')
+        # "1 alarm", not "1 alarms"
+        shown_unit = unit[:-1] if value == 1 and unit.endswith("s") else unit
         parts.append(f'<text x="{label_w + bar_w + 6:.1f}" y="{y + 14}" font-size="12">'
-                     f'{_fmt(value)} {html.escape(unit)}</text>')
+                     f'{_fmt(value)} {html.escape(shown_unit)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -230,7 +236,10 @@ def firmware_adoption(marts: Marts) -> Section:
     scale_pct = max(v for points in series.values() for _, v in points) > 1.0
     target = FIRMWARE_TARGET_SHARE * (100 if scale_pct else 1)
     latest = {name: points[-1][1] for name, points in series.items()}
-    return Section(title, line_chart(dict(series), "%" if scale_pct else "share", target=target),
+    # Drawn in per cent whichever way the mart stores it, as the title words the target.
+    to_pct = 1 if scale_pct else 100
+    percent = {name: [(d, v * to_pct) for d, v in points] for name, points in series.items()}
+    return Section(title, line_chart(percent, "%", target=FIRMWARE_TARGET_SHARE * 100),
                    {"models_at_target": sum(1 for v in latest.values() if v >= target), "models": len(latest)})
 
 

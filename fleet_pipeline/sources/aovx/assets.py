@@ -39,6 +39,7 @@ SOURCE = Source(
         "ota_history": schemas.OtaReportSchema,
         "terminals": schemas.TerminalSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 _UPGRADE_FIELDS = {"TYPE": "upgrade_type", "MODE": "upgrade_mode", "PROTOCOL": "upgrade_protocol",
                    "VERSION": "firmware_version", "URL": "firmware_url"}

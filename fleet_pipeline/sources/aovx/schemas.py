@@ -70,3 +70,22 @@ class TerminalSchema(_TerminalRecord):
     snapshot_at: datetime = pa.Field(nullable=False)
     terminal_id: str = pa.Field(nullable=False, unique=True)
     terminal_num: str = pa.Field(nullable=True)
+
+
+# What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
+# one name means different things in two tables). Columns every vendor shares (imei,
+# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "attempt_id": "OTA attempt id (AOVX).",
+    "firmware_url": "Download location of the firmware package the upgrade used (URL).",
+    "firmware_version": "Firmware version.",
+    "last_update_at": "Last status update of the attempt, naive UTC.",
+    "sent_at": "When the OTA command was sent, naive UTC.",
+    "status": "OTA attempt status, lower case.",
+    "status_code": "AOVX numeric status.",
+    "terminal_id": "AOVX terminal id.",
+    "terminal_num": "AOVX terminal number of the reporting device (terminalNum).",
+    "upgrade_mode": "AOVX upgrade mode.",
+    "upgrade_protocol": "Protocol the OTA upgrade was delivered over, as the report states it (PROTOCOL).",
+    "upgrade_type": "AOVX upgrade type.",
+}

@@ -36,6 +36,7 @@ SOURCE = Source(
         "events": schemas.EventSchema,
         "mileage_daily": schemas.MileageSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 _asset = SOURCE.asset
 SENSOR_SOURCES = ("diagnostics", "fuel", "readings")

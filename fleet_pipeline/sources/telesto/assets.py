@@ -23,6 +23,7 @@ SOURCE = Source(
     tables={
         "products": schemas.ProductSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 
 

@@ -35,3 +35,19 @@ class ProductSchema(pa.DataFrameModel):
     stock_onhand: int = pa.Field(nullable=True)
     description: str = pa.Field(nullable=True)
     created_time: datetime = pa.Field(nullable=True)
+
+
+# What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
+# one name means different things in two tables). Columns every vendor shares (imei,
+# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "category": "Product category.",
+    "created_time": "When the product was created in Telesto, naive UTC.",
+    "description": "Product description in the Telesto catalogue.",
+    "ean_upc": "EAN/UPC barcode of the product.",
+    "name": "Product name.",
+    "price": "Unit price.",
+    "product_id": "Telesto product id.",
+    "sku": "Stock keeping unit (TRK-<model> for trackers).",
+    "stock_onhand": "Units in stock at the snapshot.",
+}

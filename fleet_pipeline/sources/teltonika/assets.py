@@ -31,6 +31,7 @@ SOURCE = Source(
         "tasks": schemas.TaskSchema,
         "batches": schemas.BatchSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 
 

@@ -171,3 +171,33 @@ class BatchSchema(pa.DataFrameModel):
     @pa.dataframe_check(error="more tasks processed than the batch holds")
     def _processed_within_objects(cls, data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("objects_processed") <= pl.col("objects"))
+
+
+# What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
+# one name means different things in two tables). Columns every vendor shares (imei,
+# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "activity_status": "Teltonika FOTA activity status.",
+    "company_id": "Teltonika FOTA company id.",
+    "company_name": "Teltonika FOTA company name.",
+    "configuration_file_id": "Configuration file assigned to the group.",
+    "devices.created_time": "When the device was added to FOTA WEB, naive UTC.",
+    "groups.created_time": "When the group was created in FOTA WEB, naive UTC.",
+    "current_configuration": "Name of the configuration file the device runs, as FOTA WEB reports it.",
+    "current_firmware": "Firmware version.",
+    "description": "Free-text description set on the device in FOTA WEB.",
+    "firmware_file_id": "Firmware file assigned to the group (Teltonika FOTA).",
+    "first_login_time": "Activation (installation) time, naive UTC.",
+    "group_id": "Group id on the platform.",
+    "group_name": "Device group on its platform.",
+    "iccid": "SIM card ICCID.",
+    "imsi": "SIM IMSI.",
+    "model": "Device model as the vendor spells it.",
+    "name": "Device group on its platform.",
+    "seen_at": "Last time the platform heard from the device, naive UTC.",
+    "serial": "Teltonika serial number.",
+    "sim_msisdn": "SIM phone number (MSISDN) where known.",
+    "task_queue": "Pending FOTA WEB tasks for the device, as the API lists them.",
+    "devices.updated_time": "When FOTA WEB last updated the device, naive UTC.",
+    "groups.updated_time": "When FOTA WEB last updated the group, naive UTC.",
+}

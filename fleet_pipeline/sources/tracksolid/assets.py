@@ -32,6 +32,7 @@ SOURCE = Source(
         "parking": schemas.ParkingSchema,
         "alarms": schemas.AlarmSchema,
     },
+    column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
 SCHEMA, GROUP = SOURCE.schema, SOURCE.group
 PLAUSIBILITY_CHECK = "trip_distance_plausible"
@@ -119,7 +120,7 @@ def _plausibility(frame: pl.DataFrame, unit: str) -> AssetCheckResult:
 @_asset(
     "trips",
     "Trips per device and UTC day of their start (jimi.device.track.mileage, 50 IMEIs a call). "
-    "The distance unit is TRACKSOLID_MILEAGE_UNIT (km by default, BUG-02).",
+    "The distance unit is set by TRACKSOLID_MILEAGE_UNIT (km by default; some accounts report metres).",
     partitioned=True,
     # track.mileage takes any time range for 50 IMEIs and pages 100 trips a call: a month costs
     # about one call per 100 trips instead of at least one per batch and day.

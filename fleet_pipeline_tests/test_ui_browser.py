@@ -1,0 +1,323 @@
+"""The Dagster UI as the data team sees it: `fleet-pipeline ui` after `fleet-pipeline demo`, in Chromium.
+
+A person clones the project, runs the demo, opens the UI from a new shell (no activated venv: the
+PATH a login shell has) and looks around. This test does the same on a temporary project: the
+README's UI command on a loopback port, then headless Chromium (Debian's `chromium`, driven by
+Playwright) through the pages a person checks. Each page is saved as a screenshot under
+`test-artifacts/screenshots/` (git-ignored) so a reviewer can look at what the test saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from fleet_pipeline import schedules, settings
+from fleet_pipeline.freshness import OVERDUE_SECONDS, expected_partition
+from fleet_pipeline.freshness import SENSOR_NAME as FRESHNESS_SENSOR
+from fleet_pipeline.reporting.dbt_assets import LAYERS
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make test` installs it where missing
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+VENDORS = ("tracksolid", "navixy", "teltonika", "aovx", "telesto")
+DEMO_DAYS = 2
+N_DEVICES = 20
+CODE_LOCATION = "fleet_pipeline"
+UI_LOAD_TIMEOUT_S = 300
+PAGE_TIMEOUT_MS = 90_000  # a busy 2-core machine: the UI's first queries load the whole asset graph
+
+pytestmark = pytest.mark.timeout(1200)
+expect.set_options(timeout=PAGE_TIMEOUT_MS)
+
+
+def new_shell_path() -> str:
+    """The PATH of a new login shell: what `make ui` sees when typed into a fresh terminal."""
+    done = subprocess.run(["env", "-i", "HOME=" + os.environ.get("HOME", "/root"), "bash", "-lc", "echo $PATH"],
+                          capture_output=True, text=True, timeout=30)
+    path = done.stdout.strip().splitlines()[-1]
+    assert str(BIN) not in path.split(":"), f"a new shell already has the venv on PATH: {path}"
+    return path
+
+
+@dataclass(frozen=True)
+class Project:
+    data_dir: Path
+    warehouse: Path
+    days: list[date]
+    base_url: str
+    ui_log: Path
+    first_partition: date  # as the code location computed it when the UI loaded it
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_", "FLEET_", "DAGSTER_"))
+           and k != "VIRTUAL_ENV"}
+    env.update(PATH=new_shell_path(), FLEET_DATA_DIR=str(data_dir), DAGSTER_HOME=str(data_dir / "dagster_home"),
+               FLEET_SANDBOX_DEVICES=str(N_DEVICES), FLEET_STEP_RETRIES="0")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _graphql(base_url: str, query: str) -> dict:
+    request = urllib.request.Request(f"{base_url}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
+
+
+LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def _wait_for_code_location(base_url: str, ui: subprocess.Popen, log: Path) -> None:
+    deadline, last = time.monotonic() + UI_LOAD_TIMEOUT_S, "no answer yet"
+    while time.monotonic() < deadline:
+        assert ui.poll() is None, f"`fleet-pipeline ui` exited ({ui.returncode}):\n{log.read_text()[-4000:]}"
+        try:
+            entries = _graphql(base_url, LOCATIONS)["data"]["workspaceOrError"]["locationEntries"]
+        except OSError as error:
+            last = str(error)
+        else:
+            last = json.dumps(entries)
+            loaded = [e for e in entries if e["name"] == CODE_LOCATION and e["loadStatus"] == "LOADED"]
+            if loaded:
+                outcome = loaded[0]["locationOrLoadError"]
+                assert outcome["__typename"] == "RepositoryLocation", \
+                    f"the code location failed to load in the UI: {outcome.get('message', outcome)}"
+                return
+        time.sleep(2)
+    pytest.fail(f"the UI did not load {CODE_LOCATION} within {UI_LOAD_TIMEOUT_S}s (last: {last}):\n"
+                f"{log.read_text()[-4000:]}")
+
+
+def _stop(ui: subprocess.Popen) -> None:
+    """`dagster dev` stops its webserver, daemon and code servers on an interrupt; they share its
+    process group (started in a session of its own), which is killed if they linger."""
+    if ui.poll() is None:
+        os.killpg(ui.pid, signal.SIGINT)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(ui.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    ui.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    data_dir = tmp_path_factory.mktemp("ui_browser")
+    env = _env(data_dir)
+    # The venv's commands by absolute path, as `make demo` and `make ui` call them.
+    demo = subprocess.run([str(BIN / "fleet-pipeline"), "demo", "--days", str(DEMO_DAYS)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, f"the demo failed:\n{demo.stdout[-4000:]}\n{demo.stderr[-4000:]}"
+    warehouse = data_dir / "sandbox.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        days = [row[0] for row in conn.execute(
+            "select distinct partition_date from raw_tracksolid.track_points order by 1").fetchall()]
+    assert len(days) == DEMO_DAYS, days
+
+    port = _free_port()
+    log = data_dir / "ui.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen([str(BIN / "fleet-pipeline"), "ui", "--port", str(port)], env=env, cwd=REPO,
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_code_location(base_url, ui, log)
+        loaded_on = datetime.now(timezone.utc).date()
+        yield Project(data_dir=data_dir, warehouse=warehouse, days=days, base_url=base_url, ui_log=log,
+                      first_partition=date.fromisoformat(settings.partitions_start({}, today=loaded_on)))
+    finally:
+        _stop(ui)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    opened = context.new_page()
+    opened.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield opened
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def _warehouse(project: Project, sql: str) -> list[tuple]:
+    with duckdb.connect(str(project.warehouse), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _metadata_row(page: Page, label: str) -> str:
+    """The text of the metadata table row whose key is ``label``."""
+    row = page.locator("tr").filter(has=page.get_by_text(label, exact=True)).first
+    expect(row).to_be_visible()
+    return row.inner_text()
+
+
+def test_the_asset_graph_shows_every_vendor_and_layer(project: Project, page: Page) -> None:
+    page.goto(f"{project.base_url}/asset-groups")
+    groups = [*VENDORS, *LAYERS, "serving"]
+    for group in groups:
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    screenshot(page, "01_asset_graph")
+
+    # One layer opened: the marts a person reads, each with its own node.
+    page.goto(f"{project.base_url}/locations/{CODE_LOCATION}/asset-groups/marts")
+    for mart in ("mileage_daily", "parking_daily", "alarms_daily", "firmware_rollout", "stock_daily"):
+        expect(page.get_by_text(mart, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Loading...")).to_have_count(0)  # each node's status, as a person waits for it
+    screenshot(page, "02_asset_graph_marts")
+
+
+def test_a_raw_asset_lists_its_loaded_and_missing_days(project: Project, page: Page) -> None:
+    page.goto(f"{project.base_url}/assets/raw_tracksolid/track_points?view=partitions")
+    today = datetime.now(timezone.utc).date()
+    # Yesterday is the last partition: today's is still growing and must not read "Missing".
+    expected = (today - project.first_partition).days
+    expect(page.get_by_text(f"{expected} Partitions Selected")).to_be_visible()
+    expect(page.get_by_text(f"Materialized ({DEMO_DAYS})")).to_be_visible()
+    expect(page.get_by_text(f"Missing ({expected - DEMO_DAYS})")).to_be_visible()
+    partition_list = page.get_by_text((today - timedelta(days=1)).isoformat(), exact=True).first
+    expect(partition_list).to_be_visible()
+    assert page.get_by_text(today.isoformat(), exact=True).count() == 0, "today's unfinished day is listed"
+    screenshot(page, "03_raw_track_points_partitions")
+
+    # A loaded day: its own rows, as in the warehouse.
+    day = project.days[-1]
+    page.goto(f"{project.base_url}/assets/raw_tracksolid/track_points?view=partitions&partition={day}")
+    (rows,), = _warehouse(project, "select count(*) from raw_tracksolid.track_points "
+                                   f"where partition_date = '{day}'")
+    assert f"{rows:,}" in _metadata_row(page, "dagster/row_count") or str(rows) in _metadata_row(
+        page, "dagster/row_count")
+    screenshot(page, "04_raw_track_points_one_day")
+
+
+def test_each_mart_partition_shows_its_own_days_figures(project: Project, page: Page) -> None:
+    by_day = dict(_warehouse(project, "select day, round(sum(chosen_km), 1) from marts.mileage_daily group by 1"))
+    assert len(by_day) == DEMO_DAYS and len(set(by_day.values())) == DEMO_DAYS, by_day
+    total = round(sum(by_day.values()), 1)
+    for day in project.days:
+        page.goto(f"{project.base_url}/assets/marts/mileage_daily?view=partitions&partition={day}")
+        shown = _metadata_row(page, "fleet_km")
+        assert repr(float(by_day[day])) in shown, f"{day}: expected fleet_km {by_day[day]}, the page shows {shown!r}"
+        assert repr(total) not in shown, f"{day} shows the run's total {total}"
+        screenshot(page, f"05_mart_mileage_daily_{day}")
+
+
+def test_the_demo_runs_appear_under_all_daily(project: Project, page: Page) -> None:
+    page.goto(f"{project.base_url}/locations/{CODE_LOCATION}/jobs/all_daily/runs")
+    # The run table has loaded when it shows either a run of a demo day or that there is none.
+    first_run = page.get_by_text(f"partition: {project.days[0]}")
+    expect(first_run.or_(page.get_by_text("No runs found")).first).to_be_visible()
+    screenshot(page, "06_all_daily_runs")
+    assert page.get_by_text("No runs found").count() == 0, "the all_daily job lists none of the demo's runs"
+    for day in project.days:
+        expect(page.get_by_text(f"partition: {day}").first).to_be_visible()
+
+
+def test_automation_lists_the_schedules_and_sensors(project: Project, page: Page) -> None:
+    page.goto(f"{project.base_url}/automation")
+    for name in (schedules.DAILY_SCHEDULE, schedules.SNAPSHOT_SCHEDULE, schedules.REPORTING_SENSOR, FRESHNESS_SENSOR):
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    # The crons of schedules.py as the UI words them (UTC).
+    expect(page.get_by_text("At 01:30 AM UTC").first).to_be_visible()
+    expect(page.get_by_text("At 11:00 PM UTC").first).to_be_visible()
+    expect(page.get_by_text("Run status sensor").first).to_be_visible()
+    expect(page.get_by_text("Standard sensor").first).to_be_visible()
+    screenshot(page, "07_automation")
+
+
+def test_assets_read_as_documentation(project: Project, page: Page) -> None:
+    # A staging model: its dbt description, no raw Jinja SQL, no placeholder metadata.
+    page.goto(f"{project.base_url}/assets/staging/stg_tracksolid__trips")
+    expect(page.get_by_text("Tracksolid trips (track.mileage), renamed and typed.")).to_be_visible()
+    expect(page.get_by_text("distance_km", exact=True).first).to_be_visible()
+    body = page.inner_text("body")
+    assert "Raw SQL" not in body and "{{ source(" not in body
+    assert "unserializable" not in body, "an object that cannot be shown is listed as metadata"
+    screenshot(page, "08_staging_trips")
+
+    # A raw table: every column described.
+    page.goto(f"{project.base_url}/assets/raw_tracksolid/trips")
+    expect(page.get_by_text("Columns", exact=True).first).to_be_visible()
+    columns = _graphql(project.base_url, """{ assetNodeOrError(assetKey: {path: ["raw_tracksolid", "trips"]}) {
+        ... on AssetNode { metadataEntries { label ... on TableSchemaMetadataEntry {
+            schema { columns { name description } } } } } } }""")["data"]["assetNodeOrError"]["metadataEntries"]
+    [schema] = [e["schema"] for e in columns if e["label"] == "dagster/column_schema"]
+    undescribed = [c["name"] for c in schema["columns"] if not (c["description"] or "").strip()]
+    assert not undescribed, f"raw_tracksolid.trips columns without a description: {undescribed}"
+    for column in schema["columns"]:
+        expect(page.get_by_text(column["description"], exact=True).first).to_be_visible()
+    screenshot(page, "09_raw_trips_columns")
+
+
+def test_a_passed_freshness_check_is_not_plotted_overdue(project: Project, page: Page) -> None:
+    page.goto(f"{project.base_url}/assets/raw_tracksolid/track_points?view=checks&checkDetail=freshness_check")
+    # The day due is the freshness rule's (loaded by 06:00 UTC the day after), not simply the newest.
+    due = expected_partition(datetime.now(timezone.utc))
+    assert due in project.days, f"the demo loaded {project.days}, the check expects {due}"
+    expect(page.get_by_text(f"partition {due} was loaded after the day ended")).to_be_visible()
+    overdue = _metadata_row(page, OVERDUE_SECONDS).split()
+    assert overdue[-1] == "0", f"a passed check shows {overdue}"
+    expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
+    screenshot(page, "10_freshness_check")
+
+
+def test_the_html_report_shows_the_demo_days(project: Project, page: Page) -> None:
+    report = project.data_dir / "reports" / "fleet_report.html"
+    assert report.exists(), f"the demo wrote no report at {report}"
+    page.goto(report.as_uri())
+    expect(page.get_by_role("heading", name="Fleet report")).to_be_visible()
+    for section in ("Kilometres per day", "Parking hours per day", "Alarms by type"):
+        expect(page.get_by_role("heading", name=section)).to_be_visible()
+    for day in project.days:
+        expect(page.get_by_text(day.isoformat()).first).to_be_visible()
+    alarms = _warehouse(project, "select canonical_type, sum(alarm_count)::bigint from marts.alarms_daily "
+                                 "group by 1 order by 2 desc limit 1")
+    kind, count = alarms[0]
+    expect(page.get_by_text(f"{count} alarms").first).to_be_visible()  # a count, not "39.0 alarms"
+    expect(page.get_by_text("target 90 %")).to_be_visible()
+    screenshot(page, "11_html_report")
