@@ -47,6 +47,7 @@ from fleet_pipeline.http import (
 )
 from fleet_pipeline.fanout import chunked
 from fleet_pipeline.loader import (
+    AllRowsRejected,
     declared_table_schema,
     materialization_metadata,
     partition_metadata,
@@ -55,6 +56,7 @@ from fleet_pipeline.loader import (
     validate_batch,
     write_batch,
 )
+from fleet_pipeline.records import Col
 from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
 from fleet_pipeline.warehouse import Hold, TableRef, WarehouseResource
 
@@ -134,22 +136,44 @@ def unknown_as_null(*columns: str) -> list[pl.Expr]:
 
 
 @dataclass(frozen=True)
+class Table:
+    """What a raw table is made of: the pandera model its rows are validated with (and its columns
+    declared from), how vendor rows are typed into it (``columns``, see ``fleet_pipeline.records``),
+    and the columns that identify a row (``key``): a second row with the same key is a duplicate,
+    dropped by the loader and counted."""
+
+    model: Any
+    columns: Sequence[Col] = ()
+    key: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = self.model.to_schema().columns
+        unknown = [column for column in self.key if column not in declared]
+        if unknown:
+            raise ValueError(f"{self.model.__name__}: key columns {unknown} are not in the model")
+
+
+@dataclass(frozen=True)
 class Source:
     """One vendor's raw schema and asset group."""
 
     schema: str
     group: str
     vendor: str
-    # table -> the pandera model its rows are validated with (and its columns declared from)
+    # table -> its Table (a bare pandera model declares a table without typing columns or key)
     tables: Mapping[str, Any] = field(default_factory=dict)
 
     def key(self, table: str) -> AssetKey:
         return AssetKey([self.schema, table])
 
-    def model(self, table: str) -> Any:
+    def table(self, table: str) -> Table:
         if table not in self.tables:
             raise ValueError(f"{self.schema}.{table}: no pandera model declared in the Source's tables")
-        return self.tables[table]
+        declared = self.tables[table]
+        return declared if isinstance(declared, Table) else Table(declared)
+
+    def model(self, table: str) -> Any:
+        return self.table(table).model
 
     def asset(
         self,
@@ -280,6 +304,8 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     with contextlib.closing(make_client()) as client:
         try:
             yield Extraction(client=client, days=days)
+        except Failure:
+            raise
         except Exception as error:
             if STEP_RETRY_POLICY is not None and not is_transient(error):
                 raise Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
@@ -306,7 +332,13 @@ def load(
     """
     key_column, key_values = run.key
     ref = TableRef(source.schema, table)
-    batch = validate_batch(ref, typed, source.model(table), key_column, key_values)
+    declared = source.table(table)
+    try:
+        batch = validate_batch(ref, typed, declared.model, key_column, key_values,
+                               unique_key=declared.key, vendor=source.vendor)
+    except AllRowsRejected as error:
+        # One line at the top of the failure, not a traceback through the loader.
+        raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None
     hold = Hold()
     with duckdb.get_connection(holder=f"{ref} (run {context.run_id[:8]})", on_wait=context.log.info,
                                hold=hold) as conn:
@@ -326,6 +358,11 @@ def load(
     context.log.info(
         f"{source.schema}.{table} {key_column}={outcome.partition_key}: {outcome.valid.height} rows "
         f"({outcome.rows_added:+d} vs before), {outcome.rejected} rejected, "
+        f"{outcome.duplicates} duplicates dropped, {len(outcome.field_issues)} field issues, "
         f"{metadata['api_calls']} API calls"
     )
+    if outcome.field_issues:
+        context.log.warning(f"{source.schema}.{table}: the vendor sent values that do not convert in kept rows "
+                            f"(stored NULL, listed in {source.schema}.field_issues): "
+                            f"{metadata['field_issue_reasons'].value}")
     return MaterializeResult(metadata=metadata, check_results=[*checks, *extra_checks])

@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from fleet_pipeline.partitions import MONTH_PER_RUN
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, load
+from fleet_pipeline.source_assets import Source, Table, extraction, load
 from fleet_pipeline.sources.aovx import schemas
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.warehouse import WarehouseResource
@@ -21,7 +21,7 @@ from fleet_pipeline.warehouse import WarehouseResource
 SOURCE = Source(
     schema="raw_aovx", group="aovx", vendor="AOVX OTA report",
     tables={
-        "ota_reports": schemas.OtaReportSchema,
+        "ota_reports": Table(schemas.OtaReportSchema, schemas.OTA_REPORT_COLUMNS, key=("attempt_id",)),
     },
 )
 _UPGRADE_FIELDS = {"TYPE": "upgrade_type", "MODE": "upgrade_mode", "PROTOCOL": "upgrade_protocol",

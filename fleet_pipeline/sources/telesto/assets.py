@@ -9,7 +9,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, load
+from fleet_pipeline.source_assets import Source, Table, extraction, load
 from fleet_pipeline.sources.telesto import schemas
 from fleet_pipeline.sources.telesto.resources import TelestoResource
 from fleet_pipeline.warehouse import WarehouseResource
@@ -17,7 +17,7 @@ from fleet_pipeline.warehouse import WarehouseResource
 SOURCE = Source(
     schema="raw_telesto", group="telesto", vendor="Telesto inventory",
     tables={
-        "products": schemas.ProductSchema,
+        "products": Table(schemas.ProductSchema, schemas.PRODUCT_COLUMNS, key=("product_id",)),
     },
 )
 

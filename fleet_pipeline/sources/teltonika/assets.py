@@ -8,7 +8,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, load
+from fleet_pipeline.source_assets import Source, Table, extraction, load
 from fleet_pipeline.sources.teltonika import schemas
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
 from fleet_pipeline.warehouse import WarehouseResource
@@ -16,8 +16,8 @@ from fleet_pipeline.warehouse import WarehouseResource
 SOURCE = Source(
     schema="raw_teltonika", group="teltonika", vendor="Teltonika FOTA WEB",
     tables={
-        "devices": schemas.DeviceSchema,
-        "groups": schemas.GroupSchema,
+        "devices": Table(schemas.DeviceSchema, schemas.DEVICE_COLUMNS, key=("imei",)),
+        "groups": Table(schemas.GroupSchema, schemas.GROUP_COLUMNS, key=("group_id",)),
     },
 )
 
