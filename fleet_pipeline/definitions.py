@@ -5,6 +5,10 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from fleet_pipeline import settings
+
+# Every setting, before any module below reads one: all bad variables reported at once, when the
+# definitions load (not when the schedule that first reads one ticks).
+settings.check_configuration()
 from fleet_pipeline.freshness import build_freshness_checks, build_freshness_sensor
 from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project

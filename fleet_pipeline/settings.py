@@ -11,6 +11,9 @@ The pipeline runs in one of two modes:
   warehouse is ``data/fleet.duckdb``.
 
 Partial credentials for a vendor are a configuration error raised before any work starts.
+:func:`check_configuration` reads every setting at once — when the definitions load and in
+``fleet-pipeline config`` — and reports every bad variable, one message each, so that a typo never
+waits for the schedule tick that first reads it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ class ConfigError(ValueError):
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, what: str = "a whole number") -> int:
+    raw = _get(env, name)
+    try:
+        return int(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from exc
 
 
 @dataclass(frozen=True, repr=False)
@@ -343,11 +354,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 def late_data_days(env: Mapping[str, str] | None = None) -> int:
     """How many days before yesterday the daily schedule re-loads to pick up late uploads."""
     env = os.environ if env is None else env
-    raw = _get(env, "FLEET_LATE_DATA_DAYS")
-    try:
-        days = int(raw) if raw else DEFAULT_LATE_DATA_DAYS
-    except ValueError as exc:
-        raise ConfigError(f"FLEET_LATE_DATA_DAYS must be a whole number of days, got {raw!r}") from exc
+    days = _whole_number(env, "FLEET_LATE_DATA_DAYS", DEFAULT_LATE_DATA_DAYS, "a whole number of days")
     if not 0 <= days <= MAX_LATE_DATA_DAYS:
         raise ConfigError(f"FLEET_LATE_DATA_DAYS must be between 0 and {MAX_LATE_DATA_DAYS}, got {days}")
     return days
@@ -370,16 +377,18 @@ class SandboxSettings:
 
 def sandbox_settings(env: Mapping[str, str] | None = None) -> SandboxSettings:
     env = os.environ if env is None else env
-    values = {}
-    for name, default in (("FLEET_SANDBOX_SEED", 42), ("FLEET_SANDBOX_DEVICES", 200)):
-        raw = _get(env, name)
-        try:
-            values[name] = int(raw) if raw else default
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if values["FLEET_SANDBOX_DEVICES"] < 1:
+    return SandboxSettings(seed=sandbox_seed(env), n_devices=sandbox_devices(env))
+
+
+def sandbox_seed(env: Mapping[str, str] | None = None) -> int:
+    return _whole_number(os.environ if env is None else env, "FLEET_SANDBOX_SEED", 42, "an integer")
+
+
+def sandbox_devices(env: Mapping[str, str] | None = None) -> int:
+    devices = _whole_number(os.environ if env is None else env, "FLEET_SANDBOX_DEVICES", 200, "an integer")
+    if devices < 1:
         raise ConfigError("FLEET_SANDBOX_DEVICES must be at least 1")
-    return SandboxSettings(seed=values["FLEET_SANDBOX_SEED"], n_devices=values["FLEET_SANDBOX_DEVICES"])
+    return devices
 
 
 @dataclass(frozen=True)
@@ -391,16 +400,51 @@ class StepRetrySettings:
 
 
 def step_retry_settings(env: Mapping[str, str] | None = None) -> StepRetrySettings:
+    return StepRetrySettings(max_retries=step_retries(env), delay_s=step_retry_delay_s(env))
+
+
+def step_retries(env: Mapping[str, str] | None = None) -> int:
+    retries = _whole_number(os.environ if env is None else env, "FLEET_STEP_RETRIES", 2, "an integer")
+    if retries < 0:
+        raise ConfigError(f"FLEET_STEP_RETRIES must not be negative, got {retries}")
+    return retries
+
+
+def step_retry_delay_s(env: Mapping[str, str] | None = None) -> float:
     env = os.environ if env is None else env
-    raw_retries = _get(env, "FLEET_STEP_RETRIES") or "2"
-    raw_delay = _get(env, "FLEET_STEP_RETRY_DELAY_S") or "60"
+    raw = _get(env, "FLEET_STEP_RETRY_DELAY_S") or "60"
     try:
-        retries, delay = int(raw_retries), float(raw_delay)
+        delay = float(raw)
     except ValueError as exc:
-        raise ConfigError(
-            f"FLEET_STEP_RETRIES must be an integer and FLEET_STEP_RETRY_DELAY_S a number of seconds, "
-            f"got {raw_retries!r} and {raw_delay!r}"
-        ) from exc
-    if retries < 0 or delay < 0:
-        raise ConfigError("FLEET_STEP_RETRIES and FLEET_STEP_RETRY_DELAY_S must not be negative")
-    return StepRetrySettings(max_retries=retries, delay_s=delay)
+        raise ConfigError(f"FLEET_STEP_RETRY_DELAY_S must be a number of seconds, got {raw!r}") from exc
+    if delay < 0:
+        raise ConfigError(f"FLEET_STEP_RETRY_DELAY_S must not be negative, got {raw!r}")
+    return delay
+
+
+# Every reader of a setting, each checking its own variables; a new setting adds its reader here.
+READERS = (
+    *VENDOR_SETTINGS.values(), tracksolid_mileage_unit, aovx_terminal_ids, partitions_start,
+    late_data_days, schedules_running, sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s,
+)
+
+
+def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
+    """Every setting read once: one message per bad variable, in reading order (empty when valid)."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    for read in READERS:
+        try:
+            read(env)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return list(dict.fromkeys(problems))
+
+
+def check_configuration(env: Mapping[str, str] | None = None) -> None:
+    """Raise one ConfigError listing every bad variable (one line each)."""
+    problems = configuration_problems(env)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} settings are invalid:\n  " + "\n  ".join(problems))
