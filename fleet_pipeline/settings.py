@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TRACKSOLID_EU_NODE = "https://eu-open.tracksolidpro.com/route/rest"
 TRACKSOLID_CREDENTIAL_VARS = (
@@ -110,9 +111,7 @@ def tracksolid_settings(env: Mapping[str, str] | None = None) -> TracksolidSetti
             + ". Set all of " + ", ".join(TRACKSOLID_CREDENTIAL_VARS)
             + " for the live API, or none of them for the embedded sandbox."
         )
-    base_url = _get(env, "TRACKSOLID_BASE_URL") or TRACKSOLID_EU_NODE
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"TRACKSOLID_BASE_URL must start with http:// or https://, got {base_url!r}")
+    base_url = checked_url("TRACKSOLID_BASE_URL", _get(env, "TRACKSOLID_BASE_URL") or TRACKSOLID_EU_NODE)
     user_id = present["TRACKSOLID_USER_ID"]
     return TracksolidSettings(
         base_url=base_url,
@@ -157,18 +156,27 @@ def navixy_settings(env: Mapping[str, str] | None = None) -> NavixySettings | No
             f"Navixy configuration is partial: missing {missing}. Set NAVIXY_API_KEY, or both "
             "NAVIXY_LOGIN and NAVIXY_PASSWORD."
         )
-    base_url = base_url or NAVIXY_EU_API
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"NAVIXY_BASE_URL must start with http:// or https://, got {base_url!r}")
+    base_url = checked_url("NAVIXY_BASE_URL", base_url or NAVIXY_EU_API)
     # An API key never expires, so it wins over a login when both are given.
     return NavixySettings(base_url=base_url.rstrip("/"), api_key=api_key,
                           login=None if api_key else login, password=None if api_key else password)
 
 
 def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
-    url = (_get(env, name) or default).rstrip("/")
+    return checked_url(name, (_get(env, name) or default).rstrip("/"))
+
+
+def checked_url(name: str, url: str) -> str:
+    """``url`` when it can be requested: http(s), a host, a valid port, no spaces."""
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{name} must start with http:// or https://, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc}), got {url!r}") from None
+    if not parts.hostname or any(c.isspace() for c in url) or (port is not None and not 0 < port < 65536):
+        raise ConfigError(f"{name} is not a valid URL (host and port), got {url!r}")
     return url
 
 

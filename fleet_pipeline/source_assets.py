@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb as duckdb_errors
 import polars as pl
+import requests
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -35,6 +36,7 @@ from dagster import (
     asset,
     multiprocess_executor,
 )
+from urllib3.exceptions import LocationParseError
 
 from fleet_pipeline import settings
 from fleet_pipeline.anomaly import row_count_check, row_count_check_spec
@@ -293,6 +295,19 @@ class Extraction:
         return ("partition_date", list(self.days)) if self.days else ("snapshot_date", [self.now.date()])
 
 
+# Errors that say the configuration is wrong (a setting, a base URL that cannot be a URL): no retry
+# and no traceback can help, so the step fails with their message alone.
+_CONFIGURATION_ERRORS = (settings.ConfigError, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                         requests.exceptions.InvalidSchema, LocationParseError)
+
+
+def configuration_failure(error: BaseException) -> Failure:
+    """The step's failure for a configuration error: one line, raised ``from None`` by the caller so
+    that neither the CLI nor the UI prints a chain of tracebacks under it."""
+    text = " ".join(str(error).split())
+    return Failure(description=f"configuration error: {text}", allow_retries=False)
+
+
 @contextlib.contextmanager
 def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -> Iterator[Extraction]:
     # A run launched for a partition also carries its key into unpartitioned (snapshot) assets, so
@@ -301,11 +316,17 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     days = tuple(sorted(partition_day(key) for key in context.partition_keys)) if partitioned else ()
     if len(days) > 1:
         context.log.info(f"one run for {len(days)} partitions, {days[0]} to {days[-1]}")
-    with contextlib.closing(make_client()) as client:
+    try:
+        client = make_client()
+    except _CONFIGURATION_ERRORS as error:
+        raise configuration_failure(error) from None
+    with contextlib.closing(client):
         try:
             yield Extraction(client=client, days=days)
         except Failure:
             raise
+        except _CONFIGURATION_ERRORS as error:
+            raise configuration_failure(error) from None
         except Exception as error:
             if STEP_RETRY_POLICY is not None and not is_transient(error):
                 raise Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error

@@ -102,3 +102,20 @@ def test_an_answer_whose_every_row_is_bad_fails_the_step_in_one_line(resources, 
     assert "\n" not in message, message
     assert "raw_navixy.events: all" in message and "rows of the answer were rejected, nothing written" in message
     assert _query(resources, "select count(*) from raw_navixy.events") == before, "the partition keeps its rows"
+
+
+def test_a_malformed_base_url_fails_the_step_in_one_line_without_a_chained_traceback(tmp_path):
+    from fleet_pipeline.sources.navixy.resources import NavixyResource
+    from fleet_pipeline.warehouse import WarehouseResource
+
+    resources = {"navixy": NavixyResource(base_url="http://localhost:99999/v2", api_key="key",
+                                          cache_dir=str(tmp_path / "cache"), retry_attempts=1),
+                 "duckdb": WarehouseResource(database=str(tmp_path / "warehouse.duckdb"))}
+    result = _run(resources, None, [assets.trackers])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert error.message.strip().count("\n") == 0, error.message
+    assert error.message.startswith("dagster._core.definitions.events.Failure: configuration error: ")
+    assert "http://localhost:99999/v2" in error.message
+    assert error.cause is None and error.context is None, "no chained traceback under the one line"
