@@ -13,8 +13,9 @@ file's lock for as long as it has it open (``warehouse.exclusive_access``).
 A slot is given back when its step ends. A run whose process was killed never gives it back, and
 every later reporting step would wait forever; nor does it ever end in the UI.
 :func:`fail_abandoned_runs` marks such runs failed and frees their slots: at every ``fleet-pipeline``
-command, and every minute from the daemon (the sensor :func:`build_abandoned_runs_sensor`, running
-by default), so that a person using only ``dagster`` or the UI sees them end too.
+command, and every minute from the daemon (the sensor :func:`build_abandoned_runs_sensor`, switched
+on like every sensor: FLEET_SCHEDULES_RUNNING=1 in production, the UI on a laptop), so that a person
+using only ``dagster`` or the UI sees them end too.
 
 Dagster's own run monitoring is on (``run_monitoring`` below): the daemon fails a run stuck in
 STARTING or CANCELING past its timeout and frees the slots of runs that ended. It cannot see a
@@ -123,15 +124,18 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
 
 
 def build_abandoned_runs_sensor() -> Any:
-    """A sensor (running by default) that fails the runs whose process is gone, every minute.
+    """A sensor that fails the runs whose process is gone, every minute (on by default where the
+    schedules are: ``schedules.automation_status``).
 
     It launches nothing: it is the daemon's way of running :func:`fail_abandoned_runs`, which
     Dagster's run monitoring cannot do for the default run launcher (see the module docstring).
     """
-    from dagster import DefaultSensorStatus, SkipReason, sensor
+    from dagster import SkipReason, sensor
+
+    from fleet_pipeline.schedules import automation_status
 
     @sensor(name=ABANDONED_RUNS_SENSOR, minimum_interval_seconds=ABANDONED_RUNS_INTERVAL_S,
-            default_status=DefaultSensorStatus.RUNNING,
+            default_status=automation_status()[1],
             description="Marks failed the runs whose process was killed (they would stay STARTED) and "
             "frees the duckdb_writer slots they held.")
     def fail_abandoned(context):  # noqa: ANN001,ANN202 (dagster resolves annotations: its types are imported lazily here)

@@ -34,6 +34,7 @@ Kind = Literal["str", "float", "int", "bool", "time", "date"]
 
 # A row's key holding {vendor field path: reason} for values its client found unusable.
 INVALID_FIELDS = "_invalid_fields"
+ISSUE_DTYPE = pl.Struct({"field": pl.String, "value": pl.String, "reason": pl.String})
 _EXPECTED = {"float": "a number", "int": "a whole number", "bool": "true or false",
              "time": "a date-time", "date": "a date"}
 
@@ -224,5 +225,3 @@ def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.Dat
                   else pl.lit([], dtype=pl.List(ISSUE_DTYPE)))
     return frame.select(*typed, issue_list.alias(ISSUES_COLUMN), pl.col(RAW_COLUMN))
 
-
-ISSUE_DTYPE = pl.Struct({"field": pl.String, "value": pl.String, "reason": pl.String})

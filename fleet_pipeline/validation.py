@@ -114,10 +114,10 @@ class SplitBatch:
         return len(self.rejects)
 
 
-Failure = tuple[str, str | None, str, str]  # field, vendor value, reason, kind (reason without the value)
+FieldFailure = tuple[str, str | None, str, str]  # field, vendor value, reason, kind (reason without the value)
 
 
-def _schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> dict[int, list[Failure]]:
+def _schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> dict[int, list[FieldFailure]]:
     """Row index -> every check the row failed (pandera, lazily: all of them)."""
     try:
         schema.validate(frame, lazy=True)
@@ -128,7 +128,7 @@ def _schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> di
             # A schema-level failure (missing column, wrong dtype) is a defect in our typing code or
             # a vendor change, not a bad row: fail loudly instead of rejecting everything.
             raise
-        failed: dict[int, list[Failure]] = {}
+        failed: dict[int, list[FieldFailure]] = {}
         for row in cases.iter_rows(named=True):
             if row["schema_context"] == "Column":
                 label = f"{row['column']}: {row['check']}"
@@ -139,13 +139,13 @@ def _schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> di
         return failed
 
 
-def _typing_failures(frame: pl.DataFrame) -> dict[int, list[Failure]]:
+def _typing_failures(frame: pl.DataFrame) -> dict[int, list[FieldFailure]]:
     if ISSUES_COLUMN not in frame.columns:
         return {}
     flagged = frame.select(pl.int_range(pl.len()).alias("_row"), ISSUES_COLUMN).filter(
         pl.col(ISSUES_COLUMN).list.len() > 0
     )
-    failures: dict[int, list[Failure]] = {}
+    failures: dict[int, list[FieldFailure]] = {}
     for row, issues in flagged.iter_rows():
         for issue in issues:
             failures.setdefault(row, []).append((
@@ -155,7 +155,7 @@ def _typing_failures(frame: pl.DataFrame) -> dict[int, list[Failure]]:
     return failures
 
 
-def _problem(failures: list[Failure], record: Any) -> Problem:
+def _problem(failures: list[FieldFailure], record: Any) -> Problem:
     failures = list(dict.fromkeys(failures))
     return Problem(
         fields="; ".join(dict.fromkeys(field for field, _, _, _ in failures)),

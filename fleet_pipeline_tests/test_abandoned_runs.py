@@ -2,8 +2,9 @@
 
 Dagster's run monitoring cannot see a STARTED run whose process died under the default run launcher
 (it has no run-worker health check), so the project's own detection runs from the daemon as a
-sensor that is on by default. Here a real run in a process of its own is killed with SIGKILL; one
-evaluation of the sensor, on the same instance, marks it failed with the reason.
+sensor, switched on where the schedules are (FLEET_SCHEDULES_RUNNING=1). Here a real run in a
+process of its own is killed with SIGKILL; one evaluation of the sensor, on the same instance,
+marks it failed with the reason.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def test_the_daemon_sensor_fails_a_killed_run(instance_home):
         assert "killed" in message
 
 
-def test_the_sensor_is_on_by_default_and_run_monitoring_is_enabled(instance_home):
+def test_the_sensor_runs_where_automation_runs_and_run_monitoring_is_enabled(instance_home, monkeypatch):
+    monkeypatch.setenv("FLEET_SCHEDULES_RUNNING", "1")
     sensor = build_abandoned_runs_sensor()
     assert sensor.name == ABANDONED_RUNS_SENSOR and sensor.default_status == DefaultSensorStatus.RUNNING
     with DagsterInstance.get() as instance:

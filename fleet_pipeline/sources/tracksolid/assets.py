@@ -54,7 +54,8 @@ def devices(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
         rows = [
             {**row, **detail, "_account": row["_account"]}
             for chunk in run.per_device(context, "device detail", listed,
-                                        lambda row: run.client.device_detail(str(row["imei"])))
+                                        lambda row: run.client.device_detail(str(row["imei"]))
+                                        if row.get("imei") is not None else {})
             for row, detail in chunk
         ]
         typed = typed_frame(rows, schemas.DEVICE_COLUMNS).with_columns(
