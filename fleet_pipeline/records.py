@@ -184,21 +184,20 @@ def _client_flags(rows: list[Mapping[str, Any]], col: Col) -> dict[int, str]:
     return flags
 
 
-def _issue(column: pl.Series, col: Col, typed: pl.Expr, flags: dict[int, str]) -> pl.Expr | None:
+def _issue(column: pl.Series, col: Col, typed: pl.Series, flags: dict[int, str]) -> pl.Series:
     """The column's typing issue per row (a struct of field, value, reason), or null: the vendor
     sent a value (not null, not blank) that did not convert, or one its client flagged."""
-    if col.kind == "str" and not flags:
-        return None
-    raw = pl.col(column.name)
+    raw, converted = pl.col("raw"), pl.col("typed")
     text = raw.cast(pl.String) if column.dtype != pl.Datetime("us") else raw.dt.strftime("%Y-%m-%d %H:%M:%S%.f")
     present = raw.is_not_null() & (text.str.strip_chars() != "")
     reason: pl.Expr = pl.lit(f"not {_EXPECTED.get(col.kind, col.kind)}")
-    failed = present & typed.is_null() if col.kind != "str" else pl.lit(False)
+    failed = present & converted.is_null() if col.kind != "str" else pl.lit(False)
     if flags:
         flagged = pl.Series([flags.get(i) for i in range(column.len())], dtype=pl.String)
         failed = failed | flagged.is_not_null()
         reason = pl.when(flagged.is_not_null()).then(pl.lit(flagged)).otherwise(reason)
-    return pl.when(failed).then(pl.struct(field=pl.lit(col.name), value=text, reason=reason))
+    issue = pl.when(failed).then(pl.struct(field=pl.lit(col.name), value=text, reason=reason))
+    return pl.DataFrame({"raw": column, "typed": typed}).select(issue.alias(col.name)).to_series()
 
 
 def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.DataFrame:
@@ -210,18 +209,18 @@ def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.Dat
     series = [_column(col.name, _pick(rows, col.sources), col.kind) for col in columns]
     frame = pl.DataFrame([*series, pl.Series(RAW_COLUMN, rows, dtype=pl.Object)])
     flagged_rows = any(INVALID_FIELDS in row for row in rows)
-    typed: list[pl.Expr] = []
-    issues: list[pl.Expr] = []
-    for column, col in zip(series, columns):
-        flags = _client_flags(rows, col) if flagged_rows else {}
+    flags = [_client_flags(rows, col) if flagged_rows else {} for col in columns]
+    typed = []
+    for column, col, flagged in zip(series, columns, flags):
         value = _typed(column, col.kind)
-        if flags:
-            value = pl.when(pl.lit(pl.Series([i in flags for i in range(len(rows))]))).then(None).otherwise(value)
+        if flagged:
+            value = pl.when(pl.lit(pl.Series([i in flagged for i in range(len(rows))]))).then(None).otherwise(value)
         typed.append(value.alias(col.name))
-        issue = _issue(column, col, value, flags)
-        if issue is not None:
-            issues.append(issue)
+    result = frame.select(*typed, pl.col(RAW_COLUMN))
+    # Only a column with more nulls typed than sent can have an issue (blanks aside): the others,
+    # nearly all of them, skip the per-row issue expression.
+    issues = [_issue(column, col, result[col.name], flagged) for column, col, flagged in zip(series, columns, flags)
+              if (result[col.name].is_null() & column.is_not_null()).any()]
     issue_list = (pl.concat_list(issues).list.drop_nulls() if issues
                   else pl.lit([], dtype=pl.List(ISSUE_DTYPE)))
-    return frame.select(*typed, issue_list.alias(ISSUES_COLUMN), pl.col(RAW_COLUMN))
-
+    return result.select(*[pl.col(col.name) for col in columns], issue_list.alias(ISSUES_COLUMN), pl.col(RAW_COLUMN))
