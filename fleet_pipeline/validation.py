@@ -157,10 +157,15 @@ def _typing_failures(frame: pl.DataFrame) -> dict[int, list[FieldFailure]]:
 
 def _problem(failures: list[FieldFailure], record: Any) -> Problem:
     failures = list(dict.fromkeys(failures))
+    # One value per failing field, in the order of the fields; "null" where the vendor sent none.
+    by_field: dict[str, str | None] = {}
+    for field, value, _, _ in failures:
+        if by_field.get(field) is None:
+            by_field[field] = value
     return Problem(
-        fields="; ".join(dict.fromkeys(field for field, _, _, _ in failures)),
-        values=None if all(value is None for _, value, _, _ in failures)
-        else "; ".join("" if value is None else str(value) for _, value, _, _ in failures),
+        fields="; ".join(by_field),
+        values=None if all(value is None for value in by_field.values())
+        else "; ".join("null" if value is None else str(value) for value in by_field.values()),
         reason="; ".join(dict.fromkeys(reason for _, _, reason, _ in failures)),
         record=raw_json(record),
         kinds=tuple(dict.fromkeys(kind for _, _, _, kind in failures)),
