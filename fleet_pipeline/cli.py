@@ -365,6 +365,7 @@ def ui(port: int) -> int:
 
 def show_config() -> int:
     try:
+        settings.check_configuration()
         sandbox = settings.is_sandbox_mode()
         print(f"mode:            {'sandbox' if sandbox else 'live'}")
         print(f"warehouse:       {settings.duckdb_path()}")

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from fleet_pipeline import settings
+
+# Every setting, before any module below reads one: all bad variables reported at once, when the
+# definitions load (not when the schedule that first reads one ticks).
+settings.check_configuration()
+from fleet_pipeline.instance import build_abandoned_runs_sensor
 from fleet_pipeline.freshness import build_freshness_checks, build_freshness_sensor
 from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project
@@ -62,7 +67,8 @@ reporting_job = define_asset_job(
 # Schedules and sensors start stopped unless FLEET_SCHEDULES_RUNNING=1 (see schedules.py).
 freshness_checks = build_freshness_checks(source_assets)
 schedules = [build_daily_schedule(all_daily_job), build_snapshot_schedule(all_snapshots_job)]
-sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness_sensor(freshness_checks)]
+sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness_sensor(freshness_checks),
+           build_abandoned_runs_sensor()]
 
 defs = Definitions(
     assets=[*source_assets, *reporting_assets],

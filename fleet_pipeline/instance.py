@@ -12,7 +12,15 @@ file's lock for as long as it has it open (``warehouse.exclusive_access``).
 
 A slot is given back when its step ends. A run whose process was killed never gives it back, and
 every later reporting step would wait forever; nor does it ever end in the UI.
-:func:`fail_abandoned_runs` marks such runs failed and frees their slots.
+:func:`fail_abandoned_runs` marks such runs failed and frees their slots: at every ``fleet-pipeline``
+command, and every minute from the daemon (the sensor :func:`build_abandoned_runs_sensor`, switched
+on like every sensor: FLEET_SCHEDULES_RUNNING=1 in production, the UI on a laptop), so that a person
+using only ``dagster`` or the UI sees them end too.
+
+Dagster's own run monitoring is on (``run_monitoring`` below): the daemon fails a run stuck in
+STARTING or CANCELING past its timeout and frees the slots of runs that ended. It cannot see a
+STARTED run whose process died: the default run launcher of Dagster 1.13 has no run-worker health
+check (``supports_check_run_worker_health`` is False), which is what the sensor covers.
 """
 
 from __future__ import annotations
@@ -48,7 +56,15 @@ run_monitoring:
   # The daemon (`make ui`) frees the slot of a run that ended without freeing it itself: its
   # executor crashed, or it was marked terminated in the UI after its process was killed.
   free_slots_after_run_end_seconds: 30
+  # A run whose process never logged its start (killed while starting) fails after this long. A
+  # STARTED run whose process died is failed by the fail_abandoned_runs sensor instead: the
+  # default run launcher cannot check a run worker's health.
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
 """
+
+ABANDONED_RUNS_SENSOR = "fail_abandoned_runs"
+ABANDONED_RUNS_INTERVAL_S = 60
 
 
 def prepare_instance_home() -> Path:
@@ -105,6 +121,31 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
             logger.warning("released the duckdb_writer pool slot held by run %s (ended or killed)", run_id)
         released.append(run_id)
     return released
+
+
+def build_abandoned_runs_sensor() -> Any:
+    """A sensor that fails the runs whose process is gone, every minute (on by default where the
+    schedules are: ``schedules.automation_status``).
+
+    It launches nothing: it is the daemon's way of running :func:`fail_abandoned_runs`, which
+    Dagster's run monitoring cannot do for the default run launcher (see the module docstring).
+    """
+    from dagster import SkipReason, sensor
+
+    from fleet_pipeline.schedules import automation_status
+
+    @sensor(name=ABANDONED_RUNS_SENSOR, minimum_interval_seconds=ABANDONED_RUNS_INTERVAL_S,
+            default_status=automation_status()[1],
+            description="Marks failed the runs whose process was killed (they would stay STARTED) and "
+            "frees the duckdb_writer slots they held.")
+    def fail_abandoned(context):  # noqa: ANN001,ANN202 (dagster resolves annotations: its types are imported lazily here)
+        released = fail_abandoned_runs(context.instance)
+        if released:
+            context.log.warning(f"failed or released {len(released)} abandoned run(s): {', '.join(released)}")
+            return SkipReason(f"failed or released {len(released)} abandoned run(s): {', '.join(released)}")
+        return SkipReason("no abandoned run")
+
+    return fail_abandoned
 
 
 def _killed() -> Any:

@@ -5,6 +5,13 @@ same metadata: row counts, rejects (with an asset check), API usage, duration, c
 preview the Dagster UI can show. A batch covers one partition (a day, or a day's snapshot) or, in a
 backfill run, several days; they are validated per day (each reject is kept with its day) and
 replaced together in one transaction.
+
+Duplicates are removed here, for every table, on the key its source declares (``Table.key``):
+within a chunk before validation (so that a repeated row is not rejected as a duplicate of itself)
+and across the chunks and pages of the whole batch after it. Rows whose key did not convert are
+never merged: they go on to validation, which rejects them with the reason. A batch whose rows were
+all rejected fails the step in one line and writes nothing: an answer that is wholly unusable says
+more about the vendor than about its rows, and the partition keeps its previous rows.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from dagster import (
 )
 
 from fleet_pipeline.http import CallStats
-from fleet_pipeline.validation import split_valid
-from fleet_pipeline.warehouse import ReplaceResult, TableRef, rejects_frame, replace_partitions
+from fleet_pipeline.validation import Problem, split_valid
+from fleet_pipeline.warehouse import ReplaceResult, TableRef, problems_frame, replace_partitions
 
 REJECTS_CHECK = "no_rejected_rows"
 PREVIEW_ROWS = 5
@@ -46,6 +53,9 @@ class PartitionLoad:
     rows: int
     reasons: list[str]
     written: ReplaceResult
+    # The kind of each field issue of a kept row ("speed_kmh: not a number"), one per field.
+    field_issues: list[str]
+    duplicates: int
 
     @property
     def rejected(self) -> int:
@@ -73,6 +83,14 @@ class LoadOutcome:
         return [reason for p in self.partitions for reason in p.reasons]
 
     @property
+    def field_issues(self) -> list[str]:
+        return [kind for p in self.partitions for kind in p.field_issues]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(p.duplicates for p in self.partitions)
+
+    @property
     def rows_before(self) -> int:
         return sum(p.written.rows_before for p in self.partitions)
 
@@ -81,23 +99,53 @@ class LoadOutcome:
         return sum(p.written.rows_added for p in self.partitions)
 
 
+class AllRowsRejected(ValueError):
+    """Every row of a non-empty vendor answer failed: the answer as a whole is unusable."""
+
+
 @dataclass(frozen=True)
 class ValidatedBatch:
-    """A batch split into valid rows and rejects, per partition, ready to be written."""
+    """A batch split into valid rows, rejects and field issues, per partition, ready to be written."""
 
     table: TableRef
     key_column: str
     keys: list[date]
     valid_parts: dict[date, list[pl.DataFrame]]
-    reasons: dict[date, list[str]]
-    records: dict[date, list[str]]
+    rejects: dict[date, list[Problem]]
+    field_issues: dict[date, list[Problem]]
+    duplicates: dict[date, int]
+    vendor: str | None = None
+
+    @property
+    def reasons(self) -> dict[date, list[str]]:
+        return {key: [p.reason for p in problems] for key, problems in self.rejects.items()}
 
     def valid(self) -> pl.DataFrame:
         return pl.concat([part for key in self.keys for part in self.valid_parts[key]], how="vertical")
 
-    def rejects(self) -> pl.DataFrame:
-        return pl.concat([rejects_frame(self.table, str(key), self.reasons[key], self.records[key])
-                          for key in self.keys], how="vertical")
+    def _problems(self, of: dict[date, list[Problem]]) -> pl.DataFrame:
+        return pl.concat([problems_frame(self.table, str(key), of[key], self.vendor) for key in self.keys],
+                         how="vertical")
+
+    def rejects_frame(self) -> pl.DataFrame:
+        return self._problems(self.rejects)
+
+    def field_issues_frame(self) -> pl.DataFrame:
+        return self._problems(self.field_issues)
+
+
+def drop_duplicates(frame: pl.DataFrame, key: Sequence[str] | None) -> tuple[pl.DataFrame, int]:
+    """``frame`` without repeated rows of ``key`` (the last one wins, as a later page is the newer
+    answer), and how many were dropped. Rows with a null in the key are kept as they are."""
+    if not key or frame.height < 2:
+        return frame, 0
+    complete = pl.all_horizontal(pl.col(column).is_not_null() for column in key)
+    keyed = frame.filter(complete)
+    unique = keyed.unique(subset=list(key), keep="last", maintain_order=True)
+    dropped = keyed.height - unique.height
+    if not dropped:
+        return frame, 0
+    return pl.concat([unique, frame.filter(~complete)], how="vertical"), dropped
 
 
 def validate_batch(
@@ -106,17 +154,20 @@ def validate_batch(
     schema: type[pa.DataFrameModel],
     key_column: str,
     key_values: Sequence[date],
+    unique_key: Sequence[str] | None = None,
+    vendor: str | None = None,
 ) -> ValidatedBatch:
     """Validate ``typed`` (which carries the raw records), partition by partition.
 
     ``typed`` is one frame or, for tables of millions of rows, the frames of consecutive chunks
     of devices: each chunk is validated as it arrives, and only its valid rows (typed columns,
-    without the raw records) and its rejects are kept, so a day never exists as Python objects
-    all at once. Every row must already carry its partition in ``key_column``.
+    without the raw records) and its problems are kept, so a day never exists as Python objects
+    all at once. Every row must already carry its partition in ``key_column``. Rows repeating
+    ``unique_key`` are dropped and counted (see the module docstring).
     """
     keys = sorted(set(key_values))
     batch = ValidatedBatch(table, key_column, keys, {key: [] for key in keys}, {key: [] for key in keys},
-                           {key: [] for key in keys})
+                           {key: [] for key in keys}, {key: 0 for key in keys}, vendor)
     for chunk in [typed] if isinstance(typed, pl.DataFrame) else typed:
         stray = chunk.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
         if stray:
@@ -127,23 +178,47 @@ def validate_batch(
             # A partition with no rows still needs one (empty) frame of the table's columns.
             if part is None and batch.valid_parts[key]:
                 continue
-            split = split_valid(chunk.clear() if part is None else part, schema)
+            part, dropped = drop_duplicates(chunk.clear() if part is None else part, unique_key)
+            split = split_valid(part, schema)
+            batch.duplicates[key] += dropped
             batch.valid_parts[key].append(split.valid)
-            batch.reasons[key].extend(split.reasons)
-            batch.records[key].extend(split.records)
+            batch.rejects[key].extend(split.rejects)
+            batch.field_issues[key].extend(split.field_issues)
     if not any(batch.valid_parts.values()):
         raise ValueError(f"{table}: the batch has no frame, not even an empty one")
+    for key in keys:
+        if len(batch.valid_parts[key]) > 1:
+            # Across chunks and pages: a key seen in two chunks is stored once.
+            merged, dropped = drop_duplicates(pl.concat(batch.valid_parts[key], how="vertical"), unique_key)
+            batch.valid_parts[key][:] = [merged]
+            batch.duplicates[key] += dropped
+    _require_some_valid(batch)
     return batch
+
+
+def _require_some_valid(batch: ValidatedBatch) -> None:
+    rejected = [problem for key in batch.keys for problem in batch.rejects[key]]
+    if not rejected or any(part.height for parts in batch.valid_parts.values() for part in parts):
+        return
+    kind, count = next(iter(_reason_counts([kind for p in rejected for kind in p.kinds]).items()))
+    example = next(p.reason for p in rejected if kind in p.kinds)
+    raise AllRowsRejected(
+        f"{batch.table}: all {len(rejected)} rows of the answer were rejected, nothing written; "
+        f"most common problem {kind!r} ({count} rows), e.g. {example}"
+    )
 
 
 def write_batch(conn: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> LoadOutcome:
     """Replace the batch's partitions in one transaction; each one is replaced, also when the
     batch has no row for it."""
     valid = batch.valid()
-    written = replace_partitions(conn, batch.table, valid, batch.key_column, batch.keys, batch.rejects())
+    written = replace_partitions(conn, batch.table, valid, batch.key_column, batch.keys, batch.rejects_frame(),
+                                 field_issues=batch.field_issues_frame())
     partitions = [
         PartitionLoad(key=key, rows=sum(part.height for part in batch.valid_parts[key]),
-                      reasons=batch.reasons[key], written=written[key])
+                      reasons=batch.reasons[key], written=written[key],
+                      field_issues=[kind for p in batch.field_issues[key] for kind in p.kinds],
+                      duplicates=batch.duplicates[key])
         for key in batch.keys
     ]
     return LoadOutcome(table=batch.table, valid=valid, partitions=partitions)
@@ -225,6 +300,8 @@ def partition_metadata(partition: PartitionLoad) -> dict[str, Any]:
         "rows_before": partition.written.rows_before,
         "rows_added": partition.written.rows_added,
         "rejected_rows": partition.rejected,
+        "duplicate_rows_dropped": partition.duplicates,
+        "field_issues": len(partition.field_issues),
     }
 
 
@@ -247,6 +324,9 @@ def materialization_metadata(
         "rows_before": outcome.rows_before,
         "rows_added": outcome.rows_added,
         "rejected_rows": outcome.rejected,
+        "duplicate_rows_dropped": outcome.duplicates,
+        "field_issues": len(outcome.field_issues),
+        "field_issue_reasons": MetadataValue.json(_reason_counts(outcome.field_issues)),
         "duration_s": round(time.monotonic() - started_monotonic, 3),
         "preview": MetadataValue.md(_preview_markdown(valid.head(PREVIEW_ROWS))),
     }

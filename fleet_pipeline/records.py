@@ -4,8 +4,12 @@ Vendors send numbers as strings (``"speed": "0"``), empty strings for nulls, fie
 between documentation and reality (``alarmTypeName`` / ``alertTypeName``), and several time formats
 (``2026-11-20 1:27:23``, ``2026-11-20T01:05:33.000Z``, epoch seconds or milliseconds). A table is
 declared as a list of :class:`Col`; :func:`typed_frame` reads each column from the first variant name
-present, converts it, and keeps the original record for the rejects table. A value that does not
-convert becomes null, so the table's pandera schema decides whether the row is rejected.
+present, converts it, and keeps the original record for the rejects table. Typing never raises on
+a vendor value: a value that does not convert becomes null and is named, with the vendor's text and
+why, in the row's :data:`ISSUES_COLUMN`; ``validation.split_valid`` then rejects the row when the
+field is required and keeps it (with the field issue recorded) when it is optional. A client that
+finds a value unusable itself (Navixy: a date-time without a UTC offset) leaves it as sent and names
+it under :data:`INVALID_FIELDS` in the row, with the reason.
 
 The meaning of a cell is defined on its text (:func:`_as_text`, then :func:`_convert`), but typing is
 column by column: a column whose values are all of one plain type (strings, ints, floats, bools,
@@ -24,9 +28,15 @@ from typing import Any, Literal
 
 import polars as pl
 
-from fleet_pipeline.validation import RAW_COLUMN
+from fleet_pipeline.validation import ISSUES_COLUMN, RAW_COLUMN
 
 Kind = Literal["str", "float", "int", "bool", "time", "date"]
+
+# A row's key holding {vendor field path: reason} for values its client found unusable.
+INVALID_FIELDS = "_invalid_fields"
+ISSUE_DTYPE = pl.Struct({"field": pl.String, "value": pl.String, "reason": pl.String})
+_EXPECTED = {"float": "a number", "int": "a whole number", "bool": "true or false",
+             "time": "a date-time", "date": "a date"}
 
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no")
@@ -162,14 +172,55 @@ def _typed(column: pl.Series, kind: Kind) -> pl.Expr:
     return _convert(expr, kind)
 
 
+def _client_flags(rows: list[Mapping[str, Any]], col: Col) -> dict[int, str]:
+    """Row index -> reason, for the rows whose client flagged this column's vendor field."""
+    flags: dict[int, str] = {}
+    for i, row in enumerate(rows):
+        invalid = row.get(INVALID_FIELDS)
+        if invalid:
+            reason = next((invalid[path] for path in col.sources if path in invalid), None)
+            if reason is not None:
+                flags[i] = reason
+    return flags
+
+
+def _issue(column: pl.Series, col: Col, typed: pl.Series, flags: dict[int, str]) -> pl.Series:
+    """The column's typing issue per row (a struct of field, value, reason), or null: the vendor
+    sent a value (not null, not blank) that did not convert, or one its client flagged."""
+    raw, converted = pl.col("raw"), pl.col("typed")
+    text = raw.cast(pl.String) if column.dtype != pl.Datetime("us") else raw.dt.strftime("%Y-%m-%d %H:%M:%S%.f")
+    present = raw.is_not_null() & (text.str.strip_chars() != "")
+    reason: pl.Expr = pl.lit(f"not {_EXPECTED.get(col.kind, col.kind)}")
+    failed = present & converted.is_null() if col.kind != "str" else pl.lit(False)
+    if flags:
+        flagged = pl.Series([flags.get(i) for i in range(column.len())], dtype=pl.String)
+        failed = failed | flagged.is_not_null()
+        reason = pl.when(flagged.is_not_null()).then(pl.lit(flagged)).otherwise(reason)
+    issue = pl.when(failed).then(pl.struct(field=pl.lit(col.name), value=text, reason=reason))
+    return pl.DataFrame({"raw": column, "typed": typed}).select(issue.alias(col.name)).to_series()
+
+
 def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.DataFrame:
-    """Typed frame with one column per :class:`Col` plus, in :data:`RAW_COLUMN`, each row's original
-    record (the object itself, not a copy: only rejected rows are ever serialised, by ``split_valid``,
-    so the rows must not be modified afterwards)."""
+    """Typed frame with one column per :class:`Col`, in :data:`ISSUES_COLUMN` each row's typing
+    issues (a list of ``{field, value, reason}``, empty for a clean row) and, in :data:`RAW_COLUMN`,
+    each row's original record (the object itself, not a copy: only rejected rows are ever
+    serialised, by ``split_valid``, so the rows must not be modified afterwards)."""
     rows = rows if isinstance(rows, list) else list(rows)
     series = [_column(col.name, _pick(rows, col.sources), col.kind) for col in columns]
     frame = pl.DataFrame([*series, pl.Series(RAW_COLUMN, rows, dtype=pl.Object)])
-    return frame.select(
-        *[_typed(column, col.kind).alias(col.name) for column, col in zip(series, columns)],
-        pl.col(RAW_COLUMN),
-    )
+    flagged_rows = any(INVALID_FIELDS in row for row in rows)
+    flags = [_client_flags(rows, col) if flagged_rows else {} for col in columns]
+    typed = []
+    for column, col, flagged in zip(series, columns, flags):
+        value = _typed(column, col.kind)
+        if flagged:
+            value = pl.when(pl.lit(pl.Series([i in flagged for i in range(len(rows))]))).then(None).otherwise(value)
+        typed.append(value.alias(col.name))
+    result = frame.select(*typed, pl.col(RAW_COLUMN))
+    # Only a column with more nulls typed than sent can have an issue (blanks aside): the others,
+    # nearly all of them, skip the per-row issue expression.
+    issues = [_issue(column, col, result[col.name], flagged) for column, col, flagged in zip(series, columns, flags)
+              if (result[col.name].is_null() & column.is_not_null()).any()]
+    issue_list = (pl.concat_list(issues).list.drop_nulls() if issues
+                  else pl.lit([], dtype=pl.List(ISSUE_DTYPE)))
+    return result.select(*[pl.col(col.name) for col in columns], issue_list.alias(ISSUES_COLUMN), pl.col(RAW_COLUMN))

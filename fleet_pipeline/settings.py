@@ -11,6 +11,9 @@ The pipeline runs in one of two modes:
   warehouse is ``data/fleet.duckdb``.
 
 Partial credentials for a vendor are a configuration error raised before any work starts.
+:func:`check_configuration` reads every setting at once — when the definitions load and in
+``fleet-pipeline config`` — and reports every bad variable, one message each, so that a typo never
+waits for the schedule tick that first reads it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TRACKSOLID_EU_NODE = "https://eu-open.tracksolidpro.com/route/rest"
 TRACKSOLID_CREDENTIAL_VARS = (
@@ -48,6 +52,14 @@ class ConfigError(ValueError):
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, what: str = "a whole number") -> int:
+    raw = _get(env, name)
+    try:
+        return int(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from exc
 
 
 @dataclass(frozen=True, repr=False)
@@ -100,9 +112,7 @@ def tracksolid_settings(env: Mapping[str, str] | None = None) -> TracksolidSetti
             + ". Set all of " + ", ".join(TRACKSOLID_CREDENTIAL_VARS)
             + " for the live API, or none of them for the embedded sandbox."
         )
-    base_url = _get(env, "TRACKSOLID_BASE_URL") or TRACKSOLID_EU_NODE
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"TRACKSOLID_BASE_URL must start with http:// or https://, got {base_url!r}")
+    base_url = checked_url("TRACKSOLID_BASE_URL", _get(env, "TRACKSOLID_BASE_URL") or TRACKSOLID_EU_NODE)
     user_id = present["TRACKSOLID_USER_ID"]
     return TracksolidSettings(
         base_url=base_url,
@@ -147,18 +157,27 @@ def navixy_settings(env: Mapping[str, str] | None = None) -> NavixySettings | No
             f"Navixy configuration is partial: missing {missing}. Set NAVIXY_API_KEY, or both "
             "NAVIXY_LOGIN and NAVIXY_PASSWORD."
         )
-    base_url = base_url or NAVIXY_EU_API
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"NAVIXY_BASE_URL must start with http:// or https://, got {base_url!r}")
+    base_url = checked_url("NAVIXY_BASE_URL", base_url or NAVIXY_EU_API)
     # An API key never expires, so it wins over a login when both are given.
     return NavixySettings(base_url=base_url.rstrip("/"), api_key=api_key,
                           login=None if api_key else login, password=None if api_key else password)
 
 
 def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
-    url = (_get(env, name) or default).rstrip("/")
+    return checked_url(name, (_get(env, name) or default).rstrip("/"))
+
+
+def checked_url(name: str, url: str) -> str:
+    """``url`` when it can be requested: http(s), a host, a valid port, no spaces."""
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{name} must start with http:// or https://, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc}), got {url!r}") from None
+    if not parts.hostname or any(c.isspace() for c in url) or (port is not None and not 0 < port < 65536):
+        raise ConfigError(f"{name} is not a valid URL (host and port), got {url!r}")
     return url
 
 
@@ -352,11 +371,7 @@ def late_data_days(env: Mapping[str, str] | None = None) -> int:
 
 def _days(env: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
     """A whole number of days from ``name``, ``default`` when unset, refused outside least..most."""
-    raw = _get(env, name)
-    try:
-        days = int(raw) if raw else default
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number of days, got {raw!r}") from exc
+    days = _whole_number(env, name, default, "a whole number of days")
     if not least <= days <= most:
         raise ConfigError(f"{name} must be between {least} and {most}, got {days}")
     return days
@@ -391,16 +406,18 @@ class SandboxSettings:
 
 def sandbox_settings(env: Mapping[str, str] | None = None) -> SandboxSettings:
     env = os.environ if env is None else env
-    values = {}
-    for name, default in (("FLEET_SANDBOX_SEED", 42), ("FLEET_SANDBOX_DEVICES", 200)):
-        raw = _get(env, name)
-        try:
-            values[name] = int(raw) if raw else default
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if values["FLEET_SANDBOX_DEVICES"] < 1:
+    return SandboxSettings(seed=sandbox_seed(env), n_devices=sandbox_devices(env))
+
+
+def sandbox_seed(env: Mapping[str, str] | None = None) -> int:
+    return _whole_number(os.environ if env is None else env, "FLEET_SANDBOX_SEED", 42, "an integer")
+
+
+def sandbox_devices(env: Mapping[str, str] | None = None) -> int:
+    devices = _whole_number(os.environ if env is None else env, "FLEET_SANDBOX_DEVICES", 200, "an integer")
+    if devices < 1:
         raise ConfigError("FLEET_SANDBOX_DEVICES must be at least 1")
-    return SandboxSettings(seed=values["FLEET_SANDBOX_SEED"], n_devices=values["FLEET_SANDBOX_DEVICES"])
+    return devices
 
 
 @dataclass(frozen=True)
@@ -412,16 +429,52 @@ class StepRetrySettings:
 
 
 def step_retry_settings(env: Mapping[str, str] | None = None) -> StepRetrySettings:
+    return StepRetrySettings(max_retries=step_retries(env), delay_s=step_retry_delay_s(env))
+
+
+def step_retries(env: Mapping[str, str] | None = None) -> int:
+    retries = _whole_number(os.environ if env is None else env, "FLEET_STEP_RETRIES", 2, "an integer")
+    if retries < 0:
+        raise ConfigError(f"FLEET_STEP_RETRIES must not be negative, got {retries}")
+    return retries
+
+
+def step_retry_delay_s(env: Mapping[str, str] | None = None) -> float:
     env = os.environ if env is None else env
-    raw_retries = _get(env, "FLEET_STEP_RETRIES") or "2"
-    raw_delay = _get(env, "FLEET_STEP_RETRY_DELAY_S") or "60"
+    raw = _get(env, "FLEET_STEP_RETRY_DELAY_S") or "60"
     try:
-        retries, delay = int(raw_retries), float(raw_delay)
+        delay = float(raw)
     except ValueError as exc:
-        raise ConfigError(
-            f"FLEET_STEP_RETRIES must be an integer and FLEET_STEP_RETRY_DELAY_S a number of seconds, "
-            f"got {raw_retries!r} and {raw_delay!r}"
-        ) from exc
-    if retries < 0 or delay < 0:
-        raise ConfigError("FLEET_STEP_RETRIES and FLEET_STEP_RETRY_DELAY_S must not be negative")
-    return StepRetrySettings(max_retries=retries, delay_s=delay)
+        raise ConfigError(f"FLEET_STEP_RETRY_DELAY_S must be a number of seconds, got {raw!r}") from exc
+    if delay < 0:
+        raise ConfigError(f"FLEET_STEP_RETRY_DELAY_S must not be negative, got {raw!r}")
+    return delay
+
+
+# Every reader of a setting, each checking its own variables; a new setting adds its reader here.
+READERS = (
+    *VENDOR_SETTINGS.values(), tracksolid_mileage_unit, aovx_terminal_ids, partitions_start,
+    late_data_days, aovx_history_days, schedules_running, sandbox_seed, sandbox_devices, step_retries,
+    step_retry_delay_s,
+)
+
+
+def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
+    """Every setting read once: one message per bad variable, in reading order (empty when valid)."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    for read in READERS:
+        try:
+            read(env)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return list(dict.fromkeys(problems))
+
+
+def check_configuration(env: Mapping[str, str] | None = None) -> None:
+    """Raise one ConfigError listing every bad variable (one line each)."""
+    problems = configuration_problems(env)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} settings are invalid:\n  " + "\n  ".join(problems))

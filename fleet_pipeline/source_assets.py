@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb as duckdb_errors
 import polars as pl
+import requests
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -35,6 +36,7 @@ from dagster import (
     asset,
     multiprocess_executor,
 )
+from urllib3.exceptions import LocationParseError
 
 from fleet_pipeline import settings
 from fleet_pipeline.anomaly import (
@@ -53,6 +55,7 @@ from fleet_pipeline.http import (
 )
 from fleet_pipeline.fanout import chunked
 from fleet_pipeline.loader import (
+    AllRowsRejected,
     declared_table_schema,
     materialization_metadata,
     partition_metadata,
@@ -61,6 +64,7 @@ from fleet_pipeline.loader import (
     validate_batch,
     write_batch,
 )
+from fleet_pipeline.records import Col
 from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
 from fleet_pipeline.validation import SHARED_COLUMN_DESCRIPTIONS
 from fleet_pipeline.warehouse import Hold, TableRef, WarehouseResource
@@ -141,6 +145,24 @@ def unknown_as_null(*columns: str) -> list[pl.Expr]:
 
 
 @dataclass(frozen=True)
+class Table:
+    """What a raw table is made of: the pandera model its rows are validated with (and its columns
+    declared from), how vendor rows are typed into it (``columns``, see ``fleet_pipeline.records``),
+    and the columns that identify a row (``key``): a second row with the same key is a duplicate,
+    dropped by the loader and counted."""
+
+    model: Any
+    columns: Sequence[Col] = ()
+    key: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = self.model.to_schema().columns
+        unknown = [column for column in self.key if column not in declared]
+        if unknown:
+            raise ValueError(f"{self.model.__name__}: key columns {unknown} are not in the model")
+
+
+@dataclass(frozen=True)
 class Source:
     """One vendor's raw schema and asset group."""
 
@@ -149,7 +171,7 @@ class Source:
     vendor: str
     # the devices its tables are about: a partition with no rows while they exist is a warning
     fleet: Fleet
-    # table -> the pandera model its rows are validated with (and its columns declared from)
+    # table -> its Table (a bare pandera model declares a table without typing columns or key)
     tables: Mapping[str, Any] = field(default_factory=dict)
     # column (or "<table>.<column>") -> what it holds, for the UI; shared columns are described in
     # fleet_pipeline.validation
@@ -165,10 +187,14 @@ class Source:
                     or SHARED_COLUMN_DESCRIPTIONS.get(column))
         return describe
 
-    def model(self, table: str) -> Any:
+    def table(self, table: str) -> Table:
         if table not in self.tables:
             raise ValueError(f"{self.schema}.{table}: no pandera model declared in the Source's tables")
-        return self.tables[table]
+        declared = self.tables[table]
+        return declared if isinstance(declared, Table) else Table(declared)
+
+    def model(self, table: str) -> Any:
+        return self.table(table).model
 
     def asset(
         self,
@@ -288,6 +314,19 @@ class Extraction:
         return ("partition_date", list(self.days)) if self.days else ("snapshot_date", [self.now.date()])
 
 
+# Errors that say the configuration is wrong (a setting, a base URL that cannot be a URL): no retry
+# and no traceback can help, so the step fails with their message alone.
+_CONFIGURATION_ERRORS = (settings.ConfigError, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                         requests.exceptions.InvalidSchema, LocationParseError)
+
+
+def configuration_failure(error: BaseException) -> Failure:
+    """The step's failure for a configuration error: one line, raised ``from None`` by the caller so
+    that neither the CLI nor the UI prints a chain of tracebacks under it."""
+    text = " ".join(str(error).split())
+    return Failure(description=f"configuration error: {text}", allow_retries=False)
+
+
 @contextlib.contextmanager
 def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -> Iterator[Extraction]:
     # A run launched for a partition also carries its key into unpartitioned (snapshot) assets, so
@@ -296,9 +335,17 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     days = tuple(sorted(partition_day(key) for key in context.partition_keys)) if partitioned else ()
     if len(days) > 1:
         context.log.info(f"one run for {len(days)} partitions, {days[0]} to {days[-1]}")
-    with contextlib.closing(make_client()) as client:
+    try:
+        client = make_client()
+    except _CONFIGURATION_ERRORS as error:
+        raise configuration_failure(error) from None
+    with contextlib.closing(client):
         try:
             yield Extraction(client=client, days=days)
+        except Failure:
+            raise
+        except _CONFIGURATION_ERRORS as error:
+            raise configuration_failure(error) from None
         except Exception as error:
             if STEP_RETRY_POLICY is not None and not is_transient(error):
                 raise Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
@@ -328,7 +375,13 @@ def load(
     # Dagster partitions to describe and no row-count check.
     partitioned = context.assets_def.partitions_def is not None
     ref = TableRef(source.schema, table)
-    batch = validate_batch(ref, typed, source.model(table), key_column, key_values)
+    declared = source.table(table)
+    try:
+        batch = validate_batch(ref, typed, declared.model, key_column, key_values,
+                               unique_key=declared.key, vendor=source.vendor)
+    except AllRowsRejected as error:
+        # One line at the top of the failure, not a traceback through the loader.
+        raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None
     hold = Hold()
     with duckdb.get_connection(holder=f"{ref} (run {context.run_id[:8]})", on_wait=context.log.info,
                                hold=hold) as conn:
@@ -349,6 +402,11 @@ def load(
     context.log.info(
         f"{source.schema}.{table} {key_column}={outcome.partition_key}: {outcome.valid.height} rows "
         f"({outcome.rows_added:+d} vs before), {outcome.rejected} rejected, "
+        f"{outcome.duplicates} duplicates dropped, {len(outcome.field_issues)} field issues, "
         f"{metadata['api_calls']} API calls"
     )
+    if outcome.field_issues:
+        context.log.warning(f"{source.schema}.{table}: the vendor sent values that do not convert in kept rows "
+                            f"(stored NULL, listed in {source.schema}.field_issues): "
+                            f"{metadata['field_issue_reasons'].value}")
     return MaterializeResult(metadata=metadata, check_results=[*checks, *extra_checks])

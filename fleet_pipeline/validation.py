@@ -6,6 +6,11 @@ schema lazily (every failure, not just the first), keeps the rows that pass, and
 with a readable reason and the record as JSON — they go to the rejects table instead of being
 dropped silently. Only rejected records are serialised: a batch is mostly valid rows.
 
+Typing (``fleet_pipeline.records``) never raises on a vendor value; it lists what did not convert in
+:data:`ISSUES_COLUMN`. A row whose required field did not convert is rejected with that reason (the
+vendor's value, not a bare "null"); a row whose optional field did not convert is kept with the
+field NULL, and the problem is returned as a field issue so that the vendor's garbage stays visible.
+
 The reusable checks below (IMEI Luhn digit, coordinates) are shared by every vendor's schema.
 """
 
@@ -20,6 +25,10 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 RAW_COLUMN = "_raw"
+# Per row, the fields whose vendor value did not convert: a list of {field, value, reason}.
+ISSUES_COLUMN = "_issues"
+# What a reject or field issue names when the failing check is about the whole row.
+ROW_FIELD = "(row)"
 
 
 def raw_json(record: Any) -> str:
@@ -84,40 +93,112 @@ def ordered(data: PolarsData, start: str, end: str) -> pl.LazyFrame:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One rejected row, or one kept row with a field issue: which fields, their vendor values,
+    why, and the record as the vendor sent it (JSON)."""
+
+    fields: str
+    values: str | None
+    reason: str
+    record: str
+    # The reason without the vendor's values, to count problems by kind: "speed_kmh: not a number".
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SplitBatch:
     valid: pl.DataFrame
-    reasons: list[str]
-    records: list[str]
+    rejects: list[Problem]
+    field_issues: list[Problem]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [problem.reason for problem in self.rejects]
+
+    @property
+    def records(self) -> list[str]:
+        return [problem.record for problem in self.rejects]
 
     @property
     def rejected(self) -> int:
-        return len(self.reasons)
+        return len(self.rejects)
 
 
-def split_valid(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> SplitBatch:
-    """Validate ``frame`` against ``schema``; return passing rows (schema columns only) and rejects."""
-    if RAW_COLUMN not in frame.columns:
-        raise ValueError(f"batch for {schema.__name__} has no {RAW_COLUMN} column to report rejects with")
-    columns = list(schema.to_schema().columns)
-    indexed = frame.with_row_index("_row")
+FieldFailure = tuple[str, str | None, str, str]  # field, vendor value, reason, kind (reason without the value)
+
+
+def _schema_failures(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> dict[int, list[FieldFailure]]:
+    """Row index -> every check the row failed (pandera, lazily: all of them)."""
     try:
-        schema.validate(indexed.drop("_row", RAW_COLUMN), lazy=True)
-        failed: dict[int, list[str]] = {}
+        schema.validate(frame, lazy=True)
+        return {}
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         if cases.filter(pl.col("index").is_null()).height:
             # A schema-level failure (missing column, wrong dtype) is a defect in our typing code or
             # a vendor change, not a bad row: fail loudly instead of rejecting everything.
             raise
-        failed = {}
+        failed: dict[int, list[FieldFailure]] = {}
         for row in cases.iter_rows(named=True):
-            label = row["check"] if row["schema_context"] != "Column" else f"{row['column']}: {row['check']}"
-            failed.setdefault(int(row["index"]), []).append(label)
-    bad = sorted(failed)
-    rejected = indexed.filter(pl.col("_row").is_in(bad)).sort("_row")
-    valid = indexed.filter(~pl.col("_row").is_in(bad)).select(columns)
-    return SplitBatch(
-        valid=valid,
-        reasons=["; ".join(dict.fromkeys(failed[i])) for i in rejected["_row"].to_list()],
-        records=[raw_json(record) for record in rejected[RAW_COLUMN].to_list()],
+            if row["schema_context"] == "Column":
+                label = f"{row['column']}: {row['check']}"
+                failure = (row["column"], row["failure_case"], label, label)
+            else:
+                failure = (ROW_FIELD, None, row["check"], row["check"])
+            failed.setdefault(int(row["index"]), []).append(failure)
+        return failed
+
+
+def _typing_failures(frame: pl.DataFrame) -> dict[int, list[FieldFailure]]:
+    if ISSUES_COLUMN not in frame.columns:
+        return {}
+    flagged = frame.select(pl.int_range(pl.len()).alias("_row"), ISSUES_COLUMN).filter(
+        pl.col(ISSUES_COLUMN).list.len() > 0
     )
+    failures: dict[int, list[FieldFailure]] = {}
+    for row, issues in flagged.iter_rows():
+        for issue in issues:
+            failures.setdefault(row, []).append((
+                issue["field"], issue["value"], f"{issue['field']}: {issue['value']!r} is {issue['reason']}",
+                f"{issue['field']}: {issue['reason']}",
+            ))
+    return failures
+
+
+def _problem(failures: list[FieldFailure], record: Any) -> Problem:
+    failures = list(dict.fromkeys(failures))
+    # One value per failing field, in the order of the fields; "null" where the vendor sent none.
+    by_field: dict[str, str | None] = {}
+    for field, value, _, _ in failures:
+        if by_field.get(field) is None:
+            by_field[field] = value
+    return Problem(
+        fields="; ".join(by_field),
+        values=None if all(value is None for value in by_field.values())
+        else "; ".join("null" if value is None else str(value) for value in by_field.values()),
+        reason="; ".join(dict.fromkeys(reason for _, _, reason, _ in failures)),
+        record=raw_json(record),
+        kinds=tuple(dict.fromkeys(kind for _, _, _, kind in failures)),
+    )
+
+
+def split_valid(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> SplitBatch:
+    """Validate ``frame`` against ``schema``; return passing rows (schema columns only), rejects,
+    and the field issues of kept rows (an optional field whose vendor value did not convert)."""
+    if RAW_COLUMN not in frame.columns:
+        raise ValueError(f"batch for {schema.__name__} has no {RAW_COLUMN} column to report rejects with")
+    columns = list(schema.to_schema().columns)
+    checked = _schema_failures(frame.drop(RAW_COLUMN, ISSUES_COLUMN, strict=False), schema)
+    typing = _typing_failures(frame)
+    bad = sorted(checked)
+    raw = frame[RAW_COLUMN]
+    rejects = []
+    for i in bad:
+        mistyped = {failure[0] for failure in typing.get(i, [])}
+        # "not_nullable" on a field that did not convert says less than the typing reason does.
+        schema_reasons = [f for f in checked[i] if not (f[0] in mistyped and f[2].endswith("not_nullable"))]
+        rejects.append(_problem(typing.get(i, []) + schema_reasons, raw[i]))
+    issues = [_problem(typing[i], raw[i]) for i in sorted(set(typing) - set(checked))]
+    valid = frame.select(columns) if not bad else frame.with_row_index("_row").filter(
+        ~pl.col("_row").is_in(bad)).select(columns)
+    return SplitBatch(valid=valid, rejects=rejects, field_issues=issues)

@@ -38,6 +38,8 @@ from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
 
 REJECTS_TABLE = "rejects"
+# Kept rows whose optional field did not convert (stored NULL): same columns as the rejects.
+FIELD_ISSUES_TABLE = "field_issues"
 # How often a process waiting for the working file says so, and who holds it.
 LOCK_WAIT_REPORT_S = 30.0
 _LOCK_POLL_S = 0.1
@@ -255,26 +257,42 @@ def _replace_rows(
 
 
 def rejects_frame(
-    table: TableRef, partition_key: str, reasons: list[str], records: list[dict[str, Any]] | list[str]
+    table: TableRef, partition_key: str, reasons: list[str], records: list[dict[str, Any]] | list[str],
+    *, vendor: str | None = None, fields: list[str] | None = None, values: list[str | None] | None = None,
 ) -> pl.DataFrame:
-    """Rows that failed validation, with the reason and the record exactly as the vendor sent it."""
+    """Rows that failed validation, with the vendor, the failing fields and their values as sent, the
+    reason and the record exactly as the vendor sent it. The field issues of kept rows
+    (:data:`FIELD_ISSUES_TABLE`) have the same shape."""
     encoded = [r if isinstance(r, str) else json.dumps(r, default=str, sort_keys=True) for r in records]
+    count = len(reasons)
     return pl.DataFrame(
         {
-            "table_name": [table.name] * len(reasons),
-            "partition_key": [partition_key] * len(reasons),
+            "table_name": [table.name] * count,
+            "partition_key": [partition_key] * count,
+            "vendor": [vendor] * count,
+            "field": fields if fields is not None else [None] * count,
+            "value": values if values is not None else [None] * count,
             "reason": reasons,
             "record": encoded,
-            "rejected_at": [datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)] * len(reasons),
+            "rejected_at": [datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)] * count,
         },
         schema={
             "table_name": pl.String,
             "partition_key": pl.String,
+            "vendor": pl.String,
+            "field": pl.String,
+            "value": pl.String,
             "reason": pl.String,
             "record": pl.String,
             "rejected_at": pl.Datetime("us"),
         },
     )
+
+
+def problems_frame(table: TableRef, partition_key: str, problems: Sequence[Any], vendor: str | None) -> pl.DataFrame:
+    """:func:`rejects_frame` of ``validation.Problem`` objects (rejects or field issues)."""
+    return rejects_frame(table, partition_key, [p.reason for p in problems], [p.record for p in problems],
+                         vendor=vendor, fields=[p.fields for p in problems], values=[p.values for p in problems])
 
 
 def replace_partition(
@@ -300,13 +318,15 @@ def replace_partitions(
     key_column: str,
     key_values: Sequence[date],
     rejects: pl.DataFrame | None = None,
+    field_issues: pl.DataFrame | None = None,
 ) -> dict[date, ReplaceResult]:
     """Atomically swap the rows of several partitions (a backfill run's days) for ``frame``.
 
     One transaction for all of them: a run that fails leaves every one of its partitions as it
     was, never some days new and some old. A partition that ``frame`` has no rows for is emptied
     (the vendor reported nothing that day). ``rejects`` carry their partition in ``partition_key``
-    and replace the rejects of exactly these partitions.
+    and replace the rejects of exactly these partitions; so do ``field_issues``, in
+    ``<schema>.field_issues`` (created the first time a batch has any).
     """
     keys = list(dict.fromkeys(key_values))
     if not keys:
@@ -328,11 +348,12 @@ def replace_partitions(
     conn.execute("BEGIN TRANSACTION")
     try:
         before = _replace_rows(conn, table, frame, f'"{key_column}" IN ({placeholders})', keys, key_column)
+        of_partitions = f"table_name = ? AND partition_key IN ({placeholders})"
         if rejects is not None:
-            _replace_rows(
-                conn, rejects_table, rejects, f"table_name = ? AND partition_key IN ({placeholders})",
-                [table.name, *(str(k) for k in keys)],
-            )
+            _replace_rows(conn, rejects_table, rejects, of_partitions, [table.name, *(str(k) for k in keys)])
+        issues_table = TableRef(table.schema, FIELD_ISSUES_TABLE)
+        if field_issues is not None and (field_issues.height or _table_exists(conn, issues_table)):
+            _replace_rows(conn, issues_table, field_issues, of_partitions, [table.name, *(str(k) for k in keys)])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

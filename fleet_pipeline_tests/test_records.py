@@ -14,7 +14,7 @@ from fleet_pipeline import records
 from fleet_pipeline.records import Col, typed_frame
 from fleet_pipeline.sources.navixy.schemas import TRACKER_COLUMNS
 from fleet_pipeline.sources.tracksolid.schemas import TRACK_POINT_COLUMNS, TrackPointSchema
-from fleet_pipeline.validation import RAW_COLUMN, split_valid
+from fleet_pipeline.validation import ISSUES_COLUMN, RAW_COLUMN, split_valid
 
 KINDS = ("str", "float", "int", "bool", "time", "date")
 
@@ -34,8 +34,8 @@ def per_cell(rows: list[dict[str, Any]], columns: list[Col]) -> pl.DataFrame:
 def assert_same_as_per_cell(rows: list[dict[str, Any]], columns: list[Col]) -> pl.DataFrame:
     frame = typed_frame(rows, columns)
     expected = per_cell(rows, columns)
-    assert frame.columns == [*expected.columns, RAW_COLUMN]
-    assert frame.drop(RAW_COLUMN).schema == expected.schema
+    assert frame.columns == [*expected.columns, ISSUES_COLUMN, RAW_COLUMN]
+    assert frame.drop(ISSUES_COLUMN, RAW_COLUMN).schema == expected.schema
     for name in expected.columns:  # column by column, so a failure names the column
         got, want = frame[name].to_list(), expected[name].to_list()
         assert len(got) == len(want)
@@ -43,6 +43,12 @@ def assert_same_as_per_cell(rows: list[dict[str, Any]], columns: list[Col]) -> p
             same = (g == w and type(g) is type(w)) or (isinstance(g, float) and isinstance(w, float) and math.isnan(g) and math.isnan(w))
             assert same, f"{name}: {got} != {want}"
     assert frame[RAW_COLUMN].to_list() == rows
+    # A typing issue is exactly a cell whose text is not blank and does not convert.
+    texts = {col.name: [records._as_text(v) for v in records._pick(rows, col.sources)] for col in columns}
+    for i, issues in enumerate(frame[ISSUES_COLUMN].to_list()):
+        want = [col.name for col in columns if col.kind != "str" and (texts[col.name][i] or "").strip()
+                and expected[col.name][i] is None]
+        assert [issue["field"] for issue in issues] == want, f"row {i}: {issues}"
     return frame
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from fleet_pipeline import settings
 
+BIN = Path(sys.executable).parent
 CREDS = {
     "TRACKSOLID_APP_KEY": "key",
     "TRACKSOLID_APP_SECRET": "s3cret-value",
@@ -88,3 +93,44 @@ def test_partitions_start_at_the_vendors_retention_unless_configured():
     today = date(2026, 12, 4)
     assert settings.partitions_start({}, today=today) == "2026-09-05"
     assert settings.partitions_start({"FLEET_PARTITIONS_START": "2026-11-01"}, today=today) == "2026-11-01"
+
+
+BAD_SETTINGS = {
+    "FLEET_LATE_DATA_DAYS": "three",
+    "FLEET_STEP_RETRIES": "two",
+    "FLEET_STEP_RETRY_DELAY_S": "soon",
+    "FLEET_SANDBOX_DEVICES": "0",
+    "FLEET_SCHEDULES_RUNNING": "maybe",
+    "FLEET_PARTITIONS_START": "yesterday",
+    "TRACKSOLID_MILEAGE_UNIT": "miles",
+}
+
+
+def test_every_bad_setting_is_reported_together_one_message_each():
+    problems = settings.configuration_problems(BAD_SETTINGS)
+    assert len(problems) == len(BAD_SETTINGS)
+    for name, value in BAD_SETTINGS.items():
+        [message] = [p for p in problems if p.startswith(name)]
+        assert "\n" not in message and (value in message or name == "FLEET_SANDBOX_DEVICES")
+    with pytest.raises(settings.ConfigError) as error:
+        settings.check_configuration(BAD_SETTINGS)
+    assert str(error.value).count("\n") == len(BAD_SETTINGS)
+    assert settings.configuration_problems({}) == []
+
+
+def _clean_env(tmp_path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_", "FLEET_", "DAGSTER_"))}
+    return {**env, "FLEET_DATA_DIR": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home"), **extra}
+
+
+def test_a_bad_late_data_window_fails_config_and_definition_loading_not_the_schedule_tick(tmp_path):
+    env = _clean_env(tmp_path, FLEET_LATE_DATA_DAYS="three")
+    config = subprocess.run([str(BIN / "fleet-pipeline"), "config"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert config.returncode != 0
+    assert "FLEET_LATE_DATA_DAYS must be a whole number of days, got 'three'" in config.stderr + config.stdout
+    loading = subprocess.run([sys.executable, "-c", "import fleet_pipeline.definitions"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert loading.returncode != 0
+    assert "ConfigError: FLEET_LATE_DATA_DAYS must be a whole number of days" in loading.stderr

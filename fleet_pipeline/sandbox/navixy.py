@@ -133,11 +133,15 @@ Methods (dates as above; `t` = tracker_id param, `T` = trackers param, int array
 
 `corrupt_rows_next` (knob) damages the next N data rows served by tracker/list (IMEI with a
 wrong check digit), track/read, get_last_gps_point, get_state(s) and history (latitude 123.456).
+`garble_first_row` (knob, method -> {dotted field: value}) sets fields of the first row of the
+next answer of that method to the value given (a wrong type, say), once; `repeat_first_row` (knob,
+a set of methods) serves the first row of the next answer of each method twice, once.
 """
 
 from __future__ import annotations
 
 import calendar
+import copy
 import hashlib
 import hmac
 import json
@@ -145,7 +149,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -263,6 +267,8 @@ class NavixyKnobs(FaultKnobs):
     blocked_tracker_ids: set[int] | None = None
     deleted_tracker_ids: set[int] | None = None
     corrupt_rows_next: int = 0
+    garble_first_row: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repeat_first_row: set[str] = field(default_factory=set)
     simplify_tolerance_m: float = 25.0
     max_states_trackers: int = 2000
     max_track_span_days: int = 30
@@ -576,6 +582,8 @@ class NavixyApp:
             payload = route.handler(self, call)
             if self.knobs.corrupt_rows_next and method in _ROW_METHODS:
                 _corrupt_rows(method, payload, self.knobs)
+            if self.knobs.garble_first_row or self.knobs.repeat_first_row:
+                _garble_first_row(method, payload, self.knobs)
         except _NavixyError as exc:
             return _error_response(method, exc)
         return Response.json(_drop_nulls({"success": True, **payload}), vendor_method=method)
@@ -1269,6 +1277,25 @@ def _drop_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_drop_nulls(v) for v in value]
     return value
+
+
+def _garble_first_row(method: str, payload: dict[str, Any], knobs: NavixyKnobs) -> None:
+    """Apply `garble_first_row` and `repeat_first_row` to the first row of a list answer, once."""
+    rows = payload.get("list")
+    if not isinstance(rows, list) or not rows:
+        return
+    with knobs._lock:
+        values = knobs.garble_first_row.pop(method, None)
+        repeat = method in knobs.repeat_first_row
+        knobs.repeat_first_row.discard(method)
+    for path, value in (values or {}).items():
+        *parents, name = path.split(".")
+        node = rows[0]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = value
+    if repeat:
+        rows.insert(1, copy.deepcopy(rows[0]))
 
 
 def _corrupt_rows(method: str, payload: dict[str, Any], knobs: NavixyKnobs) -> None:

@@ -24,7 +24,7 @@ from fleet_pipeline import settings
 from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.partitions import MONTH_PER_RUN, days_between
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Extraction, Source, extraction, load
+from fleet_pipeline.source_assets import Extraction, Source, Table, extraction, load
 from fleet_pipeline.sources.aovx import schemas
 from fleet_pipeline.sources.aovx.client import AovxClient
 from fleet_pipeline.sources.aovx.resources import AovxResource
@@ -35,9 +35,9 @@ SOURCE = Source(
     # AOVX devices are tracked on Navixy: its tracker list says how many there are
     fleet=Fleet("AOVX devices on Navixy", ((TableRef("raw_navixy", "trackers"), "model ilike 'aovx%'"),)),
     tables={
-        "ota_reports": schemas.OtaReportSchema,
-        "ota_history": schemas.OtaReportSchema,
-        "terminals": schemas.TerminalSchema,
+        "ota_reports": Table(schemas.OtaReportSchema, schemas.OTA_REPORT_COLUMNS, key=("attempt_id",)),
+        "ota_history": Table(schemas.OtaReportSchema, schemas.OTA_REPORT_COLUMNS, key=("attempt_id",)),
+        "terminals": Table(schemas.TerminalSchema, schemas.TERMINAL_COLUMNS, key=("terminal_id",)),
     },
     column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )

@@ -29,6 +29,7 @@ Rows are returned as sent: ``upgradeInfo`` stays a JSON string, times stay vendo
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -177,7 +178,7 @@ class AovxClient(VendorClient):
                 total, pages, page = self._report_page(ids, start, end, page_num)
                 totals.add(total)
                 for row in page:
-                    marks.add(str(row["mark"]))
+                    marks.add(_mark(row))
                     _keep_latest(seen, row)
                 if not page:
                     break
@@ -280,9 +281,15 @@ def _timestamp(row: dict[str, Any]) -> int:
         return 0
 
 
+def _mark(row: dict[str, Any]) -> str:
+    """The attempt id; a row without one is kept once per content (validation rejects it)."""
+    mark = row.get("mark")
+    return str(mark) if mark is not None else "no mark: " + json.dumps(row, sort_keys=True, default=str)
+
+
 def _keep_latest(rows: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:
     """Merge by attempt id; a later update of the same attempt replaces the earlier one."""
-    mark = str(row["mark"])
+    mark = _mark(row)
     known = rows.get(mark)
     if known is None or _timestamp(row) >= _timestamp(known):
         rows[mark] = row

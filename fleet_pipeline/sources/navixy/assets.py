@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, MaterializeResult
 from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, load, unknown_as_null
+from fleet_pipeline.source_assets import Source, Table, extraction, load, unknown_as_null
 from fleet_pipeline.sources.navixy import schemas
 from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
@@ -28,13 +28,14 @@ SOURCE = Source(
     # a blocked tracker's data is refused (217): only the others are expected to have rows
     fleet=Fleet("Navixy trackers not blocked", ((TableRef("raw_navixy", "trackers"), "not blocked"),)),
     tables={
-        "trackers": schemas.TrackerSchema,
-        "states": schemas.StateSchema,
-        "sensor_readings": schemas.SensorReadingSchema,
-        "trips": schemas.TripSchema,
-        "track_points": schemas.TrackPointSchema,
-        "events": schemas.EventSchema,
-        "mileage_daily": schemas.MileageSchema,
+        "trackers": Table(schemas.TrackerSchema, schemas.TRACKER_COLUMNS, key=("tracker_id",)),
+        "states": Table(schemas.StateSchema, schemas.STATE_COLUMNS, key=("tracker_id",)),
+        "sensor_readings": Table(schemas.SensorReadingSchema, schemas.SENSOR_COLUMNS,
+                                 key=("tracker_id", "source", "sensor")),
+        "trips": Table(schemas.TripSchema, schemas.TRIP_COLUMNS, key=("tracker_id", "start_time")),
+        "track_points": Table(schemas.TrackPointSchema, schemas.TRACK_POINT_COLUMNS, key=("tracker_id", "gps_time")),
+        "events": Table(schemas.EventSchema, schemas.EVENT_COLUMNS, key=("event_id",)),
+        "mileage_daily": Table(schemas.MileageSchema, schemas.MILEAGE_COLUMNS, key=("tracker_id", "local_date")),
     },
     column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
@@ -43,20 +44,22 @@ SENSOR_SOURCES = ("diagnostics", "fuel", "readings")
 
 
 def _with_imei(rows: list[dict[str, Any]], imeis: dict[int, str]) -> list[dict[str, Any]]:
-    return [{**row, "imei": imeis.get(int(row["tracker_id"]))} for row in rows]
+    """Each row with its tracker's IMEI; a tracker id that is not a known tracker (or not a number)
+    gets none, so that validation rejects the row with its reason instead of the step failing."""
+    by_text = {str(tracker_id): imei for tracker_id, imei in imeis.items()}
+    return [{**row, "imei": by_text.get(str(row.get("tracker_id")).strip())} for row in rows]
 
 
 class _PerTracker:
     """One-tracker-a-call reads (``fetch(tracker_id)`` -> WindowRows) as typed chunks of trackers.
 
     Calls run concurrently and each chunk is typed as soon as it is complete (see
-    ``Extraction.per_device``); ``limit_exceeded`` and ``duplicates`` are gathered on the way.
+    ``Extraction.per_device``); ``limit_exceeded`` is gathered on the way.
     """
 
     def __init__(self, context: AssetExecutionContext, run: Any, label: str, fetch: Any) -> None:
         self.context, self.run, self.label, self.fetch = context, run, label, fetch
         self.exceeded = False
-        self.duplicates = 0
 
     def chunks(self, tracker_ids: list[int], imeis: dict[int, str], shape: Any) -> Iterator[pl.DataFrame]:
         for chunk in self.run.per_device(self.context, self.label, tracker_ids, self.fetch):
@@ -185,18 +188,13 @@ def track_points(context: AssetExecutionContext, navixy: NavixyResource, duckdb:
         reads = _PerTracker(context, run, "track/read", lambda tid: run.client.track_points(tid, begin, end))
 
         def shape(rows: list[dict[str, Any]]) -> pl.DataFrame:
-            typed = run.by_day(
+            return run.by_day(
                 typed_frame(rows, schemas.TRACK_POINT_COLUMNS).with_columns(*unknown_as_null("speed_kmh", "heading_deg")),
                 "gps_time",
             )
-            # A chunk holds whole trackers, so deduplicating per chunk is complete.
-            deduplicated = typed.unique(subset=["tracker_id", "gps_time"], keep="last", maintain_order=True)
-            reads.duplicates += typed.height - deduplicated.height
-            return deduplicated
 
         return load(context, duckdb, SOURCE, run, "track_points",
                     reads.chunks(navixy.active_tracker_ids(run.client), imeis, shape),
-                    duplicates_dropped=lambda: reads.duplicates,
                     storage_limit_exceeded=_exceeded_note(context, reads))
 
 
@@ -209,10 +207,7 @@ def events(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareh
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
         rows = run.client.events(navixy.active_tracker_ids(run.client), *run.bounds)
-        typed = (
-            run.by_day(typed_frame(_with_imei(rows, imeis), schemas.EVENT_COLUMNS), "event_time")
-            .unique(subset=["event_id"], keep="last", maintain_order=True)
-        )
+        typed = run.by_day(typed_frame(_with_imei(rows, imeis), schemas.EVENT_COLUMNS), "event_time")
         return load(context, duckdb, SOURCE, run, "events", typed)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import copy
 import logging
 import random
@@ -58,6 +59,7 @@ from fleet_pipeline.http import (
     VendorResponseError,
     retry_after_s,
 )
+from fleet_pipeline.records import INVALID_FIELDS
 from fleet_pipeline.shared_files import SharedJsonFile, cache_key
 
 logger = logging.getLogger("fleet_pipeline.sources.navixy")
@@ -242,9 +244,17 @@ def convert_times(
     """Replace the date-time strings at ``paths`` in ``node`` (in place) by naive-UTC datetimes.
 
     Absent and null fields are left alone: the API omits null fields, and new fields may appear.
+    A value that is not a date-time with an offset is left as sent and named, with the reason, in
+    the row's ``records.INVALID_FIELDS``: typing then rejects the row (or, for an optional field,
+    keeps it with the field NULL) instead of the whole answer failing.
     """
     for path in paths:
-        _convert_path(node, path.split("."), clock, method, path)
+        try:
+            _convert_path(node, path.split("."), clock, method, path)
+        except VendorResponseError:
+            if "*" in path or not isinstance(node, dict):
+                raise
+            node.setdefault(INVALID_FIELDS, {})[path] = "not a date-time with a UTC offset"
     return node
 
 
@@ -292,16 +302,28 @@ def _halves(begin: datetime, end: datetime) -> tuple[tuple[datetime, datetime], 
     return (begin, middle), (middle, end)
 
 
-def _require_time(rows: list[Any], key: str, method: str) -> None:
-    """A row without its time cannot be placed in a window: refuse it rather than drop it."""
+def _require_rows(rows: list[Any], method: str) -> None:
+    """Rows are objects; anything else means the answer's shape is not what the API documents."""
     for row in rows:
-        if not isinstance(row, dict) or not isinstance(row.get(key), datetime):
-            raise VendorResponseError(VENDOR, method, f"a row has no {key!r}")
+        if not isinstance(row, dict):
+            raise VendorResponseError(VENDOR, method, f"a row is {type(row).__name__}, not an object")
+
+
+def _timed(row: dict[str, Any], key: str) -> bool:
+    return isinstance(row.get(key), datetime)
 
 
 def _in_window(rows: Iterable[dict[str, Any]], key: str, begin: datetime, end: datetime
                ) -> list[dict[str, Any]]:
-    return [r for r in rows if isinstance(r.get(key), datetime) and begin <= r[key] < end]
+    """The rows of ``[begin, end)``, and the rows whose time is missing or unreadable: those cannot
+    be placed, so they are handed on for validation to reject with their reason, not dropped."""
+    return [r for r in rows if not _timed(r, key) or begin <= r[key] < end]
+
+
+def _by_time(key: str, *then: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Sort key: rows without a readable time first, then by time (and ``then`` as text)."""
+    return lambda r: (_timed(r, key), r[key] if _timed(r, key) else datetime.min,
+                      *(str(r.get(name)) for name in then))
 
 
 def _list_of(payload: dict[str, Any], key: str, method: str) -> list[Any]:
@@ -596,9 +618,9 @@ class NavixyClient(VendorClient):
             "include_gsm_lbs": True,
         })
         points = _list_of(payload, "list", TRACK_READ)
+        _require_rows(points, TRACK_READ)
         for point in points:
             convert_times(point, POINT_TIME_FIELDS, clock, TRACK_READ)
-        _require_time(points, "get_time", TRACK_READ)
         return WindowRows(_in_window(points, "get_time", begin, end),
                           bool(payload.get("limit_exceeded")))
 
@@ -623,7 +645,7 @@ class NavixyClient(VendorClient):
             part = self._split_on_211(method, lo, hi, lambda a, b: fetch(tracker_id, a, b))
             rows.extend(part.rows)
             exceeded |= part.limit_exceeded
-        rows.sort(key=lambda r: r[time_key])
+        rows.sort(key=_by_time(time_key))
         if exceeded:
             self._warn_limit_exceeded(method, tracker_id, begin, end)
         return WindowRows(rows, exceeded)
@@ -642,9 +664,9 @@ class NavixyClient(VendorClient):
             "cluster_single_reports": False,
         })
         tracks = _list_of(payload, "list", TRACK_LIST)
+        _require_rows(tracks, TRACK_LIST)
         for track in tracks:
             convert_times(track, TRIP_TIME_FIELDS, clock, TRACK_LIST)
-        _require_time(tracks, "start_date", TRACK_LIST)
         return WindowRows(_in_window(tracks, "start_date", begin, end),
                           bool(payload.get("limit_exceeded")))
 
@@ -703,7 +725,7 @@ class NavixyClient(VendorClient):
         for _, of_batch in self.fan_out(_batches(ids, HISTORY_BATCH), batch_events):
             found.update(of_batch)
         rows = _in_window(found.values(), "time", begin, end)
-        rows.sort(key=lambda r: (r["time"], str(r.get("id"))))
+        rows.sort(key=_by_time("time", "id"))
         return rows
 
     def _events_window(self, batch: list[int], begin: datetime, end: datetime,
@@ -724,6 +746,9 @@ class NavixyClient(VendorClient):
             new = self._absorb(page, found)
             if not self._is_full(page):
                 return
+            if not _timed(page.rows[-1], "time"):
+                raise VendorResponseError(VENDOR, HISTORY_LIST, "a full page of events has no readable "
+                                          "'time': the method cannot be paged past it")
             last = page.rows[-1]["time"]
             if new == 0:
                 self._past_crowded_second(batch, last, end, found)
@@ -743,7 +768,8 @@ class NavixyClient(VendorClient):
         if self._history_from_exclusive is None:
             # No row at or before ``second`` (even an empty page) means the known event there
             # was excluded: the platform's ``from`` is exclusive.
-            self._history_from_exclusive = not (page.rows and page.rows[0]["time"] <= second)
+            timed = [row["time"] for row in page.rows if _timed(row, "time")]
+            self._history_from_exclusive = not (timed and timed[0] <= second)
             if self._history_from_exclusive:
                 logger.info("navixy %s: 'from' is exclusive on this platform", HISTORY_LIST)
                 return self._history_page(batch, second - ONE_SECOND, end)
@@ -778,14 +804,12 @@ class NavixyClient(VendorClient):
             "ascending": True,
         })
         events = _list_of(payload, "list", HISTORY_LIST)
+        _require_rows(events, HISTORY_LIST)
         for event in events:
             convert_times(event, EVENT_TIME_FIELDS, clock, HISTORY_LIST)
-        _require_time(events, "time", HISTORY_LIST)
-        for event in events:
-            if event.get("id") is None:
-                raise VendorResponseError(VENDOR, HISTORY_LIST, "an event has no 'id'")
-        # Ascending is asked for; sorting again makes the paging cursor independent of it.
-        events.sort(key=lambda e: e["time"])
+        # Ascending is asked for; sorting again makes the paging cursor independent of it (rows
+        # without a readable time come first: the cursor is the last readable one).
+        events.sort(key=_by_time("time"))
         return WindowRows(events, bool(payload.get("limit_exceeded")))
 
     def _is_full(self, page: WindowRows) -> bool:
@@ -795,8 +819,11 @@ class NavixyClient(VendorClient):
     def _absorb(page: WindowRows, found: dict[Any, dict[str, Any]]) -> int:
         new = 0
         for event in page.rows:
-            if event["id"] not in found:
-                found[event["id"]] = event
+            # An event without an id is kept (validation rejects it), once per distinct content.
+            key = event.get("id")
+            key = key if key is not None else ("no id", json.dumps(event, sort_keys=True, default=str))
+            if key not in found:
+                found[key] = event
                 new += 1
         return new
 

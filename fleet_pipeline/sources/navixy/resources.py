@@ -63,8 +63,21 @@ class NavixyResource(VendorResource):
         return list(self.memo("trackers", client.trackers))
 
     def imei_by_tracker(self, client: NavixyClient) -> dict[int, str]:
-        return {int(t["id"]): str((t.get("source") or {}).get("device_id")) for t in self.trackers(client)}
+        """IMEI by tracker id; a tracker whose id is not a number is left out here (the trackers
+        table rejects its row with the reason)."""
+        return {tracker_id: str((t.get("source") or {}).get("device_id"))
+                for t, tracker_id in self._identified(client)}
 
     def active_tracker_ids(self, client: NavixyClient) -> list[int]:
         """Trackers that are not tariff-blocked: history and stats refuse a call naming a blocked one."""
-        return sorted(int(t["id"]) for t in self.trackers(client) if not (t.get("source") or {}).get("blocked"))
+        return sorted(tracker_id for t, tracker_id in self._identified(client)
+                      if not (t.get("source") or {}).get("blocked"))
+
+    def _identified(self, client: NavixyClient) -> list[tuple[dict[str, Any], int]]:
+        identified = []
+        for tracker in self.trackers(client):
+            try:
+                identified.append((tracker, int(tracker["id"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return identified

@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, MaterializeResult
 
 from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, load
+from fleet_pipeline.source_assets import Source, Table, extraction, load
 from fleet_pipeline.sources.telesto import schemas
 from fleet_pipeline.sources.telesto.resources import TelestoResource
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
@@ -21,7 +21,7 @@ SOURCE = Source(
     fleet=Fleet("devices in service (Tracksolid and Navixy)",
                 ((TableRef("raw_tracksolid", "devices"), "true"), (TableRef("raw_navixy", "trackers"), "true"))),
     tables={
-        "products": schemas.ProductSchema,
+        "products": Table(schemas.ProductSchema, schemas.PRODUCT_COLUMNS, key=("product_id",)),
     },
     column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )

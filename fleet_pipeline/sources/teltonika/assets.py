@@ -15,7 +15,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, extraction, load
+from fleet_pipeline.source_assets import Source, Table, extraction, load
 from fleet_pipeline.sources.teltonika import schemas
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
@@ -26,10 +26,10 @@ SOURCE = Source(
     schema="raw_teltonika", group="teltonika", vendor="Teltonika FOTA WEB",
     fleet=Fleet("Teltonika FOTA devices", ((TableRef("raw_teltonika", "devices"), "true"),)),
     tables={
-        "devices": schemas.DeviceSchema,
-        "groups": schemas.GroupSchema,
-        "tasks": schemas.TaskSchema,
-        "batches": schemas.BatchSchema,
+        "devices": Table(schemas.DeviceSchema, schemas.DEVICE_COLUMNS, key=("imei",)),
+        "groups": Table(schemas.GroupSchema, schemas.GROUP_COLUMNS, key=("group_id",)),
+        "tasks": Table(schemas.TaskSchema, schemas.TASK_COLUMNS, key=("task_id",)),
+        "batches": Table(schemas.BatchSchema, schemas.BATCH_COLUMNS, key=("batch_id",)),
     },
     column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )

@@ -16,7 +16,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetE
 from fleet_pipeline.anomaly import Fleet
 from fleet_pipeline.records import typed_frame
 from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
-from fleet_pipeline.source_assets import Source, extraction, load, unknown_as_null
+from fleet_pipeline.source_assets import Source, Table, extraction, load, unknown_as_null
 from fleet_pipeline.sources.tracksolid import schemas
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
 from fleet_pipeline.warehouse import TableRef, WarehouseResource
@@ -25,12 +25,13 @@ SOURCE = Source(
     schema="raw_tracksolid", group="tracksolid", vendor="Tracksolid Pro (Jimi IoT)",
     fleet=Fleet("Tracksolid devices", ((TableRef("raw_tracksolid", "devices"), "true"),)),
     tables={
-        "devices": schemas.DeviceSchema,
-        "positions": schemas.PositionSchema,
-        "trips": schemas.TripSchema,
-        "track_points": schemas.TrackPointSchema,
-        "parking": schemas.ParkingSchema,
-        "alarms": schemas.AlarmSchema,
+        "devices": Table(schemas.DeviceSchema, schemas.DEVICE_COLUMNS, key=("imei",)),
+        "positions": Table(schemas.PositionSchema, schemas.POSITION_COLUMNS, key=("imei",)),
+        "trips": Table(schemas.TripSchema, schemas.TRIP_COLUMNS, key=("imei", "start_time")),
+        # Overlapping windows and re-uploads return the same fix twice; the last copy wins.
+        "track_points": Table(schemas.TrackPointSchema, schemas.TRACK_POINT_COLUMNS, key=("imei", "gps_time")),
+        "parking": Table(schemas.ParkingSchema, schemas.PARKING_COLUMNS, key=("imei", "start_time")),
+        "alarms": Table(schemas.AlarmSchema, schemas.ALARM_COLUMNS, key=("imei", "alarm_time", "alarm_type_id")),
     },
     column_descriptions=schemas.COLUMN_DESCRIPTIONS,
 )
@@ -56,7 +57,8 @@ def devices(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
         rows = [
             {**row, **detail, "_account": row["_account"]}
             for chunk in run.per_device(context, "device detail", listed,
-                                        lambda row: run.client.device_detail(str(row["imei"])))
+                                        lambda row: run.client.device_detail(str(row["imei"]))
+                                        if row.get("imei") is not None else {})
             for row, detail in chunk
         ]
         typed = typed_frame(rows, schemas.DEVICE_COLUMNS).with_columns(
@@ -168,28 +170,20 @@ def trips(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb
 def track_points(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         imeis = tracksolid.imeis(run.client)
-        duplicates = 0
-
         def typed_chunks() -> Iterator[pl.DataFrame]:
-            nonlocal duplicates
             for chunk in run.per_device(context, "track.list", imeis,
                                         lambda imei: run.client.track_points(imei, *run.bounds)):
                 rows = [{**point, "imei": imei} for imei, points in chunk for point in points]
-                typed = run.by_day(
+                yield run.by_day(
                     typed_frame(rows, schemas.TRACK_POINT_COLUMNS)
                     .with_columns(*unknown_as_null("speed_kmh", "direction_deg"))
                     .with_columns(reuploaded=(pl.col("gps_mode") == "1").fill_null(False))
                     .drop("gps_mode"),
                     "gps_time",
                 )
-                # Overlapping windows and re-uploads return the same fix twice; the last copy
-                # wins. A chunk holds whole devices, so deduplicating per chunk is complete.
-                deduplicated = typed.unique(subset=["imei", "gps_time"], keep="last", maintain_order=True)
-                duplicates += typed.height - deduplicated.height
-                yield deduplicated
 
         return load(context, duckdb, SOURCE, run, "track_points", typed_chunks(),
-                     devices_queried=len(imeis), duplicates_dropped=lambda: duplicates)
+                     devices_queried=len(imeis))
 
 
 @_asset(
@@ -205,10 +199,7 @@ def parking(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
         rows: list[dict[str, Any]] = []
         for account, imeis in tracksolid.imeis_by_account(run.client).items():
             rows.extend(run.client.parking(account, imeis, *run.bounds))
-        typed = (
-            run.by_day(typed_frame(rows, schemas.PARKING_COLUMNS), "start_time")
-            .unique(subset=["imei", "start_time"], keep="last", maintain_order=True)
-        )
+        typed = run.by_day(typed_frame(rows, schemas.PARKING_COLUMNS), "start_time")
         return load(context, duckdb, SOURCE, run, "parking", typed)
 
 
@@ -223,11 +214,8 @@ def parking(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
 def alarms(context: AssetExecutionContext, tracksolid: TracksolidResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, tracksolid.client) as run:
         rows = run.client.alarms(tracksolid.imeis(run.client), *run.bounds)
-        typed = (
-            run.by_day(typed_frame(rows, schemas.ALARM_COLUMNS).with_columns(*unknown_as_null("speed_kmh")),
-                       "alarm_time")
-            .unique(subset=["imei", "alarm_time", "alarm_type_id"], keep="last", maintain_order=True)
-        )
+        typed = run.by_day(typed_frame(rows, schemas.ALARM_COLUMNS).with_columns(*unknown_as_null("speed_kmh")),
+                           "alarm_time")
         return load(context, duckdb, SOURCE, run, "alarms", typed)
 
 

@@ -101,16 +101,20 @@ class TracksolidResource(VendorResource):
             names = [str(account["account"]) for account in client.accounts()]
             for name, listed in client.fan_out(names, client.devices):
                 for row in listed:
-                    rows.setdefault(str(row["imei"]), {**row, "_account": name})
+                    # A device listed without an IMEI is kept for the devices table to reject.
+                    imei = row.get("imei")
+                    key = str(imei) if imei is not None else f"~no imei {name} {len(rows)}"
+                    rows.setdefault(key, {**row, "_account": name})
             return [rows[imei] for imei in sorted(rows)]
 
         return list(self.memo("inventory", walk))
 
     def imeis(self, client: TracksolidClient) -> list[str]:
-        return [str(row["imei"]) for row in self.inventory(client)]
+        return [str(row["imei"]) for row in self.inventory(client) if row.get("imei") is not None]
 
     def imeis_by_account(self, client: TracksolidClient) -> dict[str, list[str]]:
         grouped: dict[str, list[str]] = {}
         for row in self.inventory(client):
-            grouped.setdefault(row["_account"], []).append(str(row["imei"]))
+            if row.get("imei") is not None:
+                grouped.setdefault(row["_account"], []).append(str(row["imei"]))
         return grouped
