@@ -160,7 +160,7 @@ def test_an_empty_partition_of_a_fleet_with_devices_warns_with_the_reason(tmp_pa
                                           token=sandbox_aovx.TOKEN, terminal_ids=terminal_ids,
                                           cache_dir=str(tmp_path / "cache")),
                      "duckdb": WarehouseResource(database=database)}
-        result = materialize(aovx_assets.aovx_assets, resources=resources, instance=DagsterInstance.ephemeral(),
+        result = materialize([aovx_assets.ota_reports], resources=resources, instance=DagsterInstance.ephemeral(),
                              tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
         assert result.success
         return _empty_check(result)
