@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from fleet_pipeline import schedules, settings
 from fleet_pipeline.freshness import OVERDUE_SECONDS, expected_partition
 from fleet_pipeline.freshness import SENSOR_NAME as FRESHNESS_SENSOR
-from fleet_pipeline.reporting.dbt_assets import LAYERS
+from fleet_pipeline.reporting.dbt_translator import LAYERS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
