@@ -204,12 +204,17 @@ def test_the_asset_graph_shows_every_vendor_and_layer(project: Project, page: Pa
         expect(page.get_by_text(group, exact=True).first).to_be_visible()
     screenshot(page, "01_asset_graph")
 
-    # One layer opened: the marts a person reads, each with its own node.
+    # One layer opened: its lineage (taller than the window: the marts' upstream models around
+    # them), then its list, where a person finds every mart without scrolling the graph.
     page.goto(f"{project.base_url}/locations/{CODE_LOCATION}/asset-groups/marts")
-    for mart in ("mileage_daily", "parking_daily", "alarms_daily", "firmware_rollout", "stock_daily"):
-        expect(page.get_by_text(mart, exact=True).first).to_be_visible()
+    expect(page.get_by_text("mileage_daily", exact=True).first).to_be_visible()
     expect(page.get_by_text("Loading...")).to_have_count(0)  # each node's status, as a person waits for it
     screenshot(page, "02_asset_graph_marts")
+    page.get_by_role("tab", name="List").click()
+    for mart in ("mileage_daily", "parking_daily", "parking_events", "alarms_daily", "firmware_rollout",
+                 "stock_daily"):
+        expect(page.locator(f'a[href="/assets/marts/{mart}"]').first).to_be_visible()
+    screenshot(page, "02_asset_group_marts_list")
 
 
 def test_a_raw_asset_lists_its_loaded_and_missing_days(project: Project, page: Page) -> None:
