@@ -7,8 +7,8 @@
 -- (Tracksolid) and stops derived from track points for every platform. A derived stop is a run of
 -- stationary fixes (speed <= stop_speed_kmh) at one place (within stop_max_drift_m of the previous
 -- fix), kept from stop_min_duration_s on. It ends at the departure: the next fix, when that one is
--- moving and comes within stop_max_gap_s; after a longer silence, or when the device reappears
--- elsewhere (it moved unseen), at its last fix. A stop is ONE row however many UTC midnights it
+-- moving and comes within stop_max_gap_s or from the stop's own place; after a longer silence that
+-- ends elsewhere (it moved unseen), at its last fix. A stop is ONE row however many UTC midnights it
 -- runs past (the evening parking ends the next morning, a weekend parking on Monday), in the
 -- partition of the day it started; a stop with no departure in the loaded data yet is `is_open`,
 -- ended at its last fix so far.
@@ -65,7 +65,9 @@ neighbours as (
         lag(lat) over w as prev_lat,
         lag(lng) over w as prev_lng,
         lead(gps_time) over w as next_gps_time,
-        lead(is_stationary) over w as next_is_stationary
+        lead(is_stationary) over w as next_is_stationary,
+        lead(lat) over w as next_lat,
+        lead(lng) over w as next_lng
     from fixes
     window w as (partition by imei order by gps_time)
 ),
@@ -85,8 +87,12 @@ flagged as (
         end as starts_stop,
         case
             when next_gps_time is null then gps_time
+            -- a departure from the very place of the stop ends it however long the silence
+            -- before it: the vehicle stood there all along (a parked device that sent nothing, or
+            -- whose fixes of the stop are still in its buffer)
             when not next_is_stationary
-                 and date_diff('second', gps_time, next_gps_time) <= {{ var('stop_max_gap_s') }}
+                 and (date_diff('second', gps_time, next_gps_time) <= {{ var('stop_max_gap_s') }}
+                      or {{ haversine_km('lat', 'lng', 'next_lat', 'next_lng') }} <= {{ drift_km }})
             then next_gps_time
             else gps_time
         end as covered_until
