@@ -263,6 +263,10 @@ class Extraction:
             raise RuntimeError("a snapshot asset has no partition window")
         return self.days
 
+    def snapshot_stamp(self) -> dict[str, pl.Expr]:
+        """The columns that file a snapshot under the UTC day it was taken on, and when."""
+        return {"snapshot_date": pl.lit(self.now.date()), "snapshot_at": pl.lit(self.now)}
+
     @property
     def first(self) -> date:
         return self._require_days()[0]

@@ -143,7 +143,7 @@ def ota_history(context: AssetExecutionContext, aovx: AovxResource, duckdb: Ware
 def terminals(context: AssetExecutionContext, aovx: AovxResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, aovx.client) as run:
         typed = typed_frame(aovx.terminal_rows(run.client), schemas.TERMINAL_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         return load(context, duckdb, SOURCE, run, "terminals", typed)
 

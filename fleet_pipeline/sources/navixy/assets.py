@@ -86,7 +86,7 @@ def trackers(context: AssetExecutionContext, navixy: NavixyResource, duckdb: War
     with extraction(context, navixy.client) as run:
         listed = navixy.trackers(run.client)
         typed = typed_frame(listed, schemas.TRACKER_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         blocked = sum(1 for t in listed if (t.get("source") or {}).get("blocked"))
         return load(context, duckdb, SOURCE, run, "trackers", typed, blocked_trackers=blocked)
@@ -106,8 +106,7 @@ def states(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareh
                                 f"blocked {sorted(result.blocked)[:20]}, deleted {sorted(result.missing)[:20]}")
         typed = typed_frame(_with_imei(rows, imeis), schemas.STATE_COLUMNS).with_columns(
             *unknown_as_null("speed_kmh", "heading_deg"),
-            snapshot_date=pl.lit(run.now.date()),
-            snapshot_at=pl.lit(run.now),
+            **run.snapshot_stamp(),
         )
         return load(context, duckdb, SOURCE, run, "states", typed,
                     blocked_trackers=len(result.blocked), deleted_trackers=len(result.missing))
@@ -147,7 +146,7 @@ def sensor_readings(context: AssetExecutionContext, navixy: NavixyResource, duck
         rows = [row for chunk in run.per_device(context, "sensors", active, read_sensors)
                 for _, readings in chunk for row in readings]
         typed = typed_frame(_with_imei(rows, imeis), schemas.SENSOR_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         return load(context, duckdb, SOURCE, run, "sensor_readings", typed,
                     trackers_read=len(active))

@@ -33,7 +33,7 @@ def products(context: AssetExecutionContext, telesto: TelestoResource, duckdb: W
     with extraction(context, telesto.client) as run:
         rows = run.client.products()
         typed = typed_frame(rows, schemas.PRODUCT_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         return load(context, duckdb, SOURCE, run, "products", typed,
                     hourly_budget_left=run.client.budget_remaining())

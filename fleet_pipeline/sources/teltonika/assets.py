@@ -42,7 +42,7 @@ def devices(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb
     with extraction(context, teltonika.client) as run:
         rows = run.client.devices()
         typed = typed_frame(rows, schemas.DEVICE_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         firmware = typed.group_by("model", "current_firmware").len().sort("model", "current_firmware")
         context.log.info("firmware in use: " + ", ".join(f"{m} {v}: {n}" for m, v, n in firmware.iter_rows()))
@@ -54,7 +54,7 @@ def devices(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb
 def groups(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, teltonika.client) as run:
         typed = typed_frame(run.client.groups(), schemas.GROUP_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         return load(context, duckdb, SOURCE, run, "groups", typed)
 
@@ -66,7 +66,7 @@ def tasks(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb: 
     with extraction(context, teltonika.client) as run:
         typed = typed_frame(run.client.tasks(type=FIRMWARE_TASK), schemas.TASK_COLUMNS).with_columns(
             firmware_version=pl.col("file_name").str.extract(schemas.FIRMWARE_VERSION_PATTERN, 1),
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now),
+            **run.snapshot_stamp(),
         )
         by_status = typed.group_by("status_id").len().sort("status_id")
         return load(context, duckdb, SOURCE, run, "tasks", typed,
@@ -81,7 +81,7 @@ def batches(context: AssetExecutionContext, teltonika: TeltonikaResource, duckdb
         typed = typed_frame(rows, schemas.BATCH_COLUMNS).with_columns(
             task_stats=pl.Series("task_stats", [None if r.get("task_stats") is None else json.dumps(r["task_stats"])
                                                 for r in rows], dtype=pl.String),
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now),
+            **run.snapshot_stamp(),
         )
         return load(context, duckdb, SOURCE, run, "batches", typed)
 

@@ -62,7 +62,7 @@ def devices(context: AssetExecutionContext, tracksolid: TracksolidResource, duck
             for row, detail in chunk
         ]
         typed = typed_frame(rows, schemas.DEVICE_COLUMNS).with_columns(
-            snapshot_date=pl.lit(run.now.date()), snapshot_at=pl.lit(run.now)
+            **run.snapshot_stamp()
         )
         return load(context, duckdb, SOURCE, run, "devices", typed,
                      accounts=len({r["_account"] for r in listed}))
@@ -80,8 +80,7 @@ def positions(context: AssetExecutionContext, tracksolid: TracksolidResource, du
             rows.extend(located)
         typed = typed_frame(rows, schemas.POSITION_COLUMNS).with_columns(
             *unknown_as_null("speed_kmh", "direction_deg"),
-            snapshot_date=pl.lit(run.now.date()),
-            snapshot_at=pl.lit(run.now),
+            **run.snapshot_stamp(),
         )
         return load(context, duckdb, SOURCE, run, "positions", typed)
 
