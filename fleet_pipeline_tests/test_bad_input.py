@@ -29,7 +29,7 @@ import pytest
 
 import fleet_pipeline.sources
 from fleet_pipeline.loader import AllRowsRejected, validate_batch, write_batch
-from fleet_pipeline.records import Col, typed_frame
+from fleet_pipeline.records import typed_frame
 from fleet_pipeline.source_assets import Source, Table
 from fleet_pipeline.warehouse import TableRef
 

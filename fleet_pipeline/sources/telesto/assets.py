@@ -5,7 +5,6 @@ beyond that, so the snapshot costs one call and the client refuses (instead of w
 the block) when the machine-wide hourly budget is spent.
 """
 
-import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
 from fleet_pipeline.anomaly import Fleet
