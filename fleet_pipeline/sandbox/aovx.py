@@ -60,7 +60,7 @@ from urllib.parse import parse_qsl
 from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
 
 if TYPE_CHECKING:
-    from fleet_pipeline.sandbox.firmware import OtaAttempt
+    from fleet_pipeline.sandbox.world.firmware import OtaAttempt
     from fleet_pipeline.sandbox.world import Device, World
 
 __all__ = [

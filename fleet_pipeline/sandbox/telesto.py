@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
 
 if TYPE_CHECKING:
-    from fleet_pipeline.sandbox.stock import Product
+    from fleet_pipeline.sandbox.world.stock import Product
     from fleet_pipeline.sandbox.world import World
 
 __all__ = [

@@ -104,11 +104,11 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from fleet_pipeline.sandbox import rng
+from fleet_pipeline.sandbox.world import rng
 from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
 
 if TYPE_CHECKING:
-    from fleet_pipeline.sandbox.firmware import Campaign, OtaAttempt
+    from fleet_pipeline.sandbox.world.firmware import Campaign, OtaAttempt
     from fleet_pipeline.sandbox.world import Account, Device, World
 
 __all__ = [

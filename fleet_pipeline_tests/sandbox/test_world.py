@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fleet_pipeline.sandbox import daygen, world as world_module
-from fleet_pipeline.sandbox.geo import haversine_m
-from fleet_pipeline.sandbox.identifiers import TAC_BY_MODEL, luhn_valid
+from fleet_pipeline.sandbox.world import daygen, timeline, world as world_module
+from fleet_pipeline.sandbox.world.geo import haversine_m
+from fleet_pipeline.sandbox.world.identifiers import TAC_BY_MODEL, luhn_valid
 from fleet_pipeline.sandbox.world import (
     ALARM_KINDS,
     CITY_CENTER,
@@ -82,7 +82,7 @@ def test_building_10000_devices_generates_no_day(monkeypatch: pytest.MonkeyPatch
         raise AssertionError("building the fleet must not plan or generate any day")
 
     monkeypatch.setattr(world_module, "plan_days", forbidden)
-    monkeypatch.setattr(daygen, "build_timeline", forbidden)
+    monkeypatch.setattr(timeline, "build_timeline", forbidden)
     monkeypatch.setattr(daygen, "generate_day", forbidden)
     w = World(seed=7, n_devices=10_000)
     assert len(w.devices) == 10_000

@@ -9,7 +9,7 @@ from dagster import DagsterInstance, materialize
 
 from fleet_pipeline.partitions import day_bounds
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
-from fleet_pipeline.sandbox.firmware import OTA_STATUS
+from fleet_pipeline.sandbox.world.firmware import OTA_STATUS
 from fleet_pipeline.sandbox.server import ManualClock
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.aovx import assets

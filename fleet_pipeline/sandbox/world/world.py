@@ -30,7 +30,8 @@ Costs, CPU time measured on the 2-core dev box:
   world: about 0.15 s); `stock_on` is then an array lookup.
 
 Layers: `fleet` (accounts, devices) -> `plan` (per-day plans, vectorised over days: statuses,
-destinations, exact route lengths -> odometer) -> `daygen` (timeline and fixes of one day).
+destinations, exact route lengths -> odometer) -> `timeline` (the motion of one day) -> `daygen`
+(its fixes, trips, stops and alarms).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from . import daygen, firmware
+from . import daygen, firmware, timeline
 from .entities import (
     ALARM_KINDS,
     CITY_CENTER,
@@ -202,8 +203,8 @@ class World:
         seconds = (at - datetime.combine(at.date(), time())).total_seconds()
         if seconds == 0 or summary.status[j] != STATUS_DRIVING:
             return at_midnight
-        _, timeline = self._timeline(index, at.date())
-        return at_midnight + timeline.distance_at(seconds) / 1000.0
+        _, motion = self._timeline(index, at.date())
+        return at_midnight + motion.distance_at(seconds) / 1000.0
 
     def last_fix(self, imei: str, at: datetime) -> dict | None:
         """The latest fix (by gps_time) the platform had received by `at`, at most 7 days old."""
@@ -318,14 +319,14 @@ class World:
             odometer_start_km=float(self._homes.initial_odometer_km[index]) + km,
         )
 
-    def _context(self, index: int, day: date) -> daygen.DayContext:
+    def _context(self, index: int, day: date) -> timeline.DayContext:
         ordinal = day.toordinal()
         summary = self._summary_for(index, ordinal)
         j = summary.index_of(ordinal)
         odo = summary.odometer_start_km
         odo_start = float(odo[0]) if j < 0 else float(odo[j])
         odo_end = float(odo[0]) if j < 0 else float(odo[j + 1])
-        return daygen.DayContext(
+        return timeline.DayContext(
             seed=self.seed,
             grid=self.grid,
             device=self.devices[index],
@@ -352,9 +353,9 @@ class World:
         ordinals = np.arange(first_ordinal, first_ordinal + _PLAN_BLOCK_DAYS, dtype=np.int64)
         return plan_days(self.seed, self.grid, self._plan_spec(index), ordinals)
 
-    def _build_timeline(self, index: int, day: date) -> tuple[daygen.DayContext, daygen.Timeline]:
+    def _build_timeline(self, index: int, day: date) -> tuple[timeline.DayContext, timeline.Timeline]:
         ctx = self._context(index, day)
-        return ctx, daygen.build_timeline(ctx)
+        return ctx, timeline.build_timeline(ctx)
 
     def _build_day(self, index: int, day: date) -> DeviceDay:
         return daygen.generate_day(*self._timeline(index, day))
