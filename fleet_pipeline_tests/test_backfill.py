@@ -27,7 +27,7 @@ from fleet_pipeline import cli, settings, source_assets
 from fleet_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, plan, source_runs
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
-from fleet_pipeline.sandbox.server import Request, Response
+from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.aovx import assets as aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource

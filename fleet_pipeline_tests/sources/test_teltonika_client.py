@@ -29,7 +29,9 @@ from fleet_pipeline.http import (
     VendorResponseError,
 )
 from fleet_pipeline.sandbox import teltonika as sandbox_teltonika
-from fleet_pipeline.sandbox.server import FaultKnobs, ManualClock, Request, Response, SandboxServer
+from fleet_pipeline.sandbox.faults import FaultKnobs
+from fleet_pipeline.sandbox.messages import Request, Response
+from fleet_pipeline.sandbox.server import ManualClock, SandboxServer
 from fleet_pipeline.sandbox.teltonika import TeltonikaKnobs
 from fleet_pipeline.sandbox.world import Device, World
 from fleet_pipeline.sources.teltonika.client import (

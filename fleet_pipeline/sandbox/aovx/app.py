@@ -20,7 +20,9 @@ from fleet_pipeline.sandbox.aovx.protocol import (
     AovxError,
     not_found,
 )
-from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
+from fleet_pipeline.sandbox.faults import FaultKnobs
+from fleet_pipeline.sandbox.messages import Request, Response
+from fleet_pipeline.sandbox.server import SandboxServer
 
 if TYPE_CHECKING:
     from fleet_pipeline.sandbox.world import Device, World

@@ -17,7 +17,7 @@ from fleet_pipeline.sandbox.aovx.protocol import (
     moment_param,
 )
 from fleet_pipeline.sandbox.aovx.synthesis import ota_row
-from fleet_pipeline.sandbox.server import Request
+from fleet_pipeline.sandbox.messages import Request
 
 if TYPE_CHECKING:
     from fleet_pipeline.sandbox.world import Device, OtaAttempt

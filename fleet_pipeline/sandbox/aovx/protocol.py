@@ -10,7 +10,7 @@ import calendar
 from datetime import datetime
 from typing import Any, Mapping
 
-from fleet_pipeline.sandbox.server import Response
+from fleet_pipeline.sandbox.messages import Response
 
 
 TOKEN = "sandbox-aovx-token"

@@ -13,6 +13,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.navixy.protocol import (
     API_KEY,
     API_PREFIX,
@@ -23,7 +24,6 @@ from fleet_pipeline.sandbox.navixy.protocol import (
     hash_of,
     request_values,
 )
-from fleet_pipeline.sandbox.server import Request, Response
 
 
 class AccessControl:

@@ -12,6 +12,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
+from fleet_pipeline.sandbox.faults import FaultKnobs
+from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.navixy.access import AccessControl
 from fleet_pipeline.sandbox.navixy.endpoints import AccountEndpoints
 from fleet_pipeline.sandbox.navixy.faults import corrupt_rows, garble_first_row
@@ -34,7 +36,7 @@ from fleet_pipeline.sandbox.navixy.synthesis import (
     default_deleted_tracker_ids,
 )
 from fleet_pipeline.sandbox.navixy.track_endpoints import TrackEndpoints
-from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
+from fleet_pipeline.sandbox.server import SandboxServer
 
 if TYPE_CHECKING:
     from fleet_pipeline.sandbox.world import World

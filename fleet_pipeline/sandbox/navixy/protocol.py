@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from fleet_pipeline.sandbox.server import Request, Response
+from fleet_pipeline.sandbox.messages import Request, Response
 
 
 API_KEY = "sandbox-navixy-api-key"

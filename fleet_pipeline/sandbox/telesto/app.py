@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
+from fleet_pipeline.sandbox.faults import FaultKnobs
+from fleet_pipeline.sandbox.messages import Request, Response
+from fleet_pipeline.sandbox.server import SandboxServer
 from fleet_pipeline.sandbox.telesto.protocol import API_KEY, API_PREFIX, PRODUCTS_PATH, error_answer
 from fleet_pipeline.sandbox.telesto.synthesis import product_row
 

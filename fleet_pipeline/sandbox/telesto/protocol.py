@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet_pipeline.sandbox.server import Response
+from fleet_pipeline.sandbox.messages import Response
 
 
 API_KEY = "sandbox-telesto-key"

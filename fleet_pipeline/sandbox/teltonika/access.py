@@ -7,7 +7,7 @@ import hmac
 import math
 from collections import deque
 
-from fleet_pipeline.sandbox.server import Request, Response
+from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.teltonika.protocol import (
     API_TOKEN,
     ApiError,

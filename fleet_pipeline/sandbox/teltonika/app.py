@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
+from fleet_pipeline.sandbox.faults import FaultKnobs
+from fleet_pipeline.sandbox.messages import Request, Response
+from fleet_pipeline.sandbox.server import SandboxServer
 from fleet_pipeline.sandbox.teltonika.access import AccessControl
 from fleet_pipeline.sandbox.teltonika.endpoints import Endpoints
 from fleet_pipeline.sandbox.teltonika.identities import (

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from fleet_pipeline.sandbox.server import Request, Response
+from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.teltonika.identities import (
     API_USER_ID,
     COMPANY_ID,

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fleet_pipeline.sandbox.server import Request, Response
+from fleet_pipeline.sandbox.messages import Request, Response
 
 
 API_TOKEN = "sandbox-teltonika-token"

@@ -10,7 +10,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from fleet_pipeline.sandbox.server import Request, Response
+from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.tracksolid.protocol import (
     APP_KEY,
     APP_SECRET,

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from fleet_pipeline.sandbox.server import FaultKnobs, Request, Response, SandboxServer
+from fleet_pipeline.sandbox.faults import FaultKnobs
+from fleet_pipeline.sandbox.messages import Request, Response
+from fleet_pipeline.sandbox.server import SandboxServer
 from fleet_pipeline.sandbox.tracksolid.access import AccessControl
 from fleet_pipeline.sandbox.tracksolid.endpoints import DataEndpoints
 from fleet_pipeline.sandbox.tracksolid.faults import EVENT_METHODS, corrupt_rows

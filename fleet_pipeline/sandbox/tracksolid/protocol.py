@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Mapping
 
-from fleet_pipeline.sandbox.server import Response
+from fleet_pipeline.sandbox.messages import Response
 
 if TYPE_CHECKING:
     from fleet_pipeline.sandbox.world import Device

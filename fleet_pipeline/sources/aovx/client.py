@@ -59,7 +59,7 @@ VENDOR = "aovx"
 OTA_REPORT = "queryTerminalOtaReport"
 TERMINAL_LIST = "terminal/list"
 OTA_REPORT_PATH = "/system/asset/command/queryTerminalOtaReport"
-# Sandbox-only: AOVX documents no way to list terminals (see sandbox/aovx.py).
+# Sandbox-only: AOVX documents no way to list terminals (see sandbox/aovx/endpoints.py).
 TERMINAL_LIST_PATH = "/system/asset/terminal/list"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_PAGE_SIZE = 100
