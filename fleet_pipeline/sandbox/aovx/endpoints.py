@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 
 class Endpoints:
-    """The OTA report and the terminal list of `AovxApp`."""
+    """The OTA report and the terminal list.
+
+    A part of `AovxApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     # -- queryTerminalOtaReport --------------------------------------------------------------
     def ota_report(self, request: Request) -> dict[str, Any]:

@@ -27,7 +27,10 @@ from fleet_pipeline.sandbox.navixy.protocol import (
 
 
 class AccessControl:
-    """The throttle hook and authentication of `NavixyApp` (state set up in its constructor)."""
+    """The throttle hook and authentication.
+
+    A part of `NavixyApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     def throttle(self, request: Request) -> Response | None:
         """50 calls per second per hash and per client IP (code 15, HTTP 429)."""

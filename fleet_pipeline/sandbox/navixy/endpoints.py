@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 
 
 class AccountEndpoints:
-    """user/*, tracker/list|read|group/list, tracker/get_state(s), get_last_gps_point, sensors."""
+    """user/*, tracker/list|read|group/list, tracker/get_state(s), get_last_gps_point, sensors.
+
+    A part of `NavixyApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     # -- user --------------------------------------------------------------------------------
     def user_auth(self, call: Call) -> dict[str, Any]:

@@ -111,7 +111,10 @@ class Event:
 
 
 class NavixyRows:
-    """The rows of `NavixyApp` that read its World, clock and knobs."""
+    """The rows that read the World, the clock and the knobs.
+
+    A part of `NavixyApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     def _tracker_object(self, d: Device) -> dict[str, Any]:
         return {

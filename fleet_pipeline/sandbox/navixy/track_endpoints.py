@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 
 
 class TrackEndpoints:
-    """track/read, track/list, history/tracker/list and tracker/stats/mileage/read."""
+    """track/read, track/list, history/tracker/list and tracker/stats/mileage/read.
+
+    A part of `NavixyApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     # -- tracks ------------------------------------------------------------------------------
     def _track_window(self, call: Call) -> tuple[datetime, datetime, datetime, bool]:

@@ -18,7 +18,10 @@ from fleet_pipeline.sandbox.teltonika.protocol import (
 
 
 class AccessControl:
-    """The throttle hook and header checks of `TeltonikaApp`."""
+    """The throttle hook and the header checks.
+
+    A part of `TeltonikaApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     def throttle(self, request: Request) -> Response | None:
         """100 accepted requests per token in any sliding minute -> 429 (see SPEC.md)."""

@@ -46,7 +46,10 @@ if TYPE_CHECKING:
 
 
 class Endpoints:
-    """GET /devices, /groups, /backgroundActions/{id}, /tasks and /batches (lists and items)."""
+    """GET /devices, /groups, /backgroundActions/{id}, /tasks and /batches (lists and items).
+
+    A part of `TeltonikaApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     # -- devices -----------------------------------------------------------------------------
     def _visible_devices(self, now: datetime) -> list[Device]:

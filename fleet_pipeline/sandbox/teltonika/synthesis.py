@@ -80,7 +80,10 @@ def vehicle_description(d: Device) -> str:
 
 
 class TeltonikaRows:
-    """The rows of `TeltonikaApp` that read its World, clock and identities."""
+    """The rows that read the World, the clock and the identities.
+
+    A part of `TeltonikaApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     def _static_sort_value(self, d: Device, sort: str) -> Any:
         if sort == "imei":

@@ -38,7 +38,10 @@ if TYPE_CHECKING:
 
 
 class AccessControl:
-    """Throttle, verification, token endpoints and scope checks of `TracksolidApp`."""
+    """Throttle, verification, token endpoints and scope checks.
+
+    A part of `TracksolidApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     def throttle(self, request: Request) -> Response | None:
         """Jimi's per-app-key frequency limit (1006), applied before anything is verified."""

@@ -36,7 +36,10 @@ from fleet_pipeline.sandbox.tracksolid.synthesis import (
 
 
 class DataEndpoints:
-    """jimi.user.*, jimi.track.device.detail, jimi.device.* and the parking report."""
+    """jimi.user.*, jimi.track.device.detail, jimi.device.* and the parking report.
+
+    A part of `TracksolidApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     # -- accounts and devices ----------------------------------------------------------------
     def child_list(self, call: Call) -> dict[str, Any]:

@@ -26,7 +26,10 @@ NO_ALTITUDE_MODELS = frozenset({"X3", "GT06E"})
 
 
 class TracksolidRows:
-    """The rows of `TracksolidApp` that read its World."""
+    """The rows that read the World.
+
+    A part of `TracksolidApp` (app.py), whose constructor sets the World, knobs, clock and state read here.
+    """
 
     def _location_row(self, d: Device, now: datetime) -> dict[str, Any] | None:
         fix = self.world.last_fix(d.imei, now)
