@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test ui sandbox lock clean bench
+.PHONY: install demo test ui sandbox lock clean bench lint-sql
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ demo: install
 # The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
 test: install $(CHROMIUM)
 	$(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
+
+# The dbt models and macros against dbt_models/.sqlfluff (dialect duckdb, jinja with dbt's builtins).
+lint-sql: install
+	$(BIN)/sqlfluff lint dbt_models/models dbt_models/macros
 
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium

@@ -37,7 +37,7 @@ aovx_line as (
         select model_key, target_version, min(sent_at) as first_sent_at
         from aovx_attempts
         group by all
-    )
+    ) as first_sent
 ),
 
 aovx_succeeded as (

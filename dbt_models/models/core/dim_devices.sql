@@ -55,7 +55,8 @@ aovx as (
     from (
         select imei, status_code, firmware_version, last_update_at from aovx_reports
         union all
-        select imei, null, null, null from {{ ref('stg_aovx__terminals') }}
+        select imei, null as status_code, null as firmware_version, null as last_update_at
+        from {{ ref('stg_aovx__terminals') }}
     )
     where imei is not null
     group by imei

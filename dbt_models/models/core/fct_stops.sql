@@ -2,7 +2,7 @@
 {%- set min_date = var('min_date', none) -%}
 {%- set max_date = var('max_date', none) -%}
 {%- set lookahead = var('stop_lookahead_days') -%}
-{%- set drift_km = var('stop_max_drift_m') / 1000.0 -%}
+{%- set drift_km = '(' ~ var('stop_max_drift_m') ~ ' / 1000.0)' -%}
 -- Stops from two sources side by side: the vendor's parking report where the vendor has one
 -- (Tracksolid) and stops derived from track points for every platform. A derived stop is a run of
 -- stationary fixes (speed <= stop_speed_kmh) at one place (within stop_max_drift_m of the previous
@@ -121,7 +121,7 @@ runs as (
                                          rows between unbounded preceding and current row) as stop_seq
         from flagged
         where is_stationary
-    )
+    ) as stationary
     group by imei, stop_seq
 ),
 
@@ -200,7 +200,11 @@ fresh as (
         case when ignition_on then 'idling' when not ignition_on then 'parking' else 'unknown' end
             as stop_kind,
         ignition_on, lat, lng, fix_count_in_stop, is_open
-    from (select * from derived union all select * from vendor)
+    from (
+        select * from derived
+        union all
+        select * from vendor
+    ) as both_sources
 )
 
 {#- Stops left open by earlier runs; skipped on a table built before is_open existed (the first

@@ -1,11 +1,11 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='partition_date') }}
 -- Kilometres per device and UTC day from every source, one chosen figure and a flag when the
 -- sources disagree. Navixy's own mileage report counts LOCAL days, so the odometer figure comes
--- from the per-fix odometer deltas Navixy sends with each track point (summed per UTC day). Chosen: odometer (the device's own count) where
--- present, else the platform's trips, else the haversine sum of fixes (a lower bound: straight
--- lines between fixes cut corners). A blocked Navixy tracker's data is refused by the vendor, so
--- it has a row per day of the window with no km (null, not 0: unknown) and tracker_blocked set,
--- instead of vanishing.
+-- from the per-fix odometer deltas Navixy sends with each track point (summed per UTC day).
+-- Chosen: odometer (the device's own count) where present, else the platform's trips, else the
+-- haversine sum of fixes (a lower bound: straight lines between fixes cut corners). A blocked
+-- Navixy tracker's data is refused by the vendor, so it has a row per day of the window with no km
+-- (null, not 0: unknown) and tracker_blocked set, instead of vanishing.
 with from_points as (
     select
         imei, partition_date, any_value(platform) as platform,
@@ -95,7 +95,7 @@ select
         false
     ) as sources_disagree,
     -- fixes of the day still to come (late uploads): the track-point figures can still change
-    exists (
+    exists(
         select 1 from unseen_movement as u where u.imei = chosen.imei and u.partition_date = chosen.partition_date
     ) as is_provisional
 from chosen

@@ -45,7 +45,8 @@ measured as (
         greatest(date_diff('second', piece_from,
                                 least(piece_to, covered_day + interval {{ var('night_end_hour') }} hour)), 0)
         + greatest(date_diff('second',
-                             greatest(piece_from, covered_day + interval {{ var('night_start_hour') }} hour), piece_to), 0)
+                             greatest(piece_from, covered_day + interval {{ var('night_start_hour') }} hour),
+                             piece_to), 0)
             as piece_night_s,
         partition_date = covered_day as starts_that_day
     from pieces

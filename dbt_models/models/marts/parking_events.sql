@@ -23,7 +23,7 @@ vendor as (
 -- Reported stops of the neighbouring days too: a derived stop is compared with the report of its
 -- own start day and the days either side (a stop the fixes place just past midnight).
 report_nearby as (
-    select imei, started_at, ended_at, partition_date + shift as near_day
+    select imei, started_at, ended_at, partition_date + s.shift as near_day
     from {{ ref('fct_stops') }}
     cross join (values (-1), (0), (1)) as s (shift)
     where stop_source = 'vendor'
