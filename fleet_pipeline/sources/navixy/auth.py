@@ -18,7 +18,7 @@ from fleet_pipeline.http import Secrets, VendorAPIError, VendorAuthError, Vendor
 from fleet_pipeline.shared_files import SharedJsonFile, cache_key
 from fleet_pipeline.sources.navixy.endpoints import USER_AUTH, VENDOR
 from fleet_pipeline.sources.navixy.errors import SessionRejected, TrackerNotFound
-from fleet_pipeline.sources.navixy.timezones import as_utc
+from fleet_pipeline.sources.time_windows import as_naive_utc
 
 logger = logging.getLogger("fleet_pipeline.sources.navixy")
 
@@ -118,7 +118,7 @@ class SessionAuth:
                 self._adopt(cached)
                 return cached
             session_hash = self._authenticate()
-            self._cache.write(session_hash, as_utc(self._now()))
+            self._cache.write(session_hash, as_naive_utc(self._now()))
             self._adopt(session_hash)
             return session_hash
 

@@ -16,13 +16,12 @@ tracker-id keys; ``source.device_id`` (the IMEI) is always a string.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +30,7 @@ from fleet_pipeline.http import (
     Backoff, FileWindowLimiter, HttpSession, Reply, RequestParts, RetryPolicy, Secrets,
     VendorAPIError, VendorClient, VendorResponseError,
 )
+from fleet_pipeline.shared_files import cache_key
 from fleet_pipeline.sources.navixy.auth import SessionAuth, SessionCache
 from fleet_pipeline.sources.navixy.endpoints import (
     GET_DIAGNOSTICS, GET_FUEL, GET_LAST_GPS_POINT, GET_READINGS, GET_STATES, HISTORY_LIST,
@@ -48,14 +48,11 @@ from fleet_pipeline.sources.navixy.mileage import mileage_chunks, mileage_range
 from fleet_pipeline.sources.navixy.rows import (
     StatesResult, WindowRows, by_time, device_id_text, in_window, list_of,
 )
-from fleet_pipeline.sources.navixy.timezones import UserClock, as_utc, convert_times, user_zone
+from fleet_pipeline.sources.navixy.timezones import UserClock, convert_times, user_zone
 from fleet_pipeline.sources.navixy.tracks import TrackReader
+from fleet_pipeline.sources.time_windows import as_naive_utc, utcnow
 
 logger = logging.getLogger("fleet_pipeline.sources.navixy")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +313,7 @@ class NavixyClient(VendorClient):
         is identified with ``get_states``, recorded and left out. Date-time field converted:
         ``time``. Rows sorted by (time, id).
         """
-        begin, end = as_utc(begin_utc), as_utc(end_utc)
+        begin, end = as_naive_utc(begin_utc), as_naive_utc(end_utc)
         ids = unique_ids(tracker_ids)
         found: dict[Any, dict[str, Any]] = {}
         if begin >= end:
@@ -429,5 +426,4 @@ class NavixyClient(VendorClient):
 
 
 def _ledger_path(directory: Path, base_url: str) -> Path:
-    key = hashlib.sha256(base_url.encode()).hexdigest()[:24]
-    return Path(directory) / f"navixy-rate-{key}.json"
+    return Path(directory) / f"navixy-rate-{cache_key(base_url)}.json"

@@ -46,14 +46,6 @@ def batches(ids: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(ids[start:start + size])
 
 
-def windows(begin: datetime, end: datetime, span: timedelta) -> Iterator[tuple[datetime, datetime]]:
-    cursor = begin
-    while cursor < end:
-        stop = min(cursor + span, end)
-        yield cursor, stop
-        cursor = stop
-
-
 def halves(begin: datetime, end: datetime) -> tuple[tuple[datetime, datetime], ...]:
     middle = begin + timedelta(seconds=int((end - begin).total_seconds()) // 2)
     return (begin, middle), (middle, end)

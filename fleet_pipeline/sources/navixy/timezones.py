@@ -22,13 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fleet_pipeline.http import VendorResponseError
 from fleet_pipeline.records import INVALID_FIELDS
 from fleet_pipeline.sources.navixy.endpoints import USER_GET_INFO, VENDOR
-
-
-def as_utc(value: datetime) -> datetime:
-    """Naive UTC from a naive-UTC or aware datetime (aware values are converted)."""
-    if value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
+from fleet_pipeline.sources.time_windows import as_naive_utc
 
 
 def user_zone(payload: dict[str, Any]) -> ZoneInfo:
@@ -53,7 +47,7 @@ class UserClock:
 
     def to_param(self, utc: datetime) -> str:
         """``2026-10-25T02:30:00+01:00``: local wall time plus the offset that makes it exact."""
-        aware = as_utc(utc).replace(tzinfo=timezone.utc).astimezone(self.zone)
+        aware = as_naive_utc(utc).replace(tzinfo=timezone.utc).astimezone(self.zone)
         return aware.isoformat(timespec="seconds")
 
     def local_midnight(self, day: date) -> datetime:
@@ -67,7 +61,7 @@ class UserClock:
         return self.local_midnight(day), self.local_midnight(day + timedelta(days=1))
 
     def local_date(self, utc: datetime) -> date:
-        return as_utc(utc).replace(tzinfo=timezone.utc).astimezone(self.zone).date()
+        return as_naive_utc(utc).replace(tzinfo=timezone.utc).astimezone(self.zone).date()
 
     def parse(self, value: object, method: str, name: str) -> datetime:
         """A date-time from the API as naive UTC; refuses a value without an offset (see module

@@ -15,9 +15,10 @@ from typing import Any
 from fleet_pipeline.sources.navixy.endpoints import (
     POINT_TIME_FIELDS, TRACK_LIST, TRACK_READ, TRIP_TIME_FIELDS,
 )
-from fleet_pipeline.sources.navixy.limits import ONE_SECOND, TRIP_OVERHANG, split_on_211, windows
+from fleet_pipeline.sources.navixy.limits import ONE_SECOND, TRIP_OVERHANG, split_on_211
 from fleet_pipeline.sources.navixy.rows import WindowRows, by_time, in_window, list_of, require_rows
-from fleet_pipeline.sources.navixy.timezones import UserClock, as_utc, convert_times
+from fleet_pipeline.sources.navixy.timezones import UserClock, convert_times
+from fleet_pipeline.sources.time_windows import as_naive_utc, windows
 
 logger = logging.getLogger("fleet_pipeline.sources.navixy")
 
@@ -42,7 +43,7 @@ class TrackReader:
     def _windowed(self, method: str, tracker_id: int, begin_utc: datetime, end_utc: datetime,
                   fetch: Callable[[int, datetime, datetime], WindowRows], time_key: str) -> WindowRows:
         """Read ``[begin, end)`` in windows of at most ``track_window`` (halved on 211), sorted."""
-        begin, end = as_utc(begin_utc), as_utc(end_utc)
+        begin, end = as_naive_utc(begin_utc), as_naive_utc(end_utc)
         rows: list[dict[str, Any]] = []
         exceeded = False
         for lo, hi in windows(begin, end, self.track_window):
@@ -74,7 +75,7 @@ class TrackReader:
     def _track_list(self, tracker_id: int, begin: datetime, end: datetime) -> WindowRows:
         clock = self._clock()
         # Never ask beyond the present for the overhang: only completed trips exist there.
-        to = max(end, min(end + TRIP_OVERHANG, as_utc(self._now()).replace(microsecond=0)))
+        to = max(end, min(end + TRIP_OVERHANG, as_naive_utc(self._now()).replace(microsecond=0)))
         payload = self._call(TRACK_LIST, {
             "tracker_id": int(tracker_id),
             "from": clock.to_param(begin - ONE_SECOND),

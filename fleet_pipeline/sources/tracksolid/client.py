@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,20 +28,18 @@ from fleet_pipeline.http import (
     Backoff, FileWindowLimiter, HttpSession, Reply, RequestParts, RetryPolicy, Secrets,
     VendorAuthError, VendorClient, VendorResponseError,
 )
+from fleet_pipeline.shared_files import cache_key
+from fleet_pipeline.sources.time_windows import utcnow, windows
 from fleet_pipeline.sources.tracksolid.auth import TOKEN_GET, TokenCache, TokenKeeper
 from fleet_pipeline.sources.tracksolid.errors import VENDOR, TokenRejected, check_reply
 from fleet_pipeline.sources.tracksolid.limits import (
-    ALARM_ROWS_REACHABLE, ALARM_WINDOW, MAX_IMEIS_PER_CALL, TRACK_WINDOW, batches, windows,
+    ALARM_ROWS_REACHABLE, ALARM_WINDOW, MAX_IMEIS_PER_CALL, TRACK_WINDOW, batches,
 )
 from fleet_pipeline.sources.tracksolid.paging import alarm_window, offset_pages
 from fleet_pipeline.sources.tracksolid.rows import dedupe, extract_rows
 from fleet_pipeline.sources.tracksolid.signing import as_param, format_time, sign
 
 logger = logging.getLogger("fleet_pipeline.sources.tracksolid")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class TracksolidClient(VendorClient):
@@ -317,8 +315,7 @@ class TracksolidClient(VendorClient):
 
 
 def _ledger_path(directory: Path, url: str, app_key: str) -> Path:
-    key = hashlib.sha256(f"{url}\n{app_key}".encode()).hexdigest()[:24]
-    return Path(directory) / f"tracksolid-rate-{key}.json"
+    return Path(directory) / f"tracksolid-rate-{cache_key(url, app_key)}.json"
 
 
 def _endpoint(base_url: str) -> str:

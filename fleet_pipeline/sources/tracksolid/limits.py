@@ -6,7 +6,7 @@ Sources: tracksolid-pro.md sections 1 and 5-6, FIELD-NOTES.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 MAX_IMEIS_PER_CALL = 50
 MAX_PAGE_SIZE = 100
@@ -24,9 +24,3 @@ def batches(imeis: Iterable[str], size: int) -> Iterator[list[str]]:
         yield unique[start:start + size]
 
 
-def windows(begin: datetime, end: datetime, span: timedelta) -> Iterator[tuple[datetime, datetime]]:
-    cursor = begin
-    while cursor < end:
-        stop = min(cursor + span, end)
-        yield cursor, stop
-        cursor = stop

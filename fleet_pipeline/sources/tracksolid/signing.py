@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime
+
+from fleet_pipeline.sources.time_windows import as_naive_utc
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def format_time(value: datetime) -> str:
     """``yyyy-MM-dd HH:mm:ss`` in UTC; aware datetimes are converted, naive ones are UTC already."""
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.strftime(TIME_FORMAT)
+    return as_naive_utc(value).strftime(TIME_FORMAT)
 
 
 def as_param(value: object) -> str:
