@@ -29,8 +29,8 @@ from math import ceil
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.aovx.client import IDS_PER_CALL as AOVX_IDS_PER_CALL
-from fleet_pipeline.sources.navixy.client import HISTORY_BATCH as NAVIXY_HISTORY_BATCH
-from fleet_pipeline.sources.tracksolid.client import MAX_IMEIS_PER_CALL, MAX_PAGE_SIZE
+from fleet_pipeline.sources.navixy.limits import HISTORY_BATCH as NAVIXY_HISTORY_BATCH
+from fleet_pipeline.sources.tracksolid.limits import MAX_IMEIS_PER_CALL, MAX_PAGE_SIZE
 
 # The snapshots job and the daily job (``fleet_pipeline.schedules``): what the benchmark runs.
 RUNS_PER_DAY = 2

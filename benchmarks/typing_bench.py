@@ -25,7 +25,8 @@ from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.server import ManualClock
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy import schemas as navixy_schemas
-from fleet_pipeline.sources.navixy.client import NavixyClient, TrackerBlocked
+from fleet_pipeline.sources.navixy.client import NavixyClient
+from fleet_pipeline.sources.navixy.errors import TrackerBlocked
 from fleet_pipeline.sources.tracksolid import schemas as tracksolid_schemas
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
 

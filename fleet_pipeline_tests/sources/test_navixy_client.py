@@ -38,12 +38,9 @@ from fleet_pipeline.http import (
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.server import ManualClock
 from fleet_pipeline.sandbox.world import Alarm, Device, DeviceDay, World
-from fleet_pipeline.sources.navixy.client import (
-    NavixyClient,
-    TrackerNotFound,
-    UnpageableEvents,
-    UserClock,
-)
+from fleet_pipeline.sources.navixy.client import NavixyClient
+from fleet_pipeline.sources.navixy.errors import TrackerNotFound, UnpageableEvents
+from fleet_pipeline.sources.navixy.timezones import UserClock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PARIS = ZoneInfo("Europe/Paris")
@@ -536,7 +533,7 @@ def test_an_exclusive_from_platform_loses_nothing_either(navixy_sandbox, tmp_pat
     client = make_client(sandbox, tmp_path, history_limit=3)
     rows = client.events([tid(d) for d in devices], begin, end)
     assert _event_keys(rows) == _truth_events(sandbox, devices, begin, end)
-    assert client._history_from_exclusive is True
+    assert client._history.from_exclusive is True
 
 
 def test_a_crowded_second_across_trackers_splits_the_batch(

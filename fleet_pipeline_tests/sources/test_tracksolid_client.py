@@ -35,11 +35,9 @@ from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.server import ManualClock, SandboxServer
 from fleet_pipeline.sandbox.tracksolid import TracksolidKnobs
 from fleet_pipeline.sandbox.world import World
-from fleet_pipeline.sources.tracksolid.client import (
-    TracksolidClient,
-    extract_rows,
-    sign,
-)
+from fleet_pipeline.sources.tracksolid.client import TracksolidClient
+from fleet_pipeline.sources.tracksolid.rows import extract_rows
+from fleet_pipeline.sources.tracksolid.signing import sign
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_GET = "jimi.oauth.token.get"

@@ -34,7 +34,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from fleet_pipeline.http import (
@@ -50,6 +50,7 @@ from fleet_pipeline.http import (
     VendorClient,
     VendorResponseError,
 )
+from fleet_pipeline.sources.time_windows import as_naive_utc
 
 __all__ = ["AovxClient", "MAX_PAGE_SIZE", "OTA_REPORT", "TERMINAL_LIST", "VENDOR"]
 
@@ -69,12 +70,6 @@ IDS_PER_CALL = 500
 # Bounds the re-reads of an id batch whose total keeps moving (a live rollout): after this many
 # passes the union of what was seen is returned.
 MAX_PASSES = 3
-
-
-def _as_naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
 
 
 def _count(value: Any, name: str, method: str) -> int:
@@ -146,7 +141,7 @@ class AovxClient(VendorClient):
         Times are naive UTC (aware ones are converted) in whole seconds, the API's resolution.
         One row per attempt (``mark``), sorted by ``dateTimestamp`` then ``mark``.
         """
-        start, end = _as_naive_utc(start_utc), _as_naive_utc(end_utc)
+        start, end = as_naive_utc(start_utc), as_naive_utc(end_utc)
         for name, value in (("start_utc", start), ("end_utc", end)):
             if value.microsecond:
                 raise ValueError(f"aovx client: {name} must be whole seconds (the API's resolution), got {value}")

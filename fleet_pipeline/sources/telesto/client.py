@@ -54,6 +54,7 @@ from fleet_pipeline.http import (
     VendorResponseError,
     retry_after_s,
 )
+from fleet_pipeline.sources.time_windows import utcnow
 
 logger = logging.getLogger("fleet_pipeline.sources.telesto")
 
@@ -69,10 +70,6 @@ DEFAULT_HOURLY_BUDGET = 90
 
 # 429 is deliberately absent: a block is 15 minutes, and retrying inside it only wastes calls.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _epoch(moment: datetime) -> float:

@@ -28,7 +28,6 @@ the vendor and the operation, never containing the token.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import logging
 import random
@@ -52,6 +51,7 @@ from fleet_pipeline.http import (
     VendorResponseError,
     retry_after_s,
 )
+from fleet_pipeline.shared_files import cache_key
 
 logger = logging.getLogger("fleet_pipeline.sources.teltonika")
 
@@ -388,5 +388,4 @@ def _message(payload: Any) -> str:
 
 def _ledger_path(directory: Path, base_url: str) -> Path:
     """One ledger per API host: the quota follows the account, not this Python object."""
-    key = hashlib.sha256(base_url.encode()).hexdigest()[:24]
-    return Path(directory) / f"teltonika-rate-{key}.json"
+    return Path(directory) / f"teltonika-rate-{cache_key(base_url)}.json"
