@@ -51,12 +51,21 @@ sandbox: install
 	$(BIN)/fleet-pipeline sandbox serve --vendor $(or $(VENDOR),tracksolid)
 
 # Issue 7's benchmark (minutes, not part of the tests): BENCH_ARGS="--devices 10000 --latency-ms 0" etc.
-bench: install
+# Issue 17's peer comparison (the CLI-launched run, one process, dlt, the bare insert):
+# BENCH_ARGS="peer --devices 200 --latency-ms 0". Only the benchmark installs the bench extra (dlt),
+# from its own lock whose shared pins are requirements.lock's.
+bench: install $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: requirements-bench.lock $(VENV)/.installed
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements-bench.lock
+	touch $@
 
 # Re-resolve the lock after changing pyproject.toml's dependencies.
 lock: install
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra bench -c requirements.lock \
+		pyproject.toml -o requirements-bench.lock
 
 clean:
 	rm -rf data $(VENV)

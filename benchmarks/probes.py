@@ -57,6 +57,17 @@ class TableProbe:
             self.add(key, other.seconds[key], other.cpu_seconds[key])
 
 
+def wrap(module: Any, attribute: str, make: Callable[[Callable[..., Any]], Callable[..., Any]],
+         missing: list[str]) -> None:
+    """Replace ``module.attribute`` by ``make(original)``; a target that no longer exists (the
+    package changed) is added to ``missing`` instead of failing the benchmark."""
+    original = getattr(module, attribute, None)
+    if original is None:
+        missing.append(f"{module.__name__}.{attribute}")
+        return
+    setattr(module, attribute, make(original))
+
+
 class _Timer:
     def __enter__(self) -> _Timer:
         self.wall, self.cpu = time.perf_counter(), time.thread_time()
@@ -113,11 +124,7 @@ class Probes:
             self._wrap(importlib.import_module(name), "typed_frame", self._typed)
 
     def _wrap(self, module: Any, attribute: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-        original = getattr(module, attribute, None)
-        if original is None:
-            self.missing.append(f"{module.__name__}.{attribute}")
-            return
-        setattr(module, attribute, make(original))
+        wrap(module, attribute, make, self.missing)
 
     # -- wrappers --------------------------------------------------------------------------------
     def _typed(self, original: Callable[..., Any]) -> Callable[..., Any]:

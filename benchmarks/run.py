@@ -72,19 +72,21 @@ SANDBOX_PROCESSES = (("tracksolid",), ("navixy",), ("teltonika", "aovx", "telest
 class Sandbox:
     """The sandbox processes of one benchmark size; their stdin is our lifeline to them."""
 
-    def __init__(self, devices: int, latency_ms: float, seed: int, day: date) -> None:
+    def __init__(self, devices: int, latency_ms: float, seed: int, day: date,
+                 groups: tuple[tuple[str, ...], ...] = SANDBOX_PROCESSES, extra_args: tuple[str, ...] = ()) -> None:
         self.processes: list[subprocess.Popen[str]] = []
         self.urls: dict[str, str] = {}
+        self.groups = groups
         try:
             # Started together: each generates its vendors' days (the warm-up) before it listens.
-            for vendors in SANDBOX_PROCESSES:
+            for vendors in groups:
                 self.processes.append(subprocess.Popen(
                     [sys.executable, "-m", "benchmarks.sandbox_host", "--devices", str(devices),
                      "--latency-ms", str(latency_ms), "--seed", str(seed), "--warm-day", day.isoformat(),
-                     "--vendors", ",".join(vendors)],
+                     "--vendors", ",".join(vendors), *extra_args],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=_env(), text=True,
                 ))
-            for process, vendors in zip(self.processes, SANDBOX_PROCESSES):
+            for process, vendors in zip(self.processes, groups):
                 line = process.stdout.readline() if process.stdout else ""
                 if not line:
                     raise RuntimeError(f"the sandbox process of {', '.join(vendors)} did not start "
@@ -100,7 +102,7 @@ class Sandbox:
         rss = [_proc_peak_rss_mib(p.pid) for p in self.processes]
         return {"cpu_s": None if None in cpu else round(sum(cpu), 2),
                 "peak_rss_mib": None if None in rss else round(sum(rss), 1),
-                "cpu_s_by_process": dict(zip(["+".join(v) for v in SANDBOX_PROCESSES], cpu))}
+                "cpu_s_by_process": dict(zip(["+".join(v) for v in self.groups], cpu))}
 
     def stop(self) -> None:
         for process in self.processes:
@@ -249,6 +251,16 @@ def _write(out: Path, stamp: str, definitions_load: dict[str, Any], runs: list[d
     return results
 
 
+def day_and_results(day: date | None, out: Path | None, prefix: str = "") -> tuple[date, str, Path, Path]:
+    """The day to load (default: complete, ``DEFAULT_DAY_OFFSET`` days ago), the run's UTC stamp,
+    its JSON result file (default: ``benchmarks/results/<prefix><stamp>.json``) and its log beside it."""
+    day = day or datetime.now(timezone.utc).date() - timedelta(days=DEFAULT_DAY_OFFSET)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = out or RESULTS_DIR / f"{prefix}{stamp}.json"
+    return day, stamp, out, out.with_suffix(".log")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON result file (default: benchmarks/results/<timestamp>.json)")
     args = parser.parse_args(argv)
 
-    day = args.day or datetime.now(timezone.utc).date() - timedelta(days=DEFAULT_DAY_OFFSET)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS_DIR / f"{stamp}.json"
-    log = out.with_suffix(".log")
+    day, stamp, out, log = day_and_results(args.day, args.out)
     print(f"benchmark: stage logs in {log}", flush=True)
 
     started = time.perf_counter()

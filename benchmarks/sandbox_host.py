@@ -15,6 +15,10 @@ vendor reads days it has stored, while the sandbox builds each on first request 
 CPU per device-day), which would otherwise land in whichever asset asks first and be measured as
 the pipeline's.
 
+``--throttle-count-file PATH`` keeps in PATH the number of calls the vendors answered with their
+rate-limit error (Navixy: HTTP 429, code 15) since the start, counted where they are drawn, the
+same way whichever client makes the calls (the peer benchmark reads it before and after a stage).
+
 prints one JSON line ``{"navixy": "http://127.0.0.1:PORT", ...}`` once every server listens,
 then serves until stdin closes or SIGTERM arrives.
 """
@@ -27,6 +31,7 @@ import signal
 import sys
 import threading
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from fleet_pipeline.sandbox import aovx, navixy, telesto, teltonika, tracksolid
@@ -55,6 +60,32 @@ def start_servers(world: World, latency_s: float, vendors: list[str]) -> dict[st
     return servers
 
 
+class ThrottleCounter:
+    """Counts the answers of the vendors' ``throttle`` hooks that refused a call, into a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.count, self._lock = path, 0, threading.Lock()
+        self._write()
+
+    def wrap(self, app: Any) -> None:
+        throttle = app.throttle
+
+        def counted(request: Any) -> Any:
+            refused = throttle(request)
+            if refused is not None:
+                with self._lock:
+                    self.count += 1
+                    self._write()
+            return refused
+
+        app.throttle = counted
+
+    def _write(self) -> None:
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(str(self.count))
+        partial.replace(self.path)  # a reader never sees a half-written number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sandbox_host")
     parser.add_argument("--devices", type=int, required=True)
@@ -64,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="generate the day (YYYY-MM-DD) of every device of the vendors served, before serving")
     parser.add_argument("--vendors", default=",".join(VENDOR_MODULES),
                         help="the vendors to serve, comma separated (default: all five)")
+    parser.add_argument("--throttle-count-file", type=Path, default=None,
+                        help="keep the number of calls refused by the vendors' rate limits in this file")
     args = parser.parse_args(argv)
     vendors = [v for v in args.vendors.split(",") if v]
     unknown = sorted(set(vendors) - set(VENDOR_MODULES))
@@ -78,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 if device.platform in platforms:
                     world.day(device.imei, args.warm_day + timedelta(days=offset))
     servers = start_servers(world, args.latency_ms / 1000.0, vendors)
+    if args.throttle_count_file:
+        counter = ThrottleCounter(args.throttle_count_file)
+        for server in servers.values():
+            counter.wrap(server.app)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     # Closing our stdin (the parent exiting, even by a crash) also stops us: no orphaned servers.

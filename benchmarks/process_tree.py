@@ -1,0 +1,117 @@
+"""A process and its descendants, sampled from /proc: memory of the tree, CPU and life of each process.
+
+A run launched by the ``dagster`` CLI is a tree: the CLI process (which loads the code location
+and runs the executor) and one step process per step (each loads the code location again). No one
+``getrusage`` figure gives the tree's memory, so a thread samples it every ``interval_s``: the
+resident sizes summed over the live processes (the tree's footprint at that instant; its peak is
+reported) and each process's own high-water mark (VmHWM) and CPU as last seen. A process that
+lives less than one interval may be missed; the CPU of a process is its last reading, so up to one
+interval of it is lost at its end (the tree's CPU total comes from ``RUSAGE_CHILDREN`` instead).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class SeenProcess:
+    pid: int
+    command: str
+    first_seen_s: float
+    peak_rss_mib: float = 0.0
+    cpu_s: float = 0.0
+
+
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, CPU seconds, resident MiB) of ``pid``, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS, int(fields[21]) * PAGE_MIB
+
+
+def _high_water_mark_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+class ProcessTree:
+    """Samples ``root`` and its descendants until :meth:`stop`."""
+
+    def __init__(self, root: int, interval_s: float = 0.1) -> None:
+        self.root, self.interval_s = root, interval_s
+        self.seen: dict[int, SeenProcess] = {}
+        self.peak_sum_rss_mib = 0.0
+        self.samples = 0
+        self._started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="process-tree-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval_s)
+
+    def _sample(self) -> None:
+        stats: dict[int, tuple[int, float, float]] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                found = _stat(int(entry.name))
+                if found:
+                    stats[int(entry.name)] = found
+        tree, grew = {self.root}, True
+        while grew:
+            grew = False
+            for pid, (parent, _, _) in stats.items():
+                if parent in tree and pid not in tree:
+                    tree.add(pid)
+                    grew = True
+        total = 0.0
+        for pid in tree:
+            if pid not in stats:
+                continue
+            _, cpu, rss = stats[pid]
+            total += rss
+            process = self.seen.get(pid)
+            if process is None:
+                process = self.seen[pid] = SeenProcess(pid, _command(pid), round(time.perf_counter() - self._started, 2))
+            process.cpu_s = cpu
+            process.peak_rss_mib = max(process.peak_rss_mib, rss, _high_water_mark_mib(pid))
+        self.peak_sum_rss_mib = max(self.peak_sum_rss_mib, total)
+        self.samples += 1
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        processes = sorted(self.seen.values(), key=lambda p: p.first_seen_s)
+        return {
+            "peak_sum_rss_mib": round(self.peak_sum_rss_mib, 1),
+            "max_process_peak_rss_mib": round(max((p.peak_rss_mib for p in processes), default=0.0), 1),
+            "samples": self.samples,
+            "processes": [{"pid": p.pid, "command": p.command[:160], "first_seen_s": p.first_seen_s,
+                           "peak_rss_mib": round(p.peak_rss_mib, 1), "cpu_s": round(p.cpu_s, 2)}
+                          for p in processes],
+        }
