@@ -41,7 +41,7 @@ from fleet_pipeline.sources.tracksolid.client import (
     sign,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TOKEN_GET = "jimi.oauth.token.get"
 TOKEN_REFRESH = "jimi.oauth.token.refresh"
 
