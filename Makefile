@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test ui sandbox lock clean bench
+.PHONY: install demo test test-fast ui sandbox lock clean bench
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,15 @@ demo: install
 
 # Test files are spread over two worker processes (a file stays on one worker: its fixtures are shared).
 # The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
+# PYTEST_ARGS adds options, e.g. PYTEST_ARGS="--durations=20" or a path.
+PYTEST := $(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
 test: install $(CHROMIUM)
-	$(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
+	$(PYTEST) $(PYTEST_ARGS)
+
+# The quick loop while editing: every test but those marked slow (dbt, Dagster runs in subprocesses,
+# the browser, the fault matrix; fleet_pipeline_tests/conftest.py lists them). No lint, no browser.
+test-fast: install
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
