@@ -144,10 +144,7 @@ SLOW = {
         "a matrix: every raw table x three kinds of bad field, one load each",
 }
 # Fixtures that cost seconds to build: the tests using them are slow wherever they are.
-SLOW_FIXTURES = {
-    "big_world": "a World of 10,000 devices",
-    "month": "thirty days of a 60-device World",
-}
+SLOW_FIXTURES = {"month": "thirty days of a 60-device World"}
 TESTS_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
