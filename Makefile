@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test test-fast ui sandbox lock clean bench
+.PHONY: install demo test test-fast lint ui sandbox lock clean bench
 
 install: $(VENV)/.installed
 
@@ -36,13 +36,22 @@ demo: install
 # The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
 # PYTEST_ARGS adds options, e.g. PYTEST_ARGS="--durations=20" or a path.
 PYTEST := $(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
-test: install $(CHROMIUM)
+test: install lint $(CHROMIUM)
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The quick loop while editing: every test but those marked slow (dbt, Dagster runs in subprocesses,
 # the browser, the fault matrix; fleet_pipeline_tests/conftest.py lists them). No lint, no browser.
 test-fast: install
 	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+# ruff for the Python, then the SQL linter where the project defines `lint-sql` and sqlfluff is installed.
+lint: install
+	$(BIN)/ruff check .
+	@if $(MAKE) -n lint-sql >/dev/null 2>&1 && [ -x $(BIN)/sqlfluff ]; then \
+		$(MAKE) --no-print-directory lint-sql; \
+	else \
+		echo "lint: no lint-sql target or no sqlfluff installed, SQL not linted"; \
+	fi
 
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium

@@ -13,7 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fleet_pipeline.sandbox import daygen, world as world_module
+from fleet_pipeline.sandbox import daygen
+from fleet_pipeline.sandbox import world as world_module
 from fleet_pipeline.sandbox.geo import haversine_m
 from fleet_pipeline.sandbox.identifiers import TAC_BY_MODEL, luhn_valid
 from fleet_pipeline.sandbox.world import (
