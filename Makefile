@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test ui sandbox lock clean bench lint-sql
+.PHONY: install demo test test-fast lint lint-sql ui sandbox lock clean bench
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,24 @@ demo: install
 
 # Test files are spread over two worker processes (a file stays on one worker: its fixtures are shared).
 # The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
-test: install $(CHROMIUM)
-	$(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
+# PYTEST_ARGS adds options, e.g. PYTEST_ARGS="--durations=20" or a path.
+PYTEST := $(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
+test: install lint $(CHROMIUM)
+	$(PYTEST) $(PYTEST_ARGS)
+
+# The quick loop while editing: every test but those marked slow (dbt, Dagster runs in subprocesses,
+# the browser, the fault matrix; fleet_pipeline_tests/conftest.py lists them). No lint, no browser.
+test-fast: install
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+# ruff for the Python, then the SQL linter where the project defines `lint-sql` and sqlfluff is installed.
+lint: install
+	$(BIN)/ruff check .
+	@if $(MAKE) -n lint-sql >/dev/null 2>&1 && [ -x $(BIN)/sqlfluff ]; then \
+		$(MAKE) --no-print-directory lint-sql; \
+	else \
+		echo "lint: no lint-sql target or no sqlfluff installed, SQL not linted"; \
+	fi
 
 # The dbt models and macros against dbt_models/.sqlfluff (dialect duckdb, jinja with dbt's builtins).
 lint-sql: install

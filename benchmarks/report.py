@@ -60,7 +60,7 @@ def summarize(stages: dict[str, Any], fleet: Fleet, latency_ms: float,
     """
     summary: dict[str, Any] = {}
     rows_by_table, rows_per_imei = {}, {}
-    for vendor, stage in stages.items():
+    for stage in stages.values():
         for table, asset in (stage.get("assets") or {}).items():
             rows_by_table[table] = (asset.get("dagster/row_count") or 0) + (asset.get("rejected_rows") or 0)
         rows_per_imei.update(stage.get("rows_per_imei") or {})

@@ -65,7 +65,7 @@ def _usage() -> dict[str, float]:
 
 def _vendor_resource(vendor: str, base_url: str, cache_dir: str) -> Any:
     """The vendor's resource talking to the benchmark's sandbox (as the sandbox would be in prod)."""
-    from fleet_pipeline.sandbox import aovx, navixy, telesto, teltonika, tracksolid
+    from fleet_pipeline.sandbox import navixy, telesto, teltonika, tracksolid
 
     common = {"cache_dir": cache_dir}
     if vendor == "tracksolid":
@@ -184,7 +184,6 @@ def _rows_per_imei(warehouse: str) -> dict[str, dict[str, int]]:
     import duckdb
 
     from benchmarks.limits import PAGED_PER_IMEI
-
     from fleet_pipeline.warehouse import exclusive_access
 
     found: dict[str, dict[str, int]] = {}

@@ -15,7 +15,7 @@ The meaning of a cell is defined on its text (:func:`_as_text`, then :func:`_con
 column by column: a column whose values are all of one plain type (strings, ints, floats, bools,
 naive datetimes) goes to polars in one piece, and only mixed or unusual columns are turned into text
 value by value. A day of 10,000 devices is millions of rows, so per-cell Python is the cost that
-counts; both routes give the same result (``fleet_pipeline_tests/test_records.py`` holds them to it).
+counts; both routes give the same result (``fleet_pipeline_tests/ingest/test_records.py`` holds them to it).
 """
 
 from __future__ import annotations

@@ -109,3 +109,54 @@ def navixy_sandbox(world: World) -> Iterator[NavixySandbox]:
     with navixy.make_server(world, now=clock) as server:
         yield NavixySandbox(server=server, world=world, clock=clock,
                             credentials=dict(navixy.CREDENTIALS))
+
+
+
+# What `make test-fast` (`-m "not slow"`) leaves out: a whole file, or one test of a file, that
+# runs dbt, launches Dagster runs or the CLI in subprocesses, drives the browser, replays the fault
+# matrix or loads many days — each 4 s and more on the two shared cores (measured with
+# --durations=0). `make test` runs them all.
+SLOW = {
+    "reporting/test_dbt_models.py": "dbt builds the models on a loaded warehouse",
+    "reporting/test_reporting.py": "dbt builds the marts the report and the BI copy read",
+    "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
+    "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
+    "ingest/test_concurrency.py": "runs in subprocesses with the multiprocess executor, then killed",
+    "automation/test_abandoned_runs.py": "runs launched in subprocesses and left behind",
+    "sources/test_faults.py": "every vendor fault against the sandbox, one run each",
+    "automation/test_backfill.py::test_the_cli_reports_a_failed_run_then_resumes_to_completion":
+        "a failing then a resumed backfill through the CLI",
+    "automation/test_backfill.py::test_a_tracksolid_range_run_equals_three_day_runs_with_fewer_calls":
+        "a range run and three day runs",
+    "automation/test_backfill.py::test_a_navixy_range_run_equals_three_day_runs_with_fewer_calls":
+        "a range run and three day runs",
+    "automation/test_backfill.py::test_a_range_run_against_a_tight_rate_limit_slows_down_and_loads_every_row":
+        "waits out a tight rate limit",
+    "automation/test_backfill.py::test_a_failed_range_run_leaves_every_day_as_it_was": "two range runs",
+    "automation/test_anomaly.py::test_the_check_passes_on_normal_days_and_fails_when_most_of_the_fleet_vanishes":
+        "loads two weeks of days",
+    "sources/aovx/test_assets.py::test_ota_history_loads_the_retention_window_once_then_extends_it":
+        "loads the vendor's whole retention window",
+    "sources/tracksolid/test_assets.py::test_partitions_match_the_world_and_reruns_change_nothing":
+        "loads days twice",
+    "sources/navixy/test_assets.py::test_reruns_change_nothing": "loads days twice",
+    "ingest/test_bad_input.py::test_a_bad_field_costs_its_row_at_most":
+        "a matrix: every raw table x three kinds of bad field, one load each",
+}
+# Fixtures that cost seconds to build: the tests using them are slow wherever they are.
+SLOW_FIXTURES = {"month": "thirty days of a 60-device World"}
+TESTS_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    collected: set[str] = set()
+    for item in items:
+        path = os.path.relpath(str(item.path), TESTS_ROOT).replace(os.sep, "/")
+        test = f"{path}::{getattr(item, 'originalname', item.name)}"
+        collected |= {path, test}
+        if path in SLOW or test in SLOW or SLOW_FIXTURES.keys() & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+    # A test renamed or moved must not slip into the fast run unnoticed.
+    stale = [key for key in SLOW if key.split("::")[0] in collected and key not in collected]
+    if stale:
+        raise pytest.UsageError(f"conftest.SLOW names tests that do not exist (renamed or moved?): {stale}")

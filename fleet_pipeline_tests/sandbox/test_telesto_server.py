@@ -277,7 +277,9 @@ def test_the_limits_are_knobs(world: World) -> None:
     clock = ManualClock(START)
     with telesto.make_server(world, now=clock, rate_limit_per_hour=2, block_s=60) as server:
         url = server.base_url + telesto.PRODUCTS_PATH
-        get = lambda: requests.get(url, headers={"Authorization": telesto.API_KEY}, timeout=30)
+        def get() -> requests.Response:
+            return requests.get(url, headers={"Authorization": telesto.API_KEY}, timeout=30)
+
         assert [get().status_code for _ in range(3)] == [200, 200, 429]
         clock.advance(seconds=59)
         assert get().status_code == 429

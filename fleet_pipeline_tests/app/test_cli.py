@@ -116,7 +116,7 @@ def test_demo_runs_end_to_end_in_the_project_instance(tmp_path):
     assert by_job["reporting"]["same_snapshot"] == 1
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # What the webserver does for a job page's runs (dagster_graphql's GraphenePipeline.resolve_runs): the
 # job as the code location loaded it, its runs filtered by job name and repository label.
 RUNS_AS_THE_UI_LISTS_THEM = """

@@ -39,7 +39,7 @@ from fleet_pipeline.sources.telesto.client import (
     TelestoRateLimited,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 11, 20, 12, 0, 0)
 KEY = sandbox_telesto.API_KEY
 

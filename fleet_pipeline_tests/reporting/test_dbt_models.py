@@ -24,7 +24,7 @@ from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.sandbox.world import Stop, World
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DBT_PROJECT = REPO / "dbt_models"
 BIN = Path(sys.executable).parent
 N_DEVICES = 20

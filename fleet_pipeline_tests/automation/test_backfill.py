@@ -25,6 +25,7 @@ from dagster import (
 
 from fleet_pipeline import cli, settings, source_assets
 from fleet_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, plan, source_runs
+from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.messages import Request, Response
@@ -37,7 +38,6 @@ from fleet_pipeline.sources.telesto import assets as telesto_assets
 from fleet_pipeline.sources.teltonika import assets as teltonika_assets
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.warehouse import WarehouseResource
 
 TODAY = datetime.now(timezone.utc).date()
@@ -301,10 +301,10 @@ def test_every_partitioned_source_declares_how_many_days_a_run_covers():
 
 
 def test_the_cli_cuts_a_backfill_into_the_runs_dagster_would_launch():
-    from dagster._core.definitions.events import AssetKeyPartitionKey
     from dagster._core.definitions.automation_tick_evaluation_context import (
         build_run_requests_with_backfill_policies,
     )
+    from dagster._core.definitions.events import AssetKeyPartitionKey
 
     every_source = [*TRACKSOLID_EVENTS, *NAVIXY_EVENTS, aovx_assets.ota_reports]
     never_started = {"tracksolid": TracksolidResource(), "navixy": NavixyResource(), "aovx": AovxResource(),
@@ -324,7 +324,8 @@ def test_the_cli_cuts_a_backfill_into_the_runs_dagster_would_launch():
 
 
 def test_the_plan_over_the_real_definitions_covers_every_source_and_the_models():
-    from fleet_pipeline.definitions import defs, source_assets as every_source
+    from fleet_pipeline.definitions import defs
+    from fleet_pipeline.definitions import source_assets as every_source
 
     days = [TODAY - timedelta(days=n) for n in range(30, 0, -1)]
     todo, skipped = plan(defs, days, DagsterInstance.ephemeral(), TODAY)

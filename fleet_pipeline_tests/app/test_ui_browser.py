@@ -31,7 +31,7 @@ from fleet_pipeline.freshness import OVERDUE_SECONDS, expected_partition
 from fleet_pipeline.freshness import SENSOR_NAME as FRESHNESS_SENSOR
 from fleet_pipeline.reporting.dbt_translator import LAYERS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make test` installs it where missing

@@ -12,7 +12,7 @@ import json
 from datetime import date
 
 from fleet_pipeline.sources.navixy import assets
-from fleet_pipeline_tests.sources.test_navixy_assets import (  # noqa: F401 (fixtures)
+from fleet_pipeline_tests.sources.navixy.test_assets import (  # noqa: F401 (fixtures)
     _active_devices,
     _metadata,
     _query,

@@ -42,7 +42,7 @@ from fleet_pipeline.sources.navixy.client import NavixyClient
 from fleet_pipeline.sources.navixy.errors import TrackerNotFound, UnpageableEvents
 from fleet_pipeline.sources.navixy.timezones import UserClock
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 PARIS = ZoneInfo("Europe/Paris")
 SPRING_DAY = date(2026, 3, 29)   # 23-hour local day
 AUTUMN_DAY = date(2026, 10, 25)  # 25-hour local day: 02:00-02:59 local happens twice

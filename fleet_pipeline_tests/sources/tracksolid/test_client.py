@@ -39,7 +39,7 @@ from fleet_pipeline.sources.tracksolid.client import TracksolidClient
 from fleet_pipeline.sources.tracksolid.rows import extract_rows
 from fleet_pipeline.sources.tracksolid.signing import sign
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TOKEN_GET = "jimi.oauth.token.get"
 TOKEN_REFRESH = "jimi.oauth.token.refresh"
 
