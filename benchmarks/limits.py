@@ -32,7 +32,7 @@ from fleet_pipeline.sources.aovx.client import IDS_PER_CALL as AOVX_IDS_PER_CALL
 from fleet_pipeline.sources.navixy.client import HISTORY_BATCH as NAVIXY_HISTORY_BATCH
 from fleet_pipeline.sources.tracksolid.client import MAX_IMEIS_PER_CALL, MAX_PAGE_SIZE
 
-# The snapshots job and the daily job (``fleet_pipeline.schedules``): what the benchmark runs.
+# The snapshots job and the daily job (``fleet_pipeline.automation.schedules``): what the benchmark runs.
 RUNS_PER_DAY = 2
 
 # Requests per second each vendor allows (documents and FIELD-NOTES); None = none documented.

@@ -141,7 +141,7 @@ def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
 
     from dagster import DagsterInstance, materialize
 
-    from fleet_pipeline.warehouse import WarehouseResource
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
 
     vendor = spec["vendor"]
     probes = Probes(spec["bare_db"])
@@ -185,7 +185,7 @@ def _rows_per_imei(warehouse: str) -> dict[str, dict[str, int]]:
 
     from benchmarks.limits import PAGED_PER_IMEI
 
-    from fleet_pipeline.warehouse import exclusive_access
+    from fleet_pipeline.ingest.warehouse import exclusive_access
 
     found: dict[str, dict[str, int]] = {}
     # The other vendors' stages may be writing the file: read it in a turn of our own.

@@ -159,7 +159,7 @@ def demo(days: int) -> int:
 
 def _backfill_days(days: int | None, start: str | None, end: str | None, today: date) -> list[date]:
     """The days to backfill: the last ``days`` complete UTC days, or ``start`` to ``end`` inclusive."""
-    from fleet_pipeline.partitions import days_between
+    from fleet_pipeline.automation.partitions import days_between
 
     if days is not None:
         if start or end:
@@ -183,7 +183,7 @@ def _backfill_days(days: int | None, start: str | None, end: str | None, today: 
 
 def backfill(days: int | None, start: str | None, end: str | None, resume: bool, reporting: bool) -> int:
     """Load every partitioned source for a range of days, cut into runs by each asset's backfill
-    policy (``fleet_pipeline.backfill``), then build the reporting models for the range."""
+    policy (``fleet_pipeline.automation.backfill``), then build the reporting models for the range."""
     today = datetime.now(timezone.utc).date()
     try:
         wanted = _backfill_days(days, start, end, today)
@@ -200,7 +200,7 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
 
     from dagster import DagsterInstance
 
-    from fleet_pipeline.backfill import plan
+    from fleet_pipeline.automation.backfill import plan
 
     instance = DagsterInstance.get()
     todo, skipped = plan(defs, wanted, instance, today, resume=resume, reporting=reporting)
@@ -272,7 +272,7 @@ def _first_error(result) -> str:
 def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
     import duckdb
 
-    from fleet_pipeline.warehouse import exclusive_access, table_row_counts
+    from fleet_pipeline.ingest.warehouse import exclusive_access, table_row_counts
 
     print()
     print(f"Summary ({elapsed_s:.0f}s, {api_calls:,} API calls)")

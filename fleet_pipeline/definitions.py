@@ -10,13 +10,13 @@ from fleet_pipeline import settings
 # definitions load (not when the schedule that first reads one ticks).
 settings.check_configuration()
 from fleet_pipeline.instance import build_abandoned_runs_sensor
-from fleet_pipeline.freshness import build_freshness_checks, build_freshness_sensor
-from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor
+from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project
 from fleet_pipeline.reporting.report import fleet_report
 from fleet_pipeline.reporting.serving import build_serving_asset
-from fleet_pipeline.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
-from fleet_pipeline.source_assets import SOURCE_EXECUTOR
+from fleet_pipeline.automation.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
+from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
 from fleet_pipeline.sources.aovx.assets import aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.sources.navixy.assets import navixy_assets
@@ -29,7 +29,7 @@ from fleet_pipeline.sources.telesto.resources import TelestoResource
 from fleet_pipeline.sources.tracksolid.assets import tracksolid_assets
 from fleet_pipeline.sources.tracksolid.jobs import tracksolid_jobs
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 
 source_assets = [*tracksolid_assets, *navixy_assets, *teltonika_assets, *aovx_assets, *telesto_assets]
 _partitioned = [a for a in source_assets if a.partitions_def is not None]

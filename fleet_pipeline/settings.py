@@ -422,7 +422,7 @@ def sandbox_devices(env: Mapping[str, str] | None = None) -> int:
 
 @dataclass(frozen=True)
 class StepRetrySettings:
-    """Dagster step retries of the source assets (see ``fleet_pipeline.source_assets``)."""
+    """Dagster step retries of the source assets (see ``fleet_pipeline.ingest.source_assets``)."""
 
     max_retries: int
     delay_s: float

@@ -23,8 +23,9 @@ from dagster import (
     materialize,
 )
 
-from fleet_pipeline import cli, settings, source_assets
-from fleet_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, plan, source_runs
+from fleet_pipeline import cli, settings
+from fleet_pipeline.ingest import source_assets
+from fleet_pipeline.automation.backfill import RANGE_END_TAG, RANGE_START_TAG, plan, source_runs
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.server import Request, Response
@@ -37,8 +38,8 @@ from fleet_pipeline.sources.telesto import assets as telesto_assets
 from fleet_pipeline.sources.teltonika import assets as teltonika_assets
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.partitions import daily_partitions
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 
 TODAY = datetime.now(timezone.utc).date()
 DAYS = [TODAY - timedelta(days=n) for n in (7, 6, 5)]

@@ -28,10 +28,10 @@ import polars as pl
 import pytest
 
 import fleet_pipeline.sources
-from fleet_pipeline.loader import AllRowsRejected, validate_batch, write_batch
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, Table
-from fleet_pipeline.warehouse import TableRef
+from fleet_pipeline.ingest.loader import AllRowsRejected, validate_batch, write_batch
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Source, Table
+from fleet_pipeline.ingest.warehouse import TableRef
 
 DAY = date(2026, 11, 20)
 BASE = datetime(2026, 11, 20, 1, 0, 0)

@@ -96,7 +96,7 @@ def firmware_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
     from fleet_pipeline.sources.tracksolid.assets import tracksolid_assets
     from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-    from fleet_pipeline.warehouse import WarehouseResource
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
 
     tmp = tmp_path_factory.mktemp("firmware")
     db = tmp / "firmware.duckdb"

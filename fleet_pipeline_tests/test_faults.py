@@ -41,7 +41,7 @@ from fleet_pipeline.sources.telesto import assets as telesto_assets
 from fleet_pipeline.sources.telesto.resources import TelestoResource
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 
 # A day whose late uploads have all arrived: a clean run equals the world's truth.
 DAY = (datetime.now(timezone.utc) - timedelta(days=5)).date().isoformat()

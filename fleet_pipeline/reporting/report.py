@@ -22,7 +22,7 @@ from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
 from fleet_pipeline.reporting.serving import SERVING_FILE
-from fleet_pipeline.source_assets import OWNERS
+from fleet_pipeline.ingest.source_assets import OWNERS
 
 REPORT_FILE = "fleet_report.html"
 # Share of a model's devices on its target firmware that counts as "rolled out".

@@ -7,14 +7,14 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 from dagster import DagsterInstance, materialize
 
-from fleet_pipeline.partitions import day_bounds
+from fleet_pipeline.automation.partitions import day_bounds
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox.firmware import OTA_STATUS
 from fleet_pipeline.sandbox.server import ManualClock
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.aovx import assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 
 
 def test_ota_reports_match_the_worlds_attempts(tmp_path):

@@ -11,7 +11,7 @@ from fleet_pipeline.sandbox import teltonika as sandbox_teltonika
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.teltonika import assets
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 
 
 def _resources(base_url: str, tmp_path) -> dict:

@@ -21,14 +21,14 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from fleet_pipeline import settings
-from fleet_pipeline.anomaly import Fleet
-from fleet_pipeline.partitions import MONTH_PER_RUN, days_between
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Extraction, Source, Table, extraction, load
+from fleet_pipeline.automation.anomaly import Fleet
+from fleet_pipeline.automation.partitions import MONTH_PER_RUN, days_between
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Extraction, Source, Table, extraction, load
 from fleet_pipeline.sources.aovx import schemas
 from fleet_pipeline.sources.aovx.client import AovxClient
 from fleet_pipeline.sources.aovx.resources import AovxResource
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
+from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_aovx", group="aovx", vendor="AOVX OTA report",

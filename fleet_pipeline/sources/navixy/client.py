@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     FileWindowLimiter,
     HttpSession,
@@ -59,8 +59,8 @@ from fleet_pipeline.http import (
     VendorResponseError,
     retry_after_s,
 )
-from fleet_pipeline.records import INVALID_FIELDS
-from fleet_pipeline.shared_files import SharedJsonFile, cache_key
+from fleet_pipeline.ingest.records import INVALID_FIELDS
+from fleet_pipeline.ingest.shared_files import SharedJsonFile, cache_key
 
 logger = logging.getLogger("fleet_pipeline.sources.navixy")
 

@@ -9,7 +9,7 @@ from dagster import EnvVar
 from fleet_pipeline import settings
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy.client import NavixyClient
-from fleet_pipeline.vendor_resource import VendorResource
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 
 
 class NavixyResource(VendorResource):

@@ -9,7 +9,7 @@ from dagster import EnvVar
 from fleet_pipeline import settings
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.teltonika.client import DEFAULT_USER_AGENT, TeltonikaFotaClient
-from fleet_pipeline.vendor_resource import VendorResource
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 
 
 class TeltonikaResource(VendorResource):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     FileWindowLimiter,
     HttpSession,
@@ -41,7 +41,7 @@ from fleet_pipeline.http import (
     VendorClient,
     VendorResponseError,
 )
-from fleet_pipeline.shared_files import SharedJsonFile, cache_key
+from fleet_pipeline.ingest.shared_files import SharedJsonFile, cache_key
 
 logger = logging.getLogger("fleet_pipeline.sources.tracksolid")
 

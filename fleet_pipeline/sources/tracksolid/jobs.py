@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from fleet_pipeline.partitions import daily_partitions
-from fleet_pipeline.source_assets import SOURCE_EXECUTOR
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
 from fleet_pipeline.sources.tracksolid.assets import GROUP, alarms, devices, parking, positions, track_points, trips
 
 tracksolid_snapshots_job = define_asset_job(

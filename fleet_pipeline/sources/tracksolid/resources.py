@@ -7,10 +7,10 @@ from typing import Any, Optional
 from dagster import EnvVar
 
 from fleet_pipeline import settings
-from fleet_pipeline.http import Backoff
+from fleet_pipeline.ingest.http import Backoff
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
-from fleet_pipeline.vendor_resource import VendorResource
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 
 
 class TracksolidResource(VendorResource):

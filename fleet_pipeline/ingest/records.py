@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from fleet_pipeline.validation import ISSUES_COLUMN, RAW_COLUMN
+from fleet_pipeline.ingest.validation import ISSUES_COLUMN, RAW_COLUMN
 
 Kind = Literal["str", "float", "int", "bool", "time", "date"]
 
