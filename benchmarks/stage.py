@@ -25,6 +25,7 @@ from typing import Any
 _STARTED = time.perf_counter()
 
 from benchmarks.probes import Probes  # noqa: E402
+from fleet_pipeline.sources.registry import BY_NAME, VENDORS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_models"
@@ -33,13 +34,7 @@ BIN = Path(sys.executable).parent
 # Dagster's per-event console log costs time and drowns the table; warnings still show.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-ASSET_MODULES = {
-    "tracksolid": "fleet_pipeline.sources.tracksolid.assets",
-    "navixy": "fleet_pipeline.sources.navixy.assets",
-    "teltonika": "fleet_pipeline.sources.teltonika.assets",
-    "aovx": "fleet_pipeline.sources.aovx.assets",
-    "telesto": "fleet_pipeline.sources.telesto.assets",
-}
+ASSET_MODULES = {spec.name: spec.assets_module for spec in VENDORS}
 
 
 def _own_peak_rss_mib() -> float:
@@ -137,8 +132,6 @@ def _first_error(result: Any) -> str | None:
 
 
 def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
-    import importlib
-
     from dagster import DagsterInstance, materialize
 
     from fleet_pipeline.ingest.warehouse import WarehouseResource
@@ -146,8 +139,7 @@ def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
     vendor = spec["vendor"]
     probes = Probes(spec["bare_db"])
     probes.install([ASSET_MODULES[vendor]])
-    module = importlib.import_module(ASSET_MODULES[vendor])
-    assets = getattr(module, f"{vendor}_assets")
+    assets = BY_NAME[vendor].load_assets()
     vendor_resource = _vendor_resource(vendor, spec["base_url"], spec["cache_dir"])
     resources = {vendor: vendor_resource, "duckdb": WarehouseResource(database=spec["warehouse"])}
     partitioned = [a for a in assets if a.partitions_def is not None]

@@ -34,8 +34,7 @@ from fleet_pipeline.sources.aovx import assets as aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.sources.navixy import assets as navixy_assets
 from fleet_pipeline.sources.navixy.resources import NavixyResource
-from fleet_pipeline.sources.telesto import assets as telesto_assets
-from fleet_pipeline.sources.teltonika import assets as teltonika_assets
+from fleet_pipeline.sources.registry import VENDORS
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
 from fleet_pipeline.automation.partitions import daily_partitions
@@ -290,8 +289,7 @@ def test_step_retries_come_from_the_environment(monkeypatch):
 
 
 def test_every_partitioned_source_declares_how_many_days_a_run_covers():
-    every_source = [*tracksolid_assets.tracksolid_assets, *navixy_assets.navixy_assets, *aovx_assets.aovx_assets,
-                    *teltonika_assets.teltonika_assets, *telesto_assets.telesto_assets]
+    every_source = [asset for spec in VENDORS for asset in spec.load_assets()]
     partitioned = [a for a in every_source if a.partitions_def is not None]
     assert partitioned and all(a.backfill_policy is not None for a in partitioned)
     by_key = {a.key: a.backfill_policy.max_partitions_per_run for a in partitioned}

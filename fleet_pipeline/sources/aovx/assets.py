@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from fleet_pipeline import settings
+from fleet_pipeline.sources.aovx import settings
 from fleet_pipeline.automation.anomaly import Fleet
 from fleet_pipeline.automation.partitions import MONTH_PER_RUN, days_between
 from fleet_pipeline.ingest.records import typed_frame

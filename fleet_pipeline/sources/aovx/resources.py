@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.sources.aovx import settings
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.aovx.client import AovxClient
 from fleet_pipeline.ingest.vendor_resource import VendorResource

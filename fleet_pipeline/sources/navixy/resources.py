@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.sources.navixy import settings
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy.client import NavixyClient
 from fleet_pipeline.ingest.vendor_resource import VendorResource

@@ -5,3 +5,19 @@
 the rate limit: 100 requests per hour per IP, and going over blocks the IP for 15 minutes, so the
 client keeps a cross-process hourly budget and refuses a call rather than earn the block.
 """
+
+from fleet_pipeline.sources.telesto import settings
+from fleet_pipeline.sources.spec import VendorSpec
+
+SPEC = VendorSpec(
+    name="telesto",
+    env_prefix="TELESTO_",
+    credential_vars=("TELESTO_API_KEY",),
+    settings=settings.telesto_settings,
+    extra_readers=(),
+    resource="fleet_pipeline.sources.telesto.resources:TelestoResource",
+    assets="fleet_pipeline.sources.telesto.assets:telesto_assets",
+    snapshot_contents="the Telesto products and their stock on hand",
+    sandbox="fleet_pipeline.sandbox.telesto",
+    sandbox_env=settings.sandbox_env,
+)

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.sources.tracksolid import settings
 from fleet_pipeline.ingest.http import Backoff
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
