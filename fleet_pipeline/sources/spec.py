@@ -4,8 +4,8 @@ Each ``sources/<vendor>/__init__.py`` exports its ``SPEC``; ``sources/registry.p
 and settings, definitions, the CLI, the fault tests and the benchmarks iterate over that list.
 
 The spec is read by ``fleet_pipeline.settings``, which the CLI loads before anything else, so it
-names its Dagster parts (resource, assets) and its sandbox server by module path and loads them on
-request: reading a spec costs no Dagster import.
+names its resource by module path and finds its assets and sandbox server by their place in the
+tree, loading them on request: reading a spec costs no Dagster import.
 """
 
 from __future__ import annotations
@@ -42,17 +42,15 @@ class VendorSpec:
     # The vendor's live configuration from the environment, None when no credential is set;
     # raises ConfigError on partial or malformed configuration.
     settings: SettingsReader
-    # Further readers of the vendor's own variables, checked with every other setting at load.
-    extra_readers: tuple[SettingsReader, ...]
-    # "module:Class" of its VendorResource subclass, and "module:list" of its assets.
+    # "module:Class" of its VendorResource subclass.
     resource: str
-    assets: str
     # What the snapshot job takes ("the Tracksolid device list and last positions").
     snapshot_contents: str
-    # The module of its fake server (``make_server(world)``), and the environment a client needs to
-    # talk to that server at a base URL (what ``fleet-pipeline sandbox serve`` prints).
-    sandbox: str
+    # The environment a client needs to talk to its fake server at a base URL (what
+    # ``fleet-pipeline sandbox serve`` prints).
     sandbox_env: Callable[[str], dict[str, str]]
+    # Further readers of the vendor's own variables, checked with every other setting at load.
+    extra_readers: tuple[SettingsReader, ...] = ()
 
     @property
     def resource_key(self) -> str:
@@ -67,10 +65,16 @@ class VendorSpec:
 
     @property
     def assets_module(self) -> str:
-        return self.assets.partition(":")[0]
+        """Its assets live in ``sources/<name>/assets.py`` as ``<name>_assets``."""
+        return f"fleet_pipeline.sources.{self.name}.assets"
+
+    @property
+    def sandbox(self) -> str:
+        """Its fake server is ``fleet_pipeline.sandbox.<name>`` (``make_server(world)``)."""
+        return f"fleet_pipeline.sandbox.{self.name}"
 
     def load_assets(self) -> list[Any]:
-        return list(_resolve(self.assets))
+        return list(getattr(importlib.import_module(self.assets_module), f"{self.name}_assets"))
 
     def sandbox_module(self) -> ModuleType:
         return importlib.import_module(self.sandbox)

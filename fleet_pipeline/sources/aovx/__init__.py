@@ -14,10 +14,8 @@ SPEC = VendorSpec(
     env_prefix="AOVX_",
     credential_vars=("AOVX_TOKEN",),
     settings=settings.aovx_settings,
-    extra_readers=(settings.aovx_terminal_ids, settings.aovx_history_days),
     resource="fleet_pipeline.sources.aovx.resources:AovxResource",
-    assets="fleet_pipeline.sources.aovx.assets:aovx_assets",
     snapshot_contents="the AOVX OTA report and terminals",
-    sandbox="fleet_pipeline.sandbox.aovx",
     sandbox_env=settings.sandbox_env,
+    extra_readers=(settings.aovx_terminal_ids, settings.aovx_history_days),
 )

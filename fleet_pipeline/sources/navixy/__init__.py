@@ -14,10 +14,7 @@ SPEC = VendorSpec(
     env_prefix="NAVIXY_",
     credential_vars=settings.NAVIXY_CREDENTIAL_VARS,
     settings=settings.navixy_settings,
-    extra_readers=(),
     resource="fleet_pipeline.sources.navixy.resources:NavixyResource",
-    assets="fleet_pipeline.sources.navixy.assets:navixy_assets",
     snapshot_contents="the Navixy trackers, their states and sensor readings",
-    sandbox="fleet_pipeline.sandbox.navixy",
     sandbox_env=settings.sandbox_env,
 )

@@ -14,10 +14,7 @@ SPEC = VendorSpec(
     env_prefix="TELESTO_",
     credential_vars=("TELESTO_API_KEY",),
     settings=settings.telesto_settings,
-    extra_readers=(),
     resource="fleet_pipeline.sources.telesto.resources:TelestoResource",
-    assets="fleet_pipeline.sources.telesto.assets:telesto_assets",
     snapshot_contents="the Telesto products and their stock on hand",
-    sandbox="fleet_pipeline.sandbox.telesto",
     sandbox_env=settings.sandbox_env,
 )

@@ -13,10 +13,7 @@ SPEC = VendorSpec(
     env_prefix="TELTONIKA_FOTA_",
     credential_vars=("TELTONIKA_FOTA_API_TOKEN",),
     settings=settings.teltonika_settings,
-    extra_readers=(),
     resource="fleet_pipeline.sources.teltonika.resources:TeltonikaResource",
-    assets="fleet_pipeline.sources.teltonika.assets:teltonika_assets",
     snapshot_contents="the Teltonika FOTA devices, groups, tasks and batches",
-    sandbox="fleet_pipeline.sandbox.teltonika",
     sandbox_env=settings.sandbox_env,
 )
