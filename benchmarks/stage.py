@@ -85,7 +85,8 @@ def _vendor_resource(vendor: str, base_url: str, cache_dir: str) -> Any:
         from fleet_pipeline.sources.telesto.resources import TelestoResource
 
         return TelestoResource(base_url=base_url, api_key=telesto.API_KEY, **common)
-    raise ValueError(f"unknown vendor {vendor!r}")
+    # Any other vendor of the registry: its sandbox-mode code path, against the benchmark's sandbox.
+    return _remote_sandbox_resource(vendor, base_url, cache_dir)
 
 
 class _RemoteSandbox:
@@ -99,11 +100,7 @@ class _RemoteSandbox:
 
 
 def _remote_sandbox_resource(vendor: str, base_url: str, cache_dir: str) -> Any:
-    from fleet_pipeline.sources.aovx.resources import AovxResource
-
-    resource_classes = {"aovx": AovxResource}
-
-    class RemoteSandboxResource(resource_classes[vendor]):  # type: ignore[misc, valid-type]
+    class RemoteSandboxResource(BY_NAME[vendor].resource_class()):  # type: ignore[misc]
         remote_sandbox_url: str = ""
 
         def setup_for_execution(self, context: Any) -> None:
