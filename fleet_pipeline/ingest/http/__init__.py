@@ -1,8 +1,10 @@
 """The one HTTP layer every vendor client goes through, one job per module:
 
 * ``errors`` — what a failed vendor call raises, and whether a retry may help;
-* ``limits`` — backoff, the retry policy and rate limiting (per process and across processes);
-* ``session`` — ``HttpSession`` (pooling, timeouts, retries, ``Retry-After``) and ``VendorClient``;
+* ``limits`` — backoff, the retry policy, ``Retry-After`` and rate limiting (per process and across
+  processes);
+* ``session`` — ``HttpSession``: pooling, timeouts, retries, decoding, the vendor ``check`` callback;
+* ``client`` — ``VendorClient``, the base of every vendor client;
 * ``redaction`` — ``Secrets``, which scrubs every string that leaves the layer;
 * ``stats`` — ``CallStats``, the counters that end up in Dagster metadata.
 
@@ -10,6 +12,7 @@ Vendor clients import what they need from this package; nothing here knows any v
 and nothing here imports Dagster.
 """
 
+from fleet_pipeline.ingest.http.client import VendorClient
 from fleet_pipeline.ingest.http.errors import (
     RetryableVendorError,
     VendorAPIError,
@@ -26,9 +29,10 @@ from fleet_pipeline.ingest.http.limits import (
     RateLimiter,
     RetryPolicy,
     SlidingWindowLimiter,
+    retry_after_s,
 )
 from fleet_pipeline.ingest.http.redaction import REDACTED, Secrets
-from fleet_pipeline.ingest.http.session import HttpSession, Reply, RequestParts, VendorClient, retry_after_s
+from fleet_pipeline.ingest.http.session import HttpSession, Reply, RequestParts
 from fleet_pipeline.ingest.http.stats import CallStats
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""Backoff, the retry policy and rate limiting (in-process and cross-process sliding windows)."""
+"""Backoff, the retry policy, ``Retry-After`` and rate limiting (in-process and cross-process windows)."""
 
 from __future__ import annotations
 
+import email.utils
 import fcntl
 import json
 import random
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -172,3 +174,21 @@ class FileWindowLimiter:
             return self.max_calls
         now = self._clock()
         return self.max_calls - sum(1 for s in stamps if now - s < self.per_s)
+
+
+def retry_after_s(header: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

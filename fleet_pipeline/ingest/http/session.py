@@ -15,20 +15,17 @@ exception (whose text may contain a URL with credentials) never reaches a traceb
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from fleet_pipeline.ingest.fanout import fetch_each
 from fleet_pipeline.ingest.http.errors import (
     RetryableVendorError,
     VendorAPIError,
@@ -37,12 +34,9 @@ from fleet_pipeline.ingest.http.errors import (
     VendorResponseError,
     VendorTransportError,
 )
-from fleet_pipeline.ingest.http.limits import RateLimiter, RetryPolicy
+from fleet_pipeline.ingest.http.limits import RateLimiter, RetryPolicy, retry_after_s
 from fleet_pipeline.ingest.http.redaction import Secrets
 from fleet_pipeline.ingest.http.stats import CallStats
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 logger = logging.getLogger("fleet_pipeline.ingest.http")
 
@@ -316,53 +310,3 @@ class HttpSession:
         text = body[:BODY_SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
         text = self.secrets.redact(text)[:BODY_SNIPPET_CHARS]
         return repr(text)
-
-
-def retry_after_s(header: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
-    if not header:
-        return None
-    header = header.strip()
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-class VendorClient:
-    """Base of every vendor client: it owns (or borrows) an ``HttpSession`` in ``self.http``.
-
-    Gives each client the same call statistics, ``close()`` and context-manager behaviour; a
-    session passed in by the caller is left open for the caller to close.
-    """
-
-    http: HttpSession
-    _owns_http: bool = True
-    # How many calls may be in flight at once (``fleet_pipeline.ingest.fanout``): enough to reach the
-    # vendor's rate limit at a few hundred ms of latency; the rate limiter does the pacing.
-    concurrency: int = 1
-
-    @property
-    def stats(self) -> CallStats:
-        return self.http.stats
-
-    def fan_out(self, items: Iterable[T], fetch: Callable[[T], R]) -> Iterator[tuple[T, R]]:
-        """``(item, fetch(item))`` for every item, ``concurrency`` calls at a time, in input order."""
-        return fetch_each(items, fetch, self.concurrency)
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
-
-    def __enter__(self) -> VendorClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
