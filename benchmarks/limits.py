@@ -1,7 +1,7 @@
 """What the vendors allow: the fewest API calls one day can take, and the documented rate limits.
 
 The minimum of each method follows from the batch and page limits of the vendor documents
-(``/work/shared/vendor-apis`` and FIELD-NOTES.md) applied to the fleet of the benchmark's world
+(``docs/vendor-apis`` and docs/vendor-apis/FIELD-NOTES.md) applied to the fleet of the benchmark's world
 and to the rows the day returned, e.g. Tracksolid ``track.mileage`` takes 50 IMEIs a call and
 pages 100 trips, announcing no total, so a batch of R trips needs ``R // 100 + 1`` calls (a full
 page takes one more to see the end); ``track.list`` takes one IMEI, so T calls. A method not
@@ -32,10 +32,10 @@ from fleet_pipeline.sources.aovx.client import IDS_PER_CALL as AOVX_IDS_PER_CALL
 from fleet_pipeline.sources.navixy.limits import HISTORY_BATCH as NAVIXY_HISTORY_BATCH
 from fleet_pipeline.sources.tracksolid.limits import MAX_IMEIS_PER_CALL, MAX_PAGE_SIZE
 
-# The snapshots job and the daily job (``fleet_pipeline.schedules``): what the benchmark runs.
+# The snapshots job and the daily job (``fleet_pipeline.automation.schedules``): what the benchmark runs.
 RUNS_PER_DAY = 2
 
-# Requests per second each vendor allows (documents and FIELD-NOTES); None = none documented.
+# Requests per second each vendor allows (documents and docs/vendor-apis/FIELD-NOTES.md); None = none documented.
 VENDOR_RATE_LIMIT_PER_S: dict[str, float | None] = {
     "tracksolid": 25.0,         # 1006 "frequency too high" after a burst of ~25 calls
     "navixy": 50.0,             # 50 requests/s per user and per IP

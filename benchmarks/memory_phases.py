@@ -87,7 +87,7 @@ class MemoryPhases:
     def install(self, vendor_asset_module: str, table_of_columns: Callable[[Any], str | None]) -> None:
         """``table_of_columns(columns)``: the table a ``typed_frame`` call's column spec belongs to
         (typing is the first boundary that knows which table the rows are for)."""
-        loader = importlib.import_module("fleet_pipeline.loader")
+        loader = importlib.import_module("fleet_pipeline.ingest.loader")
         self._wrap(importlib.import_module(vendor_asset_module), "typed_frame", lambda original: self._typed(
             original, table_of_columns))
         self._wrap(loader, "split_valid", lambda original: self._around(original, "validate"))

@@ -37,8 +37,9 @@ INTEGER_IDS = ("event_id", "track_id")
 TEXT_IDS = ("attempt_id",)
 ID_STEP = 10**12
 # What decides the contents and layout of the raw tables.
-_RAW_CODE = ("fleet_pipeline/sources", "fleet_pipeline/records.py", "fleet_pipeline/loader.py",
-             "fleet_pipeline/warehouse.py", "fleet_pipeline/validation.py", "fleet_pipeline/source_assets.py")
+_RAW_CODE = ("fleet_pipeline/sources", "fleet_pipeline/ingest/records.py", "fleet_pipeline/ingest/loader.py",
+             "fleet_pipeline/ingest/warehouse.py", "fleet_pipeline/ingest/validation.py",
+             "fleet_pipeline/ingest/source_assets.py")
 
 
 def raw_code_hash() -> str:

@@ -64,7 +64,7 @@ def run_one_process(spec: dict[str, Any]) -> dict[str, Any]:
 
     from dagster import DagsterInstance, materialize
 
-    from fleet_pipeline.warehouse import WarehouseResource
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
 
     by_name = {a.key.path[-1]: a for a in module.navixy_assets}
     resources = {"navixy": _vendor_resource("navixy", spec["base_url"], spec["cache_dir"]),

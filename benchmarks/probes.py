@@ -3,12 +3,12 @@
 The benchmark must measure the code path the assets really take, without changing the package, so
 it wraps four module attributes for the life of a stage process (never in the test suite):
 
-* ``fleet_pipeline.http.json``: every response body the clients decode goes through
+* ``fleet_pipeline.ingest.http.json``: every response body the clients decode goes through
   ``json.loads`` there. Its time is the *bare parse limit* of the extract stage (the same JSON
   parsed with no typing or validation), its byte count what came over the wire.
 * ``typed_frame`` as each vendor's ``assets`` module imported it: vendor rows -> typed frame.
-* ``fleet_pipeline.loader.split_valid``: pandera validation.
-* ``fleet_pipeline.loader.replace_partitions``: the atomic partition swap. After each call the probe
+* ``fleet_pipeline.ingest.loader.split_valid``: pandera validation.
+* ``fleet_pipeline.ingest.loader.replace_partitions``: the atomic partition swap. After each call the probe
   also times the *bare load limit*: the same Arrow data registered in a scratch DuckDB file and
   inserted with a plain ``CREATE TABLE AS`` / ``INSERT`` (no transaction bookkeeping, no delete,
   no rejects). The scratch time is excluded from the stage's own figures (``overhead_s``).
@@ -79,7 +79,7 @@ class _Timer:
 
 
 class _TimedJson:
-    """Stands in for the ``json`` module inside ``fleet_pipeline.http``: times ``loads``."""
+    """Stands in for the ``json`` module inside ``fleet_pipeline.ingest.http``: times ``loads``."""
 
     def __init__(self, probes: Probes) -> None:
         self._probes = probes
@@ -112,12 +112,12 @@ class Probes:
 
     # -- installation ----------------------------------------------------------------------------
     def install(self, vendor_asset_modules: list[str]) -> None:
-        http = importlib.import_module("fleet_pipeline.http")
+        http = importlib.import_module("fleet_pipeline.ingest.http.session")
         if hasattr(http, "json"):
             http.json = _TimedJson(self)
         else:
-            self.missing.append("fleet_pipeline.http.json")
-        loader = importlib.import_module("fleet_pipeline.loader")
+            self.missing.append("fleet_pipeline.ingest.http.session.json")
+        loader = importlib.import_module("fleet_pipeline.ingest.loader")
         self._wrap(loader, "split_valid", self._validate)
         self._wrap(loader, "replace_partitions", self._replace)
         for name in vendor_asset_modules:

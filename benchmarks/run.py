@@ -29,10 +29,11 @@ from typing import Any
 from benchmarks import load, models, report
 from benchmarks.limits import Fleet
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.registry import VENDORS as REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
-VENDORS = ("tracksolid", "navixy", "teltonika", "aovx", "telesto")
+VENDORS = tuple(spec.name for spec in REGISTRY)
 # Late uploads arrive up to 3 days after the fix: a day 5 days back is complete.
 DEFAULT_DAY_OFFSET = 5
 

@@ -34,16 +34,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from fleet_pipeline.sandbox import aovx, navixy, telesto, teltonika, tracksolid
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.registry import VENDORS
 
-VENDOR_MODULES: dict[str, Any] = {
-    "tracksolid": tracksolid,
-    "navixy": navixy,
-    "teltonika": teltonika,
-    "aovx": aovx,
-    "telesto": telesto,
-}
+VENDOR_MODULES: dict[str, Any] = {spec.name: spec.sandbox_module() for spec in VENDORS}
 
 
 # The platforms whose devices send the positions, trips and events a vendor serves by day.

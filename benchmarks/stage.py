@@ -25,6 +25,7 @@ from typing import Any
 _STARTED = time.perf_counter()
 
 from benchmarks.probes import Probes  # noqa: E402
+from fleet_pipeline.sources.registry import BY_NAME, VENDORS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_models"
@@ -33,13 +34,7 @@ BIN = Path(sys.executable).parent
 # Dagster's per-event console log costs time and drowns the table; warnings still show.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-ASSET_MODULES = {
-    "tracksolid": "fleet_pipeline.sources.tracksolid.assets",
-    "navixy": "fleet_pipeline.sources.navixy.assets",
-    "teltonika": "fleet_pipeline.sources.teltonika.assets",
-    "aovx": "fleet_pipeline.sources.aovx.assets",
-    "telesto": "fleet_pipeline.sources.telesto.assets",
-}
+ASSET_MODULES = {spec.name: spec.assets_module for spec in VENDORS}
 
 
 def _own_peak_rss_mib() -> float:
@@ -90,7 +85,8 @@ def _vendor_resource(vendor: str, base_url: str, cache_dir: str) -> Any:
         from fleet_pipeline.sources.telesto.resources import TelestoResource
 
         return TelestoResource(base_url=base_url, api_key=telesto.API_KEY, **common)
-    raise ValueError(f"unknown vendor {vendor!r}")
+    # Any other vendor of the registry: its sandbox-mode code path, against the benchmark's sandbox.
+    return _remote_sandbox_resource(vendor, base_url, cache_dir)
 
 
 class _RemoteSandbox:
@@ -104,11 +100,7 @@ class _RemoteSandbox:
 
 
 def _remote_sandbox_resource(vendor: str, base_url: str, cache_dir: str) -> Any:
-    from fleet_pipeline.sources.aovx.resources import AovxResource
-
-    resource_classes = {"aovx": AovxResource}
-
-    class RemoteSandboxResource(resource_classes[vendor]):  # type: ignore[misc, valid-type]
+    class RemoteSandboxResource(BY_NAME[vendor].resource_class()):  # type: ignore[misc]
         remote_sandbox_url: str = ""
 
         def setup_for_execution(self, context: Any) -> None:
@@ -137,17 +129,14 @@ def _first_error(result: Any) -> str | None:
 
 
 def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
-    import importlib
-
     from dagster import DagsterInstance, materialize
 
-    from fleet_pipeline.warehouse import WarehouseResource
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
 
     vendor = spec["vendor"]
     probes = Probes(spec["bare_db"])
     probes.install([ASSET_MODULES[vendor]])
-    module = importlib.import_module(ASSET_MODULES[vendor])
-    assets = getattr(module, f"{vendor}_assets")
+    assets = BY_NAME[vendor].load_assets()
     vendor_resource = _vendor_resource(vendor, spec["base_url"], spec["cache_dir"])
     resources = {vendor: vendor_resource, "duckdb": WarehouseResource(database=spec["warehouse"])}
     partitioned = [a for a in assets if a.partitions_def is not None]
@@ -184,7 +173,7 @@ def _rows_per_imei(warehouse: str) -> dict[str, dict[str, int]]:
     import duckdb
 
     from benchmarks.limits import PAGED_PER_IMEI
-    from fleet_pipeline.warehouse import exclusive_access
+    from fleet_pipeline.ingest.warehouse import exclusive_access
 
     found: dict[str, dict[str, int]] = {}
     # The other vendors' stages may be writing the file: read it in a turn of our own.

@@ -13,13 +13,14 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from fleet_pipeline import settings
 from fleet_pipeline.instance import prepare_instance_home
+from fleet_pipeline.sources.registry import BY_NAME
 
 
 def _fail(message: str) -> int:
@@ -159,7 +160,7 @@ def demo(days: int) -> int:
 
 def _backfill_days(days: int | None, start: str | None, end: str | None, today: date) -> list[date]:
     """The days to backfill: the last ``days`` complete UTC days, or ``start`` to ``end`` inclusive."""
-    from fleet_pipeline.partitions import days_between
+    from fleet_pipeline.automation.partitions import days_between
 
     if days is not None:
         if start or end:
@@ -183,7 +184,7 @@ def _backfill_days(days: int | None, start: str | None, end: str | None, today: 
 
 def backfill(days: int | None, start: str | None, end: str | None, resume: bool, reporting: bool) -> int:
     """Load every partitioned source for a range of days, cut into runs by each asset's backfill
-    policy (``fleet_pipeline.backfill``), then build the reporting models for the range."""
+    policy (``fleet_pipeline.automation.backfill``), then build the reporting models for the range."""
     today = datetime.now(timezone.utc).date()
     try:
         wanted = _backfill_days(days, start, end, today)
@@ -200,7 +201,7 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
 
     from dagster import DagsterInstance
 
-    from fleet_pipeline.backfill import plan
+    from fleet_pipeline.automation.backfill import plan
 
     instance = DagsterInstance.get()
     todo, skipped = plan(defs, wanted, instance, today, resume=resume, reporting=reporting)
@@ -272,7 +273,7 @@ def _first_error(result) -> str:
 def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
     import duckdb
 
-    from fleet_pipeline.warehouse import exclusive_access, table_row_counts
+    from fleet_pipeline.ingest.warehouse import exclusive_access, table_row_counts
 
     print()
     print(f"Summary ({elapsed_s:.0f}s, {api_calls:,} API calls)")
@@ -301,47 +302,20 @@ def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
     print("  Open the runs and assets in the Dagster UI with: make ui")
 
 
-def _sandbox_vendors() -> dict[str, tuple[object, Callable[[str], dict[str, str]]]]:
-    """Vendor -> (sandbox module, the environment a client needs to talk to it at a base URL)."""
-    from fleet_pipeline.sandbox import aovx, navixy, telesto, teltonika, tracksolid
-
-    return {
-        "tracksolid": (tracksolid, lambda url: {
-            "TRACKSOLID_BASE_URL": url + tracksolid.ROUTE_PATH,
-            "TRACKSOLID_APP_KEY": tracksolid.APP_KEY,
-            "TRACKSOLID_APP_SECRET": tracksolid.APP_SECRET,
-            "TRACKSOLID_USER_ID": tracksolid.USER_ID,
-            "TRACKSOLID_USER_PASSWORD": tracksolid.USER_PASSWORD,
-        }),
-        "navixy": (navixy, lambda url: {
-            "NAVIXY_BASE_URL": url + navixy.API_PREFIX,
-            "NAVIXY_API_KEY": navixy.API_KEY,
-        }),
-        "teltonika": (teltonika, lambda url: {
-            "TELTONIKA_FOTA_BASE_URL": url, "TELTONIKA_FOTA_API_TOKEN": teltonika.API_TOKEN,
-        }),
-        "aovx": (aovx, lambda url: {
-            "AOVX_BASE_URL": url + aovx.API_PREFIX, "AOVX_TOKEN": aovx.TOKEN,
-            "AOVX_TERMINAL_IDS": "<the terminalId values of GET " + url + aovx.TERMINAL_LIST_PATH + ">",
-        }),
-        "telesto": (telesto, lambda url: {"TELESTO_BASE_URL": url, "TELESTO_API_KEY": telesto.API_KEY}),
-    }
-
-
 def sandbox_serve(vendor: str, host: str, port: int, seed: int, devices: int) -> int:
     from fleet_pipeline.sandbox.server import serve_forever
     from fleet_pipeline.sandbox.world import World
 
-    vendors = _sandbox_vendors()
-    if vendor not in vendors:
-        return _fail(f"unknown sandbox vendor {vendor!r}; available: {', '.join(vendors)}")
-    module, client_env = vendors[vendor]
+    if vendor not in BY_NAME:
+        return _fail(f"unknown sandbox vendor {vendor!r}; available: {', '.join(BY_NAME)}")
+    spec = BY_NAME[vendor]
+    module = spec.sandbox_module()
     world = World(seed=seed, n_devices=devices)
 
     def announce(line: str) -> None:
         base_url = line.rsplit(" ", 1)[-1]
         print(f"{vendor} sandbox on {base_url} ({devices} devices, seed {seed}). Point the pipeline at it:")
-        for name, value in client_env(base_url).items():
+        for name, value in spec.sandbox_env(base_url).items():
             print(f"  export {name}={value}")
         print("(the sandbox's public credentials, not secrets). Ctrl-C stops it.", flush=True)
 
@@ -407,7 +381,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox_cmd = commands.add_parser("sandbox", help="vendor API sandboxes")
     sandbox_sub = sandbox_cmd.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_sub.add_parser("serve", help="serve a vendor sandbox on a loopback port")
-    serve.add_argument("--vendor", default="tracksolid", help="tracksolid, navixy, teltonika, aovx or telesto")
+    serve.add_argument("--vendor", default="tracksolid", help=", ".join(BY_NAME))
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8900)
     defaults = settings.SandboxSettings(seed=42, n_devices=200)

@@ -9,29 +9,22 @@ from fleet_pipeline import settings
 # Every setting, before any module below reads one: all bad variables reported at once, when the
 # definitions load (not when the schedule that first reads one ticks).
 settings.check_configuration()
+from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor
+from fleet_pipeline.automation.jobs import vendor_jobs
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.automation.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
+from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.instance import build_abandoned_runs_sensor
-from fleet_pipeline.freshness import build_freshness_checks, build_freshness_sensor
-from fleet_pipeline.partitions import daily_partitions
 from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project
 from fleet_pipeline.reporting.report import fleet_report
 from fleet_pipeline.reporting.serving import build_serving_asset
-from fleet_pipeline.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
-from fleet_pipeline.source_assets import SOURCE_EXECUTOR
-from fleet_pipeline.sources.aovx.assets import aovx_assets
-from fleet_pipeline.sources.aovx.resources import AovxResource
-from fleet_pipeline.sources.navixy.assets import navixy_assets
-from fleet_pipeline.sources.navixy.jobs import navixy_jobs
-from fleet_pipeline.sources.navixy.resources import NavixyResource
-from fleet_pipeline.sources.teltonika.assets import teltonika_assets
-from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-from fleet_pipeline.sources.telesto.assets import telesto_assets
-from fleet_pipeline.sources.telesto.resources import TelestoResource
-from fleet_pipeline.sources.tracksolid.assets import tracksolid_assets
-from fleet_pipeline.sources.tracksolid.jobs import tracksolid_jobs
-from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
+from fleet_pipeline.sources.registry import VENDORS
 
-source_assets = [*tracksolid_assets, *navixy_assets, *teltonika_assets, *aovx_assets, *telesto_assets]
+# Every vendor of the registry: its assets, its own jobs and its resource.
+assets_by_vendor = {spec.name: spec.load_assets() for spec in VENDORS}
+source_assets = [asset for assets in assets_by_vendor.values() for asset in assets]
+per_vendor_jobs = [job for spec in VENDORS for job in vendor_jobs(spec, assets_by_vendor[spec.name])]
 _partitioned = [a for a in source_assets if a.partitions_def is not None]
 _snapshots = [a for a in source_assets if a.partitions_def is None]
 
@@ -73,16 +66,12 @@ sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness
 defs = Definitions(
     assets=[*source_assets, *reporting_assets],
     asset_checks=freshness_checks,
-    jobs=[*tracksolid_jobs, *navixy_jobs, all_snapshots_job, all_daily_job, reporting_job],
+    jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, reporting_job],
     schedules=schedules,
     sensors=sensors,
     resources={
         "dbt": dbt_resource(dbt_project),
-        "tracksolid": TracksolidResource.from_env(),
-        "navixy": NavixyResource.from_env(),
-        "teltonika": TeltonikaResource.from_env(),
-        "aovx": AovxResource.from_env(),
-        "telesto": TelestoResource.from_env(),
+        **{spec.resource_key: spec.from_env() for spec in VENDORS},
         "duckdb": WarehouseResource(database=str(settings.duckdb_path())),
     },
 )

@@ -132,7 +132,7 @@ def build_abandoned_runs_sensor() -> Any:
     """
     from dagster import SkipReason, sensor
 
-    from fleet_pipeline.schedules import automation_status
+    from fleet_pipeline.automation.schedules import automation_status
 
     @sensor(name=ABANDONED_RUNS_SENSOR, minimum_interval_seconds=ABANDONED_RUNS_INTERVAL_S,
             default_status=automation_status()[1],

@@ -16,10 +16,10 @@ from typing import Any
 
 from dagster import Definitions, multiprocess_executor
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sources.tracksolid.assets import tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 MODULE = __name__
 

@@ -35,8 +35,8 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
-    AssetsDefinition,
     AssetSpec,
+    AssetsDefinition,
     BackfillPolicy,
     ConfigurableResource,
     multi_asset,
@@ -45,10 +45,10 @@ from dagster import __version__ as dagster_version
 from dagster._serdes import deserialize_value, serialize_value
 
 from fleet_pipeline import settings
-from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.ingest.source_assets import WRITER_POOL
+from fleet_pipeline.ingest.warehouse import exclusive_access
 from fleet_pipeline.reporting.key_figures import Window, with_key_figures
-from fleet_pipeline.source_assets import WRITER_POOL
-from fleet_pipeline.warehouse import exclusive_access
 
 DBT_PROJECT_DIR = settings.project_root() / "dbt_models"
 PARTITIONED_SELECT = "config.materialized:incremental"

@@ -16,9 +16,9 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.ingest.source_assets import OWNERS, WRITER_POOL
 from fleet_pipeline.reporting.dbt_assets import DbtSelection
-from fleet_pipeline.source_assets import OWNERS, WRITER_POOL
 
 LAYERS = ("staging", "core", "marts")
 

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 from dagster import AssetKey, MetadataValue, Output
 
-from fleet_pipeline.partitions import days_between
+from fleet_pipeline.automation.partitions import days_between
 
 MARTS_LAYER = "marts"
 

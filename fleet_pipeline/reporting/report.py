@@ -21,8 +21,8 @@ import duckdb
 from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
+from fleet_pipeline.ingest.source_assets import OWNERS
 from fleet_pipeline.reporting.serving import SERVING_FILE
-from fleet_pipeline.source_assets import OWNERS
 
 REPORT_FILE = "fleet_report.html"
 # Share of a model's devices on its target firmware that counts as "rolled out".
@@ -120,7 +120,7 @@ def line_chart(series: dict[str, list[tuple[str, float]]], unit: str, target: fl
         parts.append(f'<text x="{width - pad - 90}" y="{py(target) - 4}" font-size="11" fill="#d62728">'
                      f'target {_fmt(target)} {html.escape(unit)}</text>')
     position = {x: i for i, x in enumerate(xs)}
-    for number, (name, points) in enumerate(sorted(series.items())):
+    for number, (_name, points) in enumerate(sorted(series.items())):
         colour = PALETTE[number % len(PALETTE)]
         path = " ".join(f"{px(position[x]):.1f},{py(v):.1f}" for x, v in sorted(points))
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')

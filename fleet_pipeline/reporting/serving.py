@@ -17,8 +17,8 @@ import duckdb
 from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
-from fleet_pipeline.source_assets import OWNERS, WRITER_POOL
-from fleet_pipeline.warehouse import exclusive_access
+from fleet_pipeline.ingest.source_assets import OWNERS, WRITER_POOL
+from fleet_pipeline.ingest.warehouse import exclusive_access
 
 SERVING_FILE = "fleet.duckdb"
 PARQUET_DIR = "parquet"

@@ -5,8 +5,9 @@ contract every vendor's protocol implements (the shared `SandboxServer` serves a
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 
@@ -94,7 +95,7 @@ def html_error_page(status: int, title: str, detail: str) -> bytes:
         f"{status} - {escape(title)}</title></head><body><h1>HTTP Status {status} - "
         f"{escape(title)}</h1><hr/><p><b>Description</b> {escape(detail)}</p><hr/>"
         "<h3>Apache Tomcat</h3></body></html>"
-    ).encode("utf-8")
+    ).encode()
 
 
 class VendorApp(Protocol):

@@ -24,10 +24,11 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Generic
+from typing import Any, Generic
 from urllib.parse import urlsplit
 
 from fleet_pipeline.sandbox.faults import FIVE_XX_PAGE, KnobsT, post_faults

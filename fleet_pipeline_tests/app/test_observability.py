@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, TableSchema, materialize
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import teltonika as sandbox_teltonika
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.teltonika import assets as teltonika_assets
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 COLUMN_SCHEMA = "dagster/column_schema"
 
@@ -124,7 +124,7 @@ def test_source_jobs_run_every_vendor_at_once_and_one_step_per_vendor(defs):
     # The vendors' steps run side by side (each holds the warehouse for its write alone); a vendor's
     # own steps share its rate limit, so they run one at a time.
     from fleet_pipeline.definitions import source_assets
-    from fleet_pipeline.source_assets import VENDOR_TAG
+    from fleet_pipeline.ingest.source_assets import VENDOR_TAG
 
     for definition in source_assets:
         node = definition.node_def

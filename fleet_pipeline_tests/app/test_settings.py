@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from fleet_pipeline import settings
+from fleet_pipeline.sources.navixy import settings as navixy_config
+from fleet_pipeline.sources.tracksolid import settings as tracksolid_config
 
 BIN = Path(sys.executable).parent
 CREDS = {
@@ -23,16 +25,16 @@ CREDS = {
 
 def test_no_credentials_means_sandbox_and_a_separate_database(tmp_path):
     env = {"FLEET_DATA_DIR": str(tmp_path)}
-    assert settings.tracksolid_settings(env) is None
+    assert tracksolid_config.tracksolid_settings(env) is None
     assert settings.is_sandbox_mode(env)
     assert settings.duckdb_path(env) == tmp_path / "sandbox.duckdb"
 
 
 def test_full_credentials_mean_live_with_the_eu_node_and_a_live_database(tmp_path):
     env = {**CREDS, "FLEET_DATA_DIR": str(tmp_path)}
-    live = settings.tracksolid_settings(env)
+    live = tracksolid_config.tracksolid_settings(env)
     assert live is not None
-    assert live.base_url == settings.TRACKSOLID_EU_NODE
+    assert live.base_url == tracksolid_config.TRACKSOLID_EU_NODE
     assert live.target_account == "fleetco"
     assert settings.duckdb_path(env) == tmp_path / "fleet.duckdb"
     assert "s3cret-value" not in repr(live) and "pa55word" not in repr(live)
@@ -42,21 +44,21 @@ def test_full_credentials_mean_live_with_the_eu_node_and_a_live_database(tmp_pat
 def test_partial_credentials_name_what_is_missing(missing):
     env = {k: v for k, v in CREDS.items() if k != missing}
     with pytest.raises(settings.ConfigError) as error:
-        settings.tracksolid_settings(env)
+        tracksolid_config.tracksolid_settings(env)
     assert missing in str(error.value)
     assert "s3cret-value" not in str(error.value) and "pa55word" not in str(error.value)
 
 
 def test_base_url_without_credentials_is_an_error():
     with pytest.raises(settings.ConfigError, match="TRACKSOLID_BASE_URL is set"):
-        settings.tracksolid_settings({"TRACKSOLID_BASE_URL": "http://127.0.0.1:1/route/rest"})
+        tracksolid_config.tracksolid_settings({"TRACKSOLID_BASE_URL": "http://127.0.0.1:1/route/rest"})
 
 
 def test_bad_values_are_explained():
     with pytest.raises(settings.ConfigError, match="TRACKSOLID_MILEAGE_UNIT"):
-        settings.tracksolid_settings({"TRACKSOLID_MILEAGE_UNIT": "miles"})
+        tracksolid_config.tracksolid_settings({"TRACKSOLID_MILEAGE_UNIT": "miles"})
     with pytest.raises(settings.ConfigError, match="http"):
-        settings.tracksolid_settings({**CREDS, "TRACKSOLID_BASE_URL": "eu-open.tracksolidpro.com"})
+        tracksolid_config.tracksolid_settings({**CREDS, "TRACKSOLID_BASE_URL": "eu-open.tracksolidpro.com"})
     with pytest.raises(settings.ConfigError, match="FLEET_SANDBOX_DEVICES"):
         settings.sandbox_settings({"FLEET_SANDBOX_DEVICES": "many"})
     with pytest.raises(settings.ConfigError, match="FLEET_PARTITIONS_START"):
@@ -69,16 +71,16 @@ def test_explicit_duckdb_path_wins(tmp_path):
 
 
 def test_navixy_accepts_an_api_key_or_a_login_and_password():
-    assert settings.navixy_settings({}) is None
-    keyed = settings.navixy_settings({"NAVIXY_API_KEY": "k3y-value"})
-    assert keyed.api_key == "k3y-value" and keyed.base_url == settings.NAVIXY_EU_API
+    assert navixy_config.navixy_settings({}) is None
+    keyed = navixy_config.navixy_settings({"NAVIXY_API_KEY": "k3y-value"})
+    assert keyed.api_key == "k3y-value" and keyed.base_url == navixy_config.NAVIXY_EU_API
     assert "k3y-value" not in repr(keyed)
-    login = settings.navixy_settings({"NAVIXY_LOGIN": "me", "NAVIXY_PASSWORD": "pw", "NAVIXY_BASE_URL": "http://x/api-v2/"})
+    login = navixy_config.navixy_settings({"NAVIXY_LOGIN": "me", "NAVIXY_PASSWORD": "pw", "NAVIXY_BASE_URL": "http://x/api-v2/"})
     assert (login.login, login.base_url) == ("me", "http://x/api-v2")
     with pytest.raises(settings.ConfigError, match="NAVIXY_PASSWORD"):
-        settings.navixy_settings({"NAVIXY_LOGIN": "me"})
+        navixy_config.navixy_settings({"NAVIXY_LOGIN": "me"})
     with pytest.raises(settings.ConfigError, match="NAVIXY_BASE_URL is set"):
-        settings.navixy_settings({"NAVIXY_BASE_URL": "http://x"})
+        navixy_config.navixy_settings({"NAVIXY_BASE_URL": "http://x"})
 
 
 def test_any_vendor_credentials_switch_the_whole_pipeline_to_live_mode(tmp_path):
@@ -89,7 +91,7 @@ def test_any_vendor_credentials_switch_the_whole_pipeline_to_live_mode(tmp_path)
 
 
 def test_partitions_start_at_the_vendors_retention_unless_configured():
-    # Tracksolid's track.list reaches back 3 months (FIELD-NOTES): older days cannot be loaded.
+    # Tracksolid's track.list reaches back 3 months (docs/vendor-apis/FIELD-NOTES.md): older days cannot be loaded.
     today = date(2026, 12, 4)
     assert settings.partitions_start({}, today=today) == "2026-09-05"
     assert settings.partitions_start({"FLEET_PARTITIONS_START": "2026-11-01"}, today=today) == "2026-11-01"

@@ -26,9 +26,10 @@ import duckdb
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from fleet_pipeline import schedules, settings
-from fleet_pipeline.freshness import OVERDUE_SECONDS, expected_partition
-from fleet_pipeline.freshness import SENSOR_NAME as FRESHNESS_SENSOR
+from fleet_pipeline import settings
+from fleet_pipeline.automation import schedules
+from fleet_pipeline.automation.freshness import OVERDUE_SECONDS, expected_partition
+from fleet_pipeline.automation.freshness import SENSOR_NAME as FRESHNESS_SENSOR
 from fleet_pipeline.reporting.dbt_translator import LAYERS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
-from fleet_pipeline.anomaly import (
+from fleet_pipeline.automation.anomaly import (
     EMPTY_PARTITION_CHECK,
     MIN_BASELINE_ROWS,
     MIN_PREVIOUS_PARTITIONS,
@@ -23,8 +23,9 @@ from fleet_pipeline.anomaly import (
     ROW_COUNT_CHECK,
     judge_day,
 )
-from fleet_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG
-from fleet_pipeline.partitions import day_bounds
+from fleet_pipeline.automation.backfill import RANGE_END_TAG, RANGE_START_TAG
+from fleet_pipeline.automation.partitions import day_bounds
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
@@ -35,7 +36,6 @@ from fleet_pipeline.sources.navixy import assets as navixy_assets
 from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.sources.tracksolid import assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 TODAY = datetime.now(timezone.utc).date()
 D = date(2026, 11, 20)

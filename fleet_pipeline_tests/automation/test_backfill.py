@@ -23,9 +23,11 @@ from dagster import (
     materialize,
 )
 
-from fleet_pipeline import cli, settings, source_assets
-from fleet_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, plan, source_runs
-from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline import cli, settings
+from fleet_pipeline.automation.backfill import RANGE_END_TAG, RANGE_START_TAG, plan, source_runs
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.ingest import source_assets
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.messages import Request, Response
@@ -34,11 +36,9 @@ from fleet_pipeline.sources.aovx import assets as aovx_assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
 from fleet_pipeline.sources.navixy import assets as navixy_assets
 from fleet_pipeline.sources.navixy.resources import NavixyResource
-from fleet_pipeline.sources.telesto import assets as telesto_assets
-from fleet_pipeline.sources.teltonika import assets as teltonika_assets
+from fleet_pipeline.sources.registry import VENDORS
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 TODAY = datetime.now(timezone.utc).date()
 DAYS = [TODAY - timedelta(days=n) for n in (7, 6, 5)]
@@ -289,8 +289,7 @@ def test_step_retries_come_from_the_environment(monkeypatch):
 
 
 def test_every_partitioned_source_declares_how_many_days_a_run_covers():
-    every_source = [*tracksolid_assets.tracksolid_assets, *navixy_assets.navixy_assets, *aovx_assets.aovx_assets,
-                    *teltonika_assets.teltonika_assets, *telesto_assets.telesto_assets]
+    every_source = [asset for spec in VENDORS for asset in spec.load_assets()]
     partitioned = [a for a in every_source if a.partitions_def is not None]
     assert partitioned and all(a.backfill_policy is not None for a in partitioned)
     by_key = {a.key: a.backfill_policy.max_partitions_per_run for a in partitioned}

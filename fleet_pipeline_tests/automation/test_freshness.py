@@ -19,8 +19,8 @@ from dagster import (
     materialize,
 )
 
-from fleet_pipeline import freshness
-from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline.automation import freshness
+from fleet_pipeline.automation.partitions import daily_partitions
 
 FIRST_DAY = date(2026, 1, 1)
 TRIPS = AssetKey(["raw_testvendor", "trips"])

@@ -19,7 +19,8 @@ from dagster import (
     op,
 )
 
-from fleet_pipeline import schedules, settings
+from fleet_pipeline import settings
+from fleet_pipeline.automation import schedules
 
 TICK = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 

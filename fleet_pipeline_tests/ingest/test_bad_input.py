@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import pkgutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-import fleet_pipeline.sources
-from fleet_pipeline.loader import AllRowsRejected, validate_batch, write_batch
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, Table
-from fleet_pipeline.warehouse import TableRef
+from fleet_pipeline.ingest.loader import AllRowsRejected, validate_batch, write_batch
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Source, Table
+from fleet_pipeline.ingest.warehouse import TableRef
+from fleet_pipeline.sources.registry import VENDORS
 
 DAY = date(2026, 11, 20)
 BASE = datetime(2026, 11, 20, 1, 0, 0)
@@ -42,8 +41,8 @@ CASE = "_case"  # marks a bad row in its vendor record (typing ignores it; rejec
 
 def _sources() -> list[Source]:
     found = []
-    for vendor in pkgutil.iter_modules(fleet_pipeline.sources.__path__):
-        module = importlib.import_module(f"fleet_pipeline.sources.{vendor.name}.assets")
+    for spec in VENDORS:
+        module = importlib.import_module(spec.assets_module)
         found.extend(value for value in vars(module).values() if isinstance(value, Source))
     return found
 

@@ -35,12 +35,12 @@ from dagster import (
     materialize,
 )
 
+from fleet_pipeline.ingest.source_assets import WRITER_POOL
+from fleet_pipeline.ingest.warehouse import TableRef, exclusive_access, rejects_frame, replace_partition
 from fleet_pipeline.instance import prepare_instance_home
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
-from fleet_pipeline.source_assets import WRITER_POOL
 from fleet_pipeline.sources.tracksolid import assets
-from fleet_pipeline.warehouse import TableRef, exclusive_access, rejects_frame, replace_partition
 from fleet_pipeline_tests import ops_code_location as ops
 
 BIN = Path(sys.executable).parent
@@ -307,7 +307,7 @@ KILLED_AT_COMMIT = """
 import os, signal, sys
 from datetime import date
 import duckdb, polars as pl
-from fleet_pipeline.warehouse import TableRef, rejects_frame, replace_partition
+from fleet_pipeline.ingest.warehouse import TableRef, rejects_frame, replace_partition
 
 class DiesAtCommit:
     def __init__(self, conn):

@@ -1,4 +1,4 @@
-"""Per-device calls made several at a time (``fleet_pipeline.fanout``), with real threads."""
+"""Per-device calls made several at a time (``fleet_pipeline.ingest.fanout``), with real threads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fleet_pipeline.fanout import chunked, fetch_each
+from fleet_pipeline.ingest.fanout import chunked, fetch_each
 
 
 class _Tracker:

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     CallStats,
     HttpSession,
@@ -369,7 +369,7 @@ def test_no_secret_in_errors_or_logs(server: ScriptServer, caplog: pytest.LogCap
         Scripted(503, f"upstream rejected password {SECRET}"),
         Scripted(200, f"<html>md5 was {md5.upper()} and {urllib.parse.quote_plus(SECRET)}"),
     ]
-    caplog.set_level(logging.DEBUG, logger="fleet_pipeline.http")
+    caplog.set_level(logging.DEBUG, logger="fleet_pipeline.ingest.http")
     with pytest.raises(VendorResponseError) as info:
         make_session(SleepRecorder(), secrets=secrets, attempts=3).call(
             "thing.get", server.url, build=RequestParts(params={"pw": SECRET})
@@ -388,7 +388,7 @@ def test_secret_in_url_not_leaked_by_connection_errors(caplog: pytest.LogCapture
         port = sock.getsockname()[1]
     # Nothing listens on that port now: connection refused, with the URL in requests' message.
     secrets = Secrets([SECRET])
-    caplog.set_level(logging.INFO, logger="fleet_pipeline.http")
+    caplog.set_level(logging.INFO, logger="fleet_pipeline.ingest.http")
     with pytest.raises(VendorTransportError) as info:
         make_session(SleepRecorder(), secrets=secrets, attempts=2).call(
             "thing.get", f"http://127.0.0.1:{port}/api", http_method="GET",
@@ -455,7 +455,7 @@ def test_sliding_window_limiter_waits_for_the_window() -> None:
 
 
 def test_file_window_limiter_shares_one_budget_between_instances(tmp_path):
-    from fleet_pipeline.http import FileWindowLimiter
+    from fleet_pipeline.ingest.http import FileWindowLimiter
 
     now = [1000.0]
     slept: list[float] = []
@@ -477,7 +477,7 @@ def test_file_window_limiter_shares_one_budget_between_instances(tmp_path):
 
 def test_an_even_file_limiter_spaces_calls_across_clients(tmp_path):
     """Paced evenly, concurrent callers cannot spend a window's budget in one burst."""
-    from fleet_pipeline.http import FileWindowLimiter
+    from fleet_pipeline.ingest.http import FileWindowLimiter
 
     now = [1000.0]
 

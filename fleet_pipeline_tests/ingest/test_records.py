@@ -10,11 +10,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from fleet_pipeline import records
-from fleet_pipeline.records import Col, typed_frame
+from fleet_pipeline.ingest import records
+from fleet_pipeline.ingest.records import Col, typed_frame
+from fleet_pipeline.ingest.validation import ISSUES_COLUMN, RAW_COLUMN, split_valid
 from fleet_pipeline.sources.navixy.schemas import TRACKER_COLUMNS
 from fleet_pipeline.sources.tracksolid.schemas import TRACK_POINT_COLUMNS, TrackPointSchema
-from fleet_pipeline.validation import ISSUES_COLUMN, RAW_COLUMN, split_valid
 
 KINDS = ("str", "float", "int", "bool", "time", "date")
 

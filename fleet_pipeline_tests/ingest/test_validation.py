@@ -8,9 +8,9 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from fleet_pipeline.records import Col, typed_frame
+from fleet_pipeline.ingest.records import Col, typed_frame
+from fleet_pipeline.ingest.validation import luhn_valid, split_valid
 from fleet_pipeline.sources.tracksolid.schemas import TRACK_POINT_COLUMNS, TrackPointSchema
-from fleet_pipeline.validation import luhn_valid, split_valid
 
 GOOD_IMEI = "490154203237518"  # Luhn-valid
 

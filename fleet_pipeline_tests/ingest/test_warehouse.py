@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from fleet_pipeline.warehouse import (
+from fleet_pipeline.ingest.warehouse import (
     TableRef,
     WarehouseResource,
     count_rows,
@@ -86,7 +86,7 @@ def test_rows_of_another_partition_are_refused(conn):
 # Holds the warehouse of argv[1] in another process until its stdin closes.
 HOLD_IN_ANOTHER_PROCESS = """
 import sys
-from fleet_pipeline.warehouse import exclusive_access
+from fleet_pipeline.ingest.warehouse import exclusive_access
 with exclusive_access(sys.argv[1], "the other process"):
     print("holding", flush=True)
     sys.stdin.read()

@@ -86,27 +86,16 @@ def firmware_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     """The rollout at the issue's scale: 200 devices (35 on AOVX, both of its models), every
     snapshot source and one day of AOVX reports loaded through the assets into their sandboxes,
     then `dbt build` of firmware_rollout and everything it reads."""
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
     from fleet_pipeline.sources.aovx import assets as aovx_assets
-    from fleet_pipeline.sources.aovx.resources import AovxResource
-    from fleet_pipeline.sources.navixy.assets import navixy_assets
-    from fleet_pipeline.sources.navixy.resources import NavixyResource
-    from fleet_pipeline.sources.telesto.assets import telesto_assets
-    from fleet_pipeline.sources.telesto.resources import TelestoResource
-    from fleet_pipeline.sources.teltonika.assets import teltonika_assets
-    from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-    from fleet_pipeline.sources.tracksolid.assets import tracksolid_assets
-    from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-    from fleet_pipeline.warehouse import WarehouseResource
+    from fleet_pipeline.sources.registry import VENDORS
 
     tmp = tmp_path_factory.mktemp("firmware")
     db = tmp / "firmware.duckdb"
     sandbox = dict(cache_dir=str(tmp / "cache"), sandbox_seed=SEED, sandbox_devices=FIRMWARE_DEVICES)
-    resources = {"tracksolid": TracksolidResource(**sandbox), "navixy": NavixyResource(**sandbox),
-                 "teltonika": TeltonikaResource(**sandbox), "aovx": AovxResource(**sandbox),
-                 "telesto": TelestoResource(**sandbox), "duckdb": WarehouseResource(database=str(db))}
-    snapshots = [a for a in [*tracksolid_assets, *navixy_assets, *teltonika_assets, *aovx_assets.aovx_assets,
-                             *telesto_assets]
-                 if a.partitions_def is None]
+    resources = {**{spec.resource_key: spec.resource_class()(**sandbox) for spec in VENDORS},
+                 "duckdb": WarehouseResource(database=str(db))}
+    snapshots = [a for spec in VENDORS for a in spec.load_assets() if a.partitions_def is None]
     yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
     (tmp / "dagster_home").mkdir()
     with DagsterInstance.from_config(str(tmp / "dagster_home")) as instance:

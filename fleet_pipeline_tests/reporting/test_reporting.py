@@ -14,11 +14,11 @@ import duckdb
 import pytest
 from dagster import AssetKey
 
-from fleet_pipeline.partitions import daily_partitions
+from fleet_pipeline.automation.partitions import daily_partitions
+from fleet_pipeline.ingest.source_assets import WRITER_POOL
 from fleet_pipeline.reporting import dbt_assets
 from fleet_pipeline.reporting.report import write_report
 from fleet_pipeline.reporting.serving import PARQUET_DIR, SERVING_FILE, publish
-from fleet_pipeline.source_assets import WRITER_POOL
 
 FIXTURE_SOURCES = """\
 version: 2

@@ -14,9 +14,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pytest
 
-from fleet_pipeline.sandbox.world import firmware, stock
+from fleet_pipeline.sandbox.world import FIRMWARE_PLATFORMS, OTA_STATUS, World, firmware, stock
 from fleet_pipeline.sandbox.world.plan import STATUS_DRIVING, STATUS_PARKED, day_statuses, plan_days
-from fleet_pipeline.sandbox.world import FIRMWARE_PLATFORMS, OTA_STATUS, World
 
 NOW = datetime(2026, 11, 20, 12)
 # the demo loads the 7 complete UTC days before today

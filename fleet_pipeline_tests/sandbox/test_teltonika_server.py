@@ -1,7 +1,7 @@
 """Protocol conformance of the Teltonika FOTA WEB API sandbox over real HTTP on loopback.
 
 Every 200 and error body is validated against the official OpenAPI schemas (an unchanged excerpt
-of `vendor-apis/teltonika-official/fota-openapi.json` beside this file), converted from OpenAPI
+of `docs/vendor-apis/teltonika-official/fota-openapi.json` beside this file), converted from OpenAPI
 3.0 to JSON Schema 2020-12 (`nullable` -> a "null" type) with the spec's own formats asserted.
 Expected values come from the World directly, never from the server's helpers.
 """

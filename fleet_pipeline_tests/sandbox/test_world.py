@@ -13,9 +13,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fleet_pipeline.sandbox.world import daygen, timeline, world as world_module
-from fleet_pipeline.sandbox.world.geo import haversine_m
-from fleet_pipeline.sandbox.world.identifiers import TAC_BY_MODEL, luhn_valid
 from fleet_pipeline.sandbox.world import (
     ALARM_KINDS,
     CITY_CENTER,
@@ -24,7 +21,12 @@ from fleet_pipeline.sandbox.world import (
     POINT_SCHEMA,
     DeviceDay,
     World,
+    daygen,
+    timeline,
 )
+from fleet_pipeline.sandbox.world import world as world_module
+from fleet_pipeline.sandbox.world.geo import haversine_m
+from fleet_pipeline.sandbox.world.identifiers import TAC_BY_MODEL, luhn_valid
 
 NOW = datetime(2026, 11, 20, 12)
 DAYS = [date(2026, 10, 21) + timedelta(days=k) for k in range(30)]

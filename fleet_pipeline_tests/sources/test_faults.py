@@ -30,6 +30,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import telesto as sandbox_telesto
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
@@ -37,11 +38,12 @@ from fleet_pipeline.sandbox.server import SandboxServer
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy import assets as navixy_assets
 from fleet_pipeline.sources.navixy.resources import NavixyResource
+from fleet_pipeline.sources.registry import BY_NAME
+from fleet_pipeline.sources.spec import VendorSpec
 from fleet_pipeline.sources.telesto import assets as telesto_assets
 from fleet_pipeline.sources.telesto.resources import TelestoResource
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 # A day whose late uploads have all arrived: a clean run equals the world's truth.
 DAY = (datetime.now(timezone.utc) - timedelta(days=5)).date().isoformat()
@@ -57,14 +59,23 @@ QUOTED_CREDENTIAL = re.compile(r'"(accessToken|refreshToken|hash|access_token)"\
 
 @dataclass(frozen=True)
 class Vendor:
-    name: str                                   # as vendor errors name it: "<name> <call>: ..."
-    make_server: Callable[[World], SandboxServer]
-    resource_key: str
+    spec: VendorSpec                            # its name, sandbox and resource key, from the registry
     make_resource: Callable[..., Any]           # (server, cache_dir, **overrides) -> resource
     assets: list
     partition: str | None
     secrets: tuple[str, ...]
     cache_secret_keys: tuple[str, ...] = ()    # token fields of its cache files, secrets too
+
+    @property
+    def name(self) -> str:  # as vendor errors name it: "<name> <call>: ..."
+        return self.spec.name
+
+    @property
+    def resource_key(self) -> str:
+        return self.spec.resource_key
+
+    def make_server(self, world: World) -> SandboxServer:
+        return self.spec.sandbox_module().make_server(world)
 
 
 def _tracksolid(server: SandboxServer, cache_dir: Path, **overrides: Any) -> TracksolidResource:
@@ -92,20 +103,20 @@ def _telesto(server: SandboxServer, cache_dir: Path, **overrides: Any) -> Telest
 
 VENDORS = {
     "tracksolid": Vendor(
-        "tracksolid", sandbox_tracksolid.make_server, "tracksolid", _tracksolid,
+        BY_NAME["tracksolid"], _tracksolid,
         [tracksolid_assets.trips, tracksolid_assets.track_points], DAY,
         (sandbox_tracksolid.APP_SECRET, sandbox_tracksolid.USER_PASSWORD,
          hashlib.md5(sandbox_tracksolid.USER_PASSWORD.encode()).hexdigest()),
         cache_secret_keys=("access_token", "refresh_token"),
     ),
     "navixy": Vendor(
-        "navixy", sandbox_navixy.make_server, "navixy", _navixy,
+        BY_NAME["navixy"], _navixy,
         [a for a in navixy_assets.navixy_assets if a.partitions_def is not None], DAY,
         (sandbox_navixy.API_KEY, sandbox_navixy.PASSWORD),
         cache_secret_keys=("hash",),
     ),
     "telesto": Vendor(
-        "telesto", sandbox_telesto.make_server, "telesto", _telesto,
+        BY_NAME["telesto"], _telesto,
         [telesto_assets.products], None, (sandbox_telesto.API_KEY,),
     ),
 }

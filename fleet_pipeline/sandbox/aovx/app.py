@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from fleet_pipeline.sandbox.aovx.endpoints import Endpoints
 from fleet_pipeline.sandbox.aovx.protocol import (

@@ -7,11 +7,11 @@ What both routes share (see SPEC.md): RuoYi's `{code, message|msg}` errors answe
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from fleet_pipeline.sandbox.messages import Response
-
 
 TOKEN = "sandbox-aovx-token"
 CREDENTIALS: Mapping[str, str] = {"token": TOKEN}

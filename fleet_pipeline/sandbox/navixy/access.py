@@ -10,8 +10,9 @@ import hashlib
 import hmac
 import secrets
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from fleet_pipeline.sandbox.messages import Request, Response
 from fleet_pipeline.sandbox.navixy.protocol import (

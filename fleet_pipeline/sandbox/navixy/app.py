@@ -7,10 +7,11 @@ import hmac
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from fleet_pipeline.sandbox.faults import FaultKnobs
 from fleet_pipeline.sandbox.messages import Request, Response

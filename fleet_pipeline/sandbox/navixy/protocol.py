@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import calendar
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from fleet_pipeline.sandbox.messages import Request, Response
-
 
 API_KEY = "sandbox-navixy-api-key"
 LOGIN = "fleet@fleetco.example"

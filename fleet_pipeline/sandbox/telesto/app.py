@@ -7,9 +7,10 @@ import hmac
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from fleet_pipeline.sandbox.faults import FaultKnobs
 from fleet_pipeline.sandbox.messages import Request, Response

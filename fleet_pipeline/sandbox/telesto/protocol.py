@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fleet_pipeline.sandbox.messages import Response
 
-
 API_KEY = "sandbox-telesto-key"
 CREDENTIALS = {"api_key": API_KEY}
 API_PREFIX = "/v2"

@@ -36,7 +36,7 @@ class TeltonikaKnobs(FaultKnobs):
 
     rate_limit_calls: int = 100
     rate_limit_window_s: float = 60.0
-    retry_after_header: bool = False   # FIELD-NOTES: unconfirmed whether the real 429 sends it
+    retry_after_header: bool = False   # docs/vendor-apis/FIELD-NOTES.md: unconfirmed whether the real 429 sends it
     force_429_next: int = 0
     forced_retry_after_s: int = 20
 

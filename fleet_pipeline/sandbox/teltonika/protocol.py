@@ -16,7 +16,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from fleet_pipeline.sandbox.messages import Request, Response
 
-
 API_TOKEN = "sandbox-teltonika-token"
 CREDENTIALS: Mapping[str, str] = {"token": API_TOKEN}
 

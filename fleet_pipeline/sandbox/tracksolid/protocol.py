@@ -12,9 +12,10 @@ import calendar
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from fleet_pipeline.sandbox.messages import Response
 
@@ -114,7 +115,7 @@ class Call:
 # -- protocol helpers ------------------------------------------------------------------------
 def sign(params: Mapping[str, str], secret: str) -> str:
     text = "".join(f"{k}{params[k]}" for k in sorted(params) if k != "sign")
-    return hashlib.md5(f"{secret}{text}{secret}".encode("utf-8")).hexdigest().upper()
+    return hashlib.md5(f"{secret}{text}{secret}".encode()).hexdigest().upper()
 
 
 def ok_answer(result: Any) -> dict[str, Any]:

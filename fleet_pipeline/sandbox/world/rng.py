@@ -11,7 +11,7 @@ device-day seeds a numpy Generator from the same kind of key.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def mix64_array(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-@lru_cache(maxsize=None)
+@cache
 def tag_id(tag: str) -> int:
     """Stable 64-bit id of a purpose tag (Python's hash() is salted per process, so not that)."""
     return int.from_bytes(hashlib.blake2b(tag.encode(), digest_size=8).digest(), "little")

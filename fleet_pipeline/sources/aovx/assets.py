@@ -20,15 +20,14 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from fleet_pipeline import settings
-from fleet_pipeline.anomaly import Fleet
-from fleet_pipeline.partitions import MONTH_PER_RUN, days_between
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Extraction, Source, Table, extraction, load
-from fleet_pipeline.sources.aovx import schemas
+from fleet_pipeline.automation.anomaly import Fleet
+from fleet_pipeline.automation.partitions import MONTH_PER_RUN, days_between
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Extraction, Source, Table, extraction, load
+from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
+from fleet_pipeline.sources.aovx import schemas, settings
 from fleet_pipeline.sources.aovx.client import AovxClient
 from fleet_pipeline.sources.aovx.resources import AovxResource
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_aovx", group="aovx", vendor="AOVX OTA report",
@@ -49,7 +48,7 @@ HISTORY_OVERLAP = timedelta(days=1)
 
 
 def _upgrade_info(raw: Any) -> dict[str, Any]:
-    """``upgradeInfo`` is a JSON object encoded inside a string (FIELD-NOTES); {} when unparsable."""
+    """``upgradeInfo`` is a JSON object encoded inside a string (docs/vendor-apis/FIELD-NOTES.md); {} when unparsable."""
     try:
         parsed = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:

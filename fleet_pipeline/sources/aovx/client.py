@@ -1,9 +1,9 @@
 """AOVX cloud client: the token header, RuoYi-style errors, id batching and string-typed paging.
 
-One endpoint is documented (``vendor-apis/aovx-ota-report.md``):
+One endpoint is documented (``docs/vendor-apis/aovx-ota-report.md``):
 ``POST {base_url}/system/asset/command/queryTerminalOtaReport`` where ``base_url`` holds the
 deployment's context path (``https://cloud.aovx.com/prod``). What the client handles
-(``FIELD-NOTES.md``):
+(``docs/vendor-apis/FIELD-NOTES.md``):
 
 * the token: the doc says only "add token in Headers". The backend is RuoYi, which reads
   ``Authorization`` and strips an optional ``Bearer `` prefix, so ``Authorization: Bearer <token>``
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     HttpSession,
     Reply,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.aovx import settings
 from fleet_pipeline.sources.aovx.client import AovxClient
-from fleet_pipeline.vendor_resource import VendorResource
 
 
 class AovxResource(VendorResource):
@@ -18,8 +18,8 @@ class AovxResource(VendorResource):
     vendor = "AOVX"
     credential_hint = "set AOVX_TOKEN and AOVX_TERMINAL_IDS or AOVX_TERMINAL_IDS_FILE"
 
-    base_url: Optional[str] = None
-    token: Optional[str] = None
+    base_url: str | None = None
+    token: str | None = None
     # The ids API is undocumented, so in live mode the terminals come from configuration.
     terminal_ids: list[str] = []
 

@@ -9,8 +9,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from fleet_pipeline.records import Col
-from fleet_pipeline.validation import luhn_valid, ordered
+from fleet_pipeline.ingest.records import Col
+from fleet_pipeline.ingest.validation import luhn_valid, ordered
 
 # queryTerminalOtaReport status codes (aovx-ota-report.md)
 STATUS_NAMES = {-1: "command_failed", 1: "sent", 2: "downloading", 3: "succeeded", 4: "failed"}
@@ -74,7 +74,7 @@ class TerminalSchema(_TerminalRecord):
 
 # What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
 # one name means different things in two tables). Columns every vendor shares (imei,
-# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+# partition_date, snapshot_*) are described once in fleet_pipeline.ingest.validation.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "attempt_id": "OTA attempt id (AOVX).",
     "firmware_url": "Download location of the firmware package the upgrade used (URL).",

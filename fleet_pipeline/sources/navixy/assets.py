@@ -15,13 +15,13 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
-from fleet_pipeline.anomaly import Fleet
-from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, Table, extraction, load, unknown_as_null
+from fleet_pipeline.automation.anomaly import Fleet
+from fleet_pipeline.automation.partitions import MONTH_PER_RUN, WEEK_PER_RUN
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load, unknown_as_null
+from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.navixy import schemas
 from fleet_pipeline.sources.navixy.resources import NavixyResource
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_navixy", group="navixy", vendor="Navixy (API v2)",

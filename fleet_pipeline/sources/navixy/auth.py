@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fleet_pipeline.http import Secrets, VendorAPIError, VendorAuthError, VendorResponseError
-from fleet_pipeline.shared_files import SharedJsonFile, cache_key
+from fleet_pipeline.ingest.http import Secrets, VendorAPIError, VendorAuthError, VendorResponseError
+from fleet_pipeline.ingest.shared_files import SharedJsonFile, cache_key
 from fleet_pipeline.sources.navixy.endpoints import USER_AUTH, VENDOR
 from fleet_pipeline.sources.navixy.errors import SessionRejected, TrackerNotFound
 from fleet_pipeline.sources.time_windows import as_naive_utc

@@ -2,7 +2,7 @@
 
 Every call is a JSON POST to ``{base_url}/{resource}/{action}`` (``base_url`` already holds the
 white-label prefix, e.g. ``https://host/api-v2``) in ISO date-time mode. What the platform does
-in production (``vendor-apis/FIELD-NOTES.md``) is handled one concern per module: ``auth`` (the
+in production (``docs/vendor-apis/FIELD-NOTES.md``) is handled one concern per module: ``auth`` (the
 session hash or API key, in the ``Authorization`` header, never in the URL), ``timezones`` (the
 user's zone: explicit offsets out, naive UTC in), ``limits`` (batch and window limits),
 ``tracks``, ``events`` and ``mileage`` (windowing and paging per method), ``errors`` (status
@@ -26,27 +26,60 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fleet_pipeline.http import (
-    Backoff, FileWindowLimiter, HttpSession, Reply, RequestParts, RetryPolicy, Secrets,
-    VendorAPIError, VendorClient, VendorResponseError,
+from fleet_pipeline.ingest.http import (
+    Backoff,
+    FileWindowLimiter,
+    HttpSession,
+    Reply,
+    RequestParts,
+    RetryPolicy,
+    Secrets,
+    VendorAPIError,
+    VendorClient,
+    VendorResponseError,
 )
-from fleet_pipeline.shared_files import cache_key
+from fleet_pipeline.ingest.shared_files import cache_key
 from fleet_pipeline.sources.navixy.auth import SessionAuth, SessionCache
 from fleet_pipeline.sources.navixy.endpoints import (
-    GET_DIAGNOSTICS, GET_FUEL, GET_LAST_GPS_POINT, GET_READINGS, GET_STATES, HISTORY_LIST,
-    MILEAGE_READ, POINT_TIME_FIELDS, SENSOR_TIME_FIELDS, STATE_TIME_FIELDS, TRACKER_LIST,
-    USER_GET_INFO, USER_TIME_FIELDS, VENDOR,
+    GET_DIAGNOSTICS,
+    GET_FUEL,
+    GET_LAST_GPS_POINT,
+    GET_READINGS,
+    GET_STATES,
+    HISTORY_LIST,
+    MILEAGE_READ,
+    POINT_TIME_FIELDS,
+    SENSOR_TIME_FIELDS,
+    STATE_TIME_FIELDS,
+    TRACKER_LIST,
+    USER_GET_INFO,
+    USER_TIME_FIELDS,
+    VENDOR,
 )
 from fleet_pipeline.sources.navixy.errors import (
-    NonexistentEntities, TrackerBlocked, TrackerNotFound, check_reply,
+    NonexistentEntities,
+    TrackerBlocked,
+    TrackerNotFound,
+    check_reply,
 )
 from fleet_pipeline.sources.navixy.events import EventPager
 from fleet_pipeline.sources.navixy.limits import (
-    HISTORY_BATCH, HISTORY_LIMIT, MILEAGE_BATCH, STATES_BATCH, TRACK_WINDOW, batches, unique_ids,
+    HISTORY_BATCH,
+    HISTORY_LIMIT,
+    MILEAGE_BATCH,
+    STATES_BATCH,
+    TRACK_WINDOW,
+    batches,
+    unique_ids,
 )
 from fleet_pipeline.sources.navixy.mileage import mileage_chunks, mileage_range
 from fleet_pipeline.sources.navixy.rows import (
-    StatesResult, WindowRows, by_time, device_id_text, in_window, list_of,
+    StatesResult,
+    WindowRows,
+    by_time,
+    device_id_text,
+    in_window,
+    list_of,
 )
 from fleet_pipeline.sources.navixy.timezones import UserClock, convert_times, user_zone
 from fleet_pipeline.sources.navixy.tracks import TrackReader

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Reply,
     RetryableVendorError,
     Secrets,

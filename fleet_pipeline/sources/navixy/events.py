@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fleet_pipeline.http import VendorResponseError
+from fleet_pipeline.ingest.http import VendorResponseError
 from fleet_pipeline.sources.navixy.endpoints import EVENT_TIME_FIELDS, HISTORY_LIST, VENDOR
 from fleet_pipeline.sources.navixy.errors import UnpageableEvents
 from fleet_pipeline.sources.navixy.limits import ONE_SECOND, split_on_211

@@ -1,6 +1,6 @@
 """Navixy's documented limits and the batches and windows that keep every call inside them.
 
-Sources: navixy-official/* and FIELD-NOTES. ``tracker/get_states`` takes at most 2000 trackers,
+Sources: docs/vendor-apis/navixy-official/* and docs/vendor-apis/FIELD-NOTES.md. ``tracker/get_states`` takes at most 2000 trackers,
 ``tracker/stats/mileage/read`` 128 trackers and 31 days, ``history/tracker/list`` returns at
 most 1000 rows and has no offset, ``track/read`` takes ``from`` as exclusive. A window the
 platform still finds too long (code 211, the limit is "the API configuration") is halved rather

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
-from fleet_pipeline.http import VendorResponseError
+from fleet_pipeline.ingest.http import VendorResponseError
 from fleet_pipeline.sources.navixy.endpoints import MILEAGE_READ, VENDOR
 from fleet_pipeline.sources.navixy.errors import TimeSpanTooBig
 from fleet_pipeline.sources.navixy.limits import MILEAGE_MAX_DAYS, MILEAGE_MAX_SPAN

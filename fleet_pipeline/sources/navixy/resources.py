@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.navixy import settings
 from fleet_pipeline.sources.navixy.client import NavixyClient
-from fleet_pipeline.vendor_resource import VendorResource
 
 
 class NavixyResource(VendorResource):
@@ -18,10 +18,10 @@ class NavixyResource(VendorResource):
     vendor = "Navixy"
     credential_hint = "set NAVIXY_API_KEY, or NAVIXY_LOGIN and NAVIXY_PASSWORD"
 
-    base_url: Optional[str] = None
-    api_key: Optional[str] = None
-    login: Optional[str] = None
-    password: Optional[str] = None
+    base_url: str | None = None
+    api_key: str | None = None
+    login: str | None = None
+    password: str | None = None
 
     @classmethod
     def from_env(cls) -> NavixyResource:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from fleet_pipeline.http import VendorResponseError
+from fleet_pipeline.ingest.http import VendorResponseError
 from fleet_pipeline.sources.navixy.endpoints import VENDOR
 
 

@@ -13,8 +13,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from fleet_pipeline.records import Col
-from fleet_pipeline.validation import (
+from fleet_pipeline.ingest.records import Col
+from fleet_pipeline.ingest.validation import (
     MAX_SPEED_KMH,
     DeviceRecord,
     latitude_field,
@@ -283,7 +283,7 @@ class SensorReadingSchema(TrackerRecord):
 
 # What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
 # one name means different things in two tables). Columns every vendor shares (imei,
-# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+# partition_date, snapshot_*) are described once in fleet_pipeline.ingest.validation.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "events.address": "Address Navixy geocoded for the event location, if any.",
     "track_points.address": "Address Navixy geocoded for the point, if any.",

@@ -19,8 +19,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fleet_pipeline.http import VendorResponseError
-from fleet_pipeline.records import INVALID_FIELDS
+from fleet_pipeline.ingest.http import VendorResponseError
+from fleet_pipeline.ingest.records import INVALID_FIELDS
 from fleet_pipeline.sources.navixy.endpoints import USER_GET_INFO, VENDOR
 from fleet_pipeline.sources.time_windows import as_naive_utc
 

@@ -13,7 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fleet_pipeline.sources.navixy.endpoints import (
-    POINT_TIME_FIELDS, TRACK_LIST, TRACK_READ, TRIP_TIME_FIELDS,
+    POINT_TIME_FIELDS,
+    TRACK_LIST,
+    TRACK_READ,
+    TRIP_TIME_FIELDS,
 )
 from fleet_pipeline.sources.navixy.limits import ONE_SECOND, TRIP_OVERHANG, split_on_211
 from fleet_pipeline.sources.navixy.rows import WindowRows, by_time, in_window, list_of, require_rows

@@ -7,12 +7,12 @@ the block) when the machine-wide hourly budget is spent.
 
 from dagster import AssetExecutionContext, MaterializeResult
 
-from fleet_pipeline.anomaly import Fleet
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, Table, extraction, load
+from fleet_pipeline.automation.anomaly import Fleet
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load
+from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.telesto import schemas
 from fleet_pipeline.sources.telesto.resources import TelestoResource
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_telesto", group="telesto", vendor="Telesto inventory",

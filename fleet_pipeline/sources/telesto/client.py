@@ -1,7 +1,7 @@
 """Telesto inventory client: one ``GET /v2/products`` per snapshot, inside a hard hourly budget.
 
 Telesto allows 100 requests per hour per client IP and answers the 101st by blocking the IP for
-15 minutes (``vendor-apis/telesto-inventory.md``, ``FIELD-NOTES.md``). A block costs more than a
+15 minutes (``docs/vendor-apis/telesto-inventory.md``, ``docs/vendor-apis/FIELD-NOTES.md``). A block costs more than a
 refused call: every request during it is wasted and, for a scheduled pipeline, the next runs
 fail too. So this client never asks the server to tell it that the hour is used up:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     FileWindowLimiter,
     HttpSession,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.telesto import settings
 from fleet_pipeline.sources.telesto.client import TelestoClient
-from fleet_pipeline.vendor_resource import VendorResource
 
 
 class TelestoResource(VendorResource):
@@ -18,8 +18,8 @@ class TelestoResource(VendorResource):
     vendor = "Telesto"
     credential_hint = "set TELESTO_API_KEY"
 
-    base_url: Optional[str] = None
-    api_key: Optional[str] = None
+    base_url: str | None = None
+    api_key: str | None = None
     # Below the vendor's 100 requests/hour/IP, shared by every process and run on this machine.
     hourly_budget: int = 90
 

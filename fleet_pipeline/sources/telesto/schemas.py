@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pandera.polars as pa
 
-from fleet_pipeline.records import Col
+from fleet_pipeline.ingest.records import Col
 
 PRODUCT_COLUMNS = [
     Col.of("product_id", "id"),
@@ -39,7 +39,7 @@ class ProductSchema(pa.DataFrameModel):
 
 # What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
 # one name means different things in two tables). Columns every vendor shares (imei,
-# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+# partition_date, snapshot_*) are described once in fleet_pipeline.ingest.validation.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "category": "Product category.",
     "created_time": "When the product was created in Telesto, naive UTC.",

@@ -13,12 +13,12 @@ import json
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from fleet_pipeline.anomaly import Fleet
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.source_assets import Source, Table, extraction, load
+from fleet_pipeline.automation.anomaly import Fleet
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load
+from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.teltonika import schemas
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 FIRMWARE_TASK = "TxFirmware"
 

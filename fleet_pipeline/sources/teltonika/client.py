@@ -3,7 +3,7 @@
 Plain JSON GETs against ``{base_url}/devices``, ``/groups``, ``/tasks``, ``/batches`` and
 ``/backgroundActions``. What
 makes it more than a loop around ``requests`` is what the API demands and does in production
-(``vendor-apis/teltonika-official/``, ``FIELD-NOTES.md``):
+(``docs/vendor-apis/teltonika-official/``, ``docs/vendor-apis/FIELD-NOTES.md``):
 
 * every request carries ``Authorization: Bearer <token>``, a User-Agent naming company,
   application and version (the vendor threatens to remove accounts that send none; the default
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     FileWindowLimiter,
     HttpSession,
@@ -51,7 +51,7 @@ from fleet_pipeline.http import (
     VendorResponseError,
     retry_after_s,
 )
-from fleet_pipeline.shared_files import cache_key
+from fleet_pipeline.ingest.shared_files import cache_key
 
 logger = logging.getLogger("fleet_pipeline.sources.teltonika")
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.teltonika import settings
 from fleet_pipeline.sources.teltonika.client import DEFAULT_USER_AGENT, TeltonikaFotaClient
-from fleet_pipeline.vendor_resource import VendorResource
 
 
 class TeltonikaResource(VendorResource):
@@ -18,9 +18,9 @@ class TeltonikaResource(VendorResource):
     vendor = "Teltonika FOTA"
     credential_hint = "set TELTONIKA_FOTA_API_TOKEN"
 
-    base_url: Optional[str] = None
-    api_token: Optional[str] = None
-    # Teltonika requires company, application and version in the User-Agent (FIELD-NOTES).
+    base_url: str | None = None
+    api_token: str | None = None
+    # Teltonika requires company, application and version in the User-Agent (docs/vendor-apis/FIELD-NOTES.md).
     user_agent: str = DEFAULT_USER_AGENT
 
     @classmethod

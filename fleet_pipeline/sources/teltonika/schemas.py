@@ -9,8 +9,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from fleet_pipeline.records import Col
-from fleet_pipeline.validation import DeviceRecord, ordered
+from fleet_pipeline.ingest.records import Col
+from fleet_pipeline.ingest.validation import DeviceRecord, ordered
 
 ACTIVITY_STATUSES = ["Online", "Offline", "Inactive"]
 
@@ -175,7 +175,7 @@ class BatchSchema(pa.DataFrameModel):
 
 # What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
 # one name means different things in two tables). Columns every vendor shares (imei,
-# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+# partition_date, snapshot_*) are described once in fleet_pipeline.ingest.validation.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "activity_status": "Teltonika FOTA activity status.",
     "company_id": "Teltonika FOTA company id.",

@@ -3,7 +3,7 @@
 Snapshots (``devices``, ``positions``) describe the fleet as it is when the run happens and are kept
 one snapshot per UTC day; event tables (``trips``, ``track_points``, ``parking``, ``alarms``) are
 partitioned by the UTC day an event starts on. Every batch is typed, validated and swapped into its
-partition in one transaction (see ``fleet_pipeline.loader``).
+partition in one transaction (see ``fleet_pipeline.ingest.loader``).
 """
 
 
@@ -13,13 +13,13 @@ from typing import Any
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult
 
-from fleet_pipeline.anomaly import Fleet
-from fleet_pipeline.records import typed_frame
-from fleet_pipeline.partitions import MONTH_PER_RUN, WEEK_PER_RUN
-from fleet_pipeline.source_assets import Source, Table, extraction, load, unknown_as_null
+from fleet_pipeline.automation.anomaly import Fleet
+from fleet_pipeline.automation.partitions import MONTH_PER_RUN, WEEK_PER_RUN
+from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load, unknown_as_null
+from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.tracksolid import schemas
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import TableRef, WarehouseResource
 
 SOURCE = Source(
     schema="raw_tracksolid", group="tracksolid", vendor="Tracksolid Pro (Jimi IoT)",

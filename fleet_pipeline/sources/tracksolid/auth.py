@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fleet_pipeline.http import CallStats, Secrets, VendorAPIError, VendorResponseError
-from fleet_pipeline.shared_files import SharedJsonFile, cache_key
+from fleet_pipeline.ingest.http import CallStats, Secrets, VendorAPIError, VendorResponseError
+from fleet_pipeline.ingest.shared_files import SharedJsonFile, cache_key
 from fleet_pipeline.sources.tracksolid.errors import VENDOR
 from fleet_pipeline.sources.tracksolid.rows import int_or_none
 

@@ -2,7 +2,7 @@
 
 Every call is a form-encoded POST to one ``/route/rest`` URL, signed with MD5 over the sorted
 parameters. What makes this client more than a loop around ``requests`` is what the platform
-does in production (``vendor-apis/FIELD-NOTES.md``):
+does in production (``docs/vendor-apis/FIELD-NOTES.md``):
 
 * ``jimi.oauth.token.get`` may be called once a minute per account, so the token lives in a file
   shared by every process and run, guarded by an ``fcntl`` lock, refreshed before it expires;
@@ -24,16 +24,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fleet_pipeline.http import (
-    Backoff, FileWindowLimiter, HttpSession, Reply, RequestParts, RetryPolicy, Secrets,
-    VendorAuthError, VendorClient, VendorResponseError,
+from fleet_pipeline.ingest.http import (
+    Backoff,
+    FileWindowLimiter,
+    HttpSession,
+    Reply,
+    RequestParts,
+    RetryPolicy,
+    Secrets,
+    VendorAuthError,
+    VendorClient,
+    VendorResponseError,
 )
-from fleet_pipeline.shared_files import cache_key
+from fleet_pipeline.ingest.shared_files import cache_key
 from fleet_pipeline.sources.time_windows import utcnow, windows
 from fleet_pipeline.sources.tracksolid.auth import TOKEN_GET, TokenCache, TokenKeeper
 from fleet_pipeline.sources.tracksolid.errors import VENDOR, TokenRejected, check_reply
 from fleet_pipeline.sources.tracksolid.limits import (
-    ALARM_ROWS_REACHABLE, ALARM_WINDOW, MAX_IMEIS_PER_CALL, TRACK_WINDOW, batches,
+    ALARM_ROWS_REACHABLE,
+    ALARM_WINDOW,
+    MAX_IMEIS_PER_CALL,
+    TRACK_WINDOW,
+    batches,
 )
 from fleet_pipeline.sources.tracksolid.paging import alarm_window, offset_pages
 from fleet_pipeline.sources.tracksolid.rows import dedupe, extract_rows
@@ -82,7 +94,7 @@ class TracksolidClient(VendorClient):
         self._user_pwd_md5 = hashlib.md5(user_password.encode("utf-8")).hexdigest()
         self.target_account = target_account or user_id
         self._now = now
-        # 1006 means "slow down": tens of seconds, doubling (FIELD-NOTES), capped at two minutes.
+        # 1006 means "slow down": tens of seconds, doubling (docs/vendor-apis/FIELD-NOTES.md), capped at two minutes.
         self.throttle_backoff = throttle_backoff or Backoff(
             base_s=15.0, multiplier=2.0, max_s=120.0, jitter=0.2
         )

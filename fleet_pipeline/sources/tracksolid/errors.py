@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fleet_pipeline.http import (
-    Reply, RetryableVendorError, Secrets, VendorAPIError, VendorAuthError, VendorResponseError,
+from fleet_pipeline.ingest.http import (
+    Reply,
+    RetryableVendorError,
+    Secrets,
+    VendorAPIError,
+    VendorAuthError,
+    VendorResponseError,
 )
 
 VENDOR = "tracksolid"

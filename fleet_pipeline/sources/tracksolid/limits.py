@@ -1,6 +1,6 @@
 """Tracksolid's documented limits and the batches and windows that keep every call inside them.
 
-Sources: tracksolid-pro.md sections 1 and 5-6, FIELD-NOTES.
+Sources: docs/vendor-apis/tracksolid-pro.md sections 1 and 5-6, docs/vendor-apis/FIELD-NOTES.md.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleet_pipeline.http import VendorAPIError
+from fleet_pipeline.ingest.http import VendorAPIError
 from fleet_pipeline.sources.tracksolid.errors import VENDOR
-from fleet_pipeline.sources.tracksolid.limits import MAX_PAGE_SIZE, MAX_PAGES
+from fleet_pipeline.sources.tracksolid.limits import MAX_PAGES, MAX_PAGE_SIZE
 from fleet_pipeline.sources.tracksolid.rows import extract_rows
 from fleet_pipeline.sources.tracksolid.signing import format_time
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import EnvVar
 
-from fleet_pipeline import settings
-from fleet_pipeline.http import Backoff
+from fleet_pipeline.ingest.http import Backoff
+from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sources.tracksolid import settings
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
-from fleet_pipeline.vendor_resource import VendorResource
 
 
 class TracksolidResource(VendorResource):
@@ -19,12 +19,12 @@ class TracksolidResource(VendorResource):
     vendor = "Tracksolid"
     credential_hint = "set " + ", ".join(settings.TRACKSOLID_CREDENTIAL_VARS)
 
-    base_url: Optional[str] = None
-    app_key: Optional[str] = None
-    app_secret: Optional[str] = None
-    user_id: Optional[str] = None
-    user_password: Optional[str] = None
-    target_account: Optional[str] = None
+    base_url: str | None = None
+    app_key: str | None = None
+    app_secret: str | None = None
+    user_id: str | None = None
+    user_password: str | None = None
+    target_account: str | None = None
     mileage_unit: str = "km"
     # 1006 ("frequency too high") waits start in the tens of seconds, as the vendor asks.
     throttle_backoff_base_s: float = 15.0
@@ -93,7 +93,7 @@ class TracksolidResource(VendorResource):
     def inventory(self, client: TracksolidClient) -> list[dict[str, Any]]:
         """Device-list rows of the target account and all its sub-accounts, each with ``_account``.
 
-        Shared by the step's assets: the device list is not recursive (FIELD-NOTES), so this walks
+        Shared by the step's assets: the device list is not recursive (docs/vendor-apis/FIELD-NOTES.md), so this walks
         the account tree and lists each account, the accounts ``concurrency`` at a time.
         """
         def walk() -> list[dict[str, Any]]:

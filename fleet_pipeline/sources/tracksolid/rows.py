@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from fleet_pipeline.http import VendorResponseError
+from fleet_pipeline.ingest.http import VendorResponseError
 from fleet_pipeline.sources.tracksolid.errors import VENDOR
 
 

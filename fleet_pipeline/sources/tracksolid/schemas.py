@@ -1,6 +1,6 @@
 """Tracksolid Pro tables: how each vendor row is typed, and the pandera schema every batch must pass.
 
-Column specs list every field-name variant seen in the docs and in production (FIELD-NOTES):
+Column specs list every field-name variant seen in the docs and in production (docs/vendor-apis/FIELD-NOTES.md):
 ``runTimeSecond`` / ``elapsed``, ``alarmTypeName`` / ``alertTypeName``, push-style names as a last
 resort. Units are in the column names; all times are naive UTC.
 """
@@ -13,8 +13,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from fleet_pipeline.records import Col
-from fleet_pipeline.validation import (
+from fleet_pipeline.ingest.records import Col
+from fleet_pipeline.ingest.validation import (
     MAX_SPEED_KMH,
     DeviceRecord,
     latitude_field,
@@ -22,8 +22,6 @@ from fleet_pipeline.validation import (
     not_null_island,
     ordered,
 )
-
-
 
 # --- devices (daily snapshot: device list of every account + device detail) -----------------------
 DEVICE_COLUMNS = [
@@ -235,7 +233,7 @@ class AlarmSchema(DeviceRecord):
 
 # What each raw column holds, shown on the table's asset in the Dagster UI ("<table>.<column>" where
 # one name means different things in two tables). Columns every vendor shares (imei,
-# partition_date, snapshot_*) are described once in fleet_pipeline.validation.
+# partition_date, snapshot_*) are described once in fleet_pipeline.ingest.validation.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "acc_on": "Ignition (ACC) state; null when the vendor does not send it.",
     "account_id": "Tracksolid account that owns the device.",

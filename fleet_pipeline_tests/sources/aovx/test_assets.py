@@ -7,14 +7,14 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 from dagster import DagsterInstance, materialize
 
-from fleet_pipeline.partitions import day_bounds
+from fleet_pipeline.automation.partitions import day_bounds
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
-from fleet_pipeline.sandbox.world.firmware import OTA_STATUS
 from fleet_pipeline.sandbox.server import ManualClock
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sandbox.world.firmware import OTA_STATUS
 from fleet_pipeline.sources.aovx import assets
 from fleet_pipeline.sources.aovx.resources import AovxResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 
 def test_ota_reports_match_the_worlds_attempts(tmp_path):
@@ -97,11 +97,12 @@ def test_ota_history_loads_the_retention_window_once_then_extends_it(tmp_path):
 
 
 def test_a_missing_terminal_list_is_a_clear_configuration_error(monkeypatch):
-    from fleet_pipeline import settings
+    from fleet_pipeline.ingest.env import ConfigError
+    from fleet_pipeline.sources.aovx.settings import aovx_settings
 
     error = None
     try:
-        settings.aovx_settings({"AOVX_TOKEN": "secret-token-value"})
-    except settings.ConfigError as exc:
+        aovx_settings({"AOVX_TOKEN": "secret-token-value"})
+    except ConfigError as exc:
         error = str(exc)
     assert error and "AOVX_TERMINAL_IDS" in error and "secret-token-value" not in error

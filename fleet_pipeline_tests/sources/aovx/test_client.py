@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
-from fleet_pipeline.http import Backoff, RetryPolicy, VendorAPIError, VendorAuthError
+from fleet_pipeline.ingest.http import Backoff, RetryPolicy, VendorAPIError, VendorAuthError
 from fleet_pipeline.sandbox import aovx
 from fleet_pipeline.sandbox.server import ManualClock, SandboxServer
 from fleet_pipeline.sandbox.world import World

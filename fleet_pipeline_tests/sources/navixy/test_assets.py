@@ -17,11 +17,11 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy import assets
 from fleet_pipeline.sources.navixy.resources import NavixyResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 SPRING_FORWARD, FALL_BACK = date(2026, 3, 29), date(2026, 10, 25)
 PARIS = ZoneInfo("Europe/Paris")

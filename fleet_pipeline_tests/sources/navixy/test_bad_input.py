@@ -105,8 +105,8 @@ def test_an_answer_whose_every_row_is_bad_fails_the_step_in_one_line(resources, 
 
 
 def test_a_malformed_base_url_fails_the_step_in_one_line_without_a_chained_traceback(tmp_path):
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
     from fleet_pipeline.sources.navixy.resources import NavixyResource
-    from fleet_pipeline.warehouse import WarehouseResource
 
     resources = {"navixy": NavixyResource(base_url="http://localhost:99999/v2", api_key="key",
                                           cache_dir=str(tmp_path / "cache"), retry_attempts=1),

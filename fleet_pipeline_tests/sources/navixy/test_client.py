@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     RetryPolicy,
     VendorAPIError,

@@ -7,11 +7,11 @@ from datetime import datetime, time, timedelta, timezone
 import duckdb
 from dagster import DagsterInstance, materialize
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import telesto as sandbox_telesto
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.telesto import assets
 from fleet_pipeline.sources.telesto.resources import TelestoResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 
 def test_stock_snapshot_matches_the_world_and_costs_one_call(tmp_path):

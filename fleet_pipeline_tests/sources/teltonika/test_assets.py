@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 import duckdb
 from dagster import DagsterInstance, materialize
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import teltonika as sandbox_teltonika
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.teltonika import assets
 from fleet_pipeline.sources.teltonika.resources import TeltonikaResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 
 def _resources(base_url: str, tmp_path) -> dict:

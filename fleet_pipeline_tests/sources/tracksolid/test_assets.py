@@ -17,11 +17,11 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
+from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid import assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
-from fleet_pipeline.warehouse import WarehouseResource
 
 TODAY = datetime.now(timezone.utc).date()
 # Late uploads arrive up to 3 days after the fix: a day 5+ days back is complete.
@@ -237,7 +237,7 @@ def test_live_mode_never_falls_back_to_the_sandbox(tmp_path):
 
 def test_track_points_in_small_chunks_of_concurrent_calls_equal_the_world(resources, live_world, monkeypatch):
     """Chunks of 3 devices, 8 calls in flight: the same rows as the truth, one call per device."""
-    from fleet_pipeline import source_assets
+    from fleet_pipeline.ingest import source_assets
 
     monkeypatch.setattr(source_assets, "DEVICE_CHUNK", 3)
     result = _run(resources, DAY_A, [assets.track_points])

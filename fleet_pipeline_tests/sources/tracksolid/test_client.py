@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_pipeline.http import (
+from fleet_pipeline.ingest.http import (
     Backoff,
     RetryPolicy,
     VendorAPIError,

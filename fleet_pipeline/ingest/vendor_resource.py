@@ -22,7 +22,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from fleet_pipeline import settings
-from fleet_pipeline.http import Backoff, RetryPolicy
+from fleet_pipeline.ingest.http import Backoff, RetryPolicy
 from fleet_pipeline.sandbox.world import World
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fleet_pipeline.sandbox import navixy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _status(url: str) -> int:

@@ -5,7 +5,7 @@ rows, and how many days one run may cover. Everything else is here so that every
 same guarantees and the same metadata: the warehouse held for the write alone, step retries for
 vendor outages, the rejects and row-count checks, partitioning by UTC day (events) or one snapshot
 per UTC day (fleet state), runs over several days for backfills, and the metadata
-``fleet_pipeline.loader`` builds.
+``fleet_pipeline.ingest.loader`` builds.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    Backoff,
     BackfillPolicy,
+    Backoff,
     BetaWarning,
     Failure,
     MaterializeResult,
@@ -39,22 +39,23 @@ from dagster import (
 from urllib3.exceptions import LocationParseError
 
 from fleet_pipeline import settings
-from fleet_pipeline.anomaly import (
+from fleet_pipeline.automation.anomaly import (
     Fleet,
     empty_partition_check,
     empty_partition_check_spec,
     row_count_check,
     row_count_check_spec,
 )
-from fleet_pipeline.http import (
+from fleet_pipeline.automation.partitions import daily_partitions, partition_day, range_bounds
+from fleet_pipeline.ingest.fanout import chunked
+from fleet_pipeline.ingest.http import (
     RetryableVendorError,
     VendorHTTPError,
     VendorRateLimitError,
     VendorResponseError,
     VendorTransportError,
 )
-from fleet_pipeline.fanout import chunked
-from fleet_pipeline.loader import (
+from fleet_pipeline.ingest.loader import (
     AllRowsRejected,
     declared_table_schema,
     materialization_metadata,
@@ -64,10 +65,9 @@ from fleet_pipeline.loader import (
     validate_batch,
     write_batch,
 )
-from fleet_pipeline.records import Col
-from fleet_pipeline.partitions import daily_partitions, partition_day, range_bounds
-from fleet_pipeline.validation import SHARED_COLUMN_DESCRIPTIONS
-from fleet_pipeline.warehouse import Hold, TableRef, WarehouseResource
+from fleet_pipeline.ingest.records import Col
+from fleet_pipeline.ingest.validation import SHARED_COLUMN_DESCRIPTIONS
+from fleet_pipeline.ingest.warehouse import Hold, TableRef, WarehouseResource
 
 # The reporting steps (dbt, the serving copy) hold the warehouse for their whole step, so they take
 # turns in this Dagster pool (limit 1, see fleet_pipeline.instance). A source step is not in it: it
@@ -147,7 +147,7 @@ def unknown_as_null(*columns: str) -> list[pl.Expr]:
 @dataclass(frozen=True)
 class Table:
     """What a raw table is made of: the pandera model its rows are validated with (and its columns
-    declared from), how vendor rows are typed into it (``columns``, see ``fleet_pipeline.records``),
+    declared from), how vendor rows are typed into it (``columns``, see ``fleet_pipeline.ingest.records``),
     and the columns that identify a row (``key``): a second row with the same key is a duplicate,
     dropped by the loader and counted."""
 
@@ -174,7 +174,7 @@ class Source:
     # table -> its Table (a bare pandera model declares a table without typing columns or key)
     tables: Mapping[str, Any] = field(default_factory=dict)
     # column (or "<table>.<column>") -> what it holds, for the UI; shared columns are described in
-    # fleet_pipeline.validation
+    # fleet_pipeline.ingest.validation
     column_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def key(self, table: str) -> AssetKey:
@@ -207,7 +207,7 @@ class Source:
         """Declare ``<schema>.<table>``: daily-partitioned (events) or a daily snapshot (state).
 
         A partitioned asset states how many days one run may cover (``backfill``, see
-        ``fleet_pipeline.partitions``) and gets the row-count anomaly check.
+        ``fleet_pipeline.automation.partitions``) and gets the row-count anomaly check.
         """
         if partitioned and backfill is None:
             raise ValueError(f"{self.schema}.{table}: a partitioned source asset needs a backfill policy")

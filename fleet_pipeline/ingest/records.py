@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import polars as pl
 
-from fleet_pipeline.validation import ISSUES_COLUMN, RAW_COLUMN
+from fleet_pipeline.ingest.validation import ISSUES_COLUMN, RAW_COLUMN
 
 Kind = Literal["str", "float", "int", "bool", "time", "date"]
 

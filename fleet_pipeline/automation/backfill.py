@@ -5,7 +5,7 @@ backfill policy. ``fleet-pipeline backfill`` cuts the same way without a daemon,
 same days with the same number of vendor calls:
 
 * every partitioned source (the ``all_daily`` job's assets), grouped by how many days one of its
-  runs may cover (``fleet_pipeline.partitions``), one run per group and chunk of days;
+  runs may cover (``fleet_pipeline.automation.partitions``), one run per group and chunk of days;
 * snapshots are not backfilled: they are the fleet's state as the vendor reports it now, and no
   vendor serves yesterday's state. Today's snapshot is taken once if the instance has none, so that
   the models have their device dimensions;
@@ -23,7 +23,7 @@ from datetime import date, datetime, timezone
 
 from dagster import AssetKey, BackfillPolicy, DagsterInstance, Definitions
 
-from fleet_pipeline.partitions import chunks
+from fleet_pipeline.automation.partitions import chunks
 
 SOURCES_JOB = "all_daily"
 SNAPSHOTS_JOB = "all_snapshots"

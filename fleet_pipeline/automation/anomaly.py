@@ -33,7 +33,7 @@ from datetime import date, timedelta
 import duckdb
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from fleet_pipeline.warehouse import TableRef, latest_snapshot_rows, partition_row_counts
+from fleet_pipeline.ingest.warehouse import TableRef, latest_snapshot_rows, partition_row_counts
 
 ROW_COUNT_CHECK = "row_count_vs_trailing_week"
 TRAILING_DAYS = 7

@@ -37,7 +37,7 @@ from dagster import (
 )
 
 from fleet_pipeline import settings
-from fleet_pipeline.schedules import automation_status
+from fleet_pipeline.automation.schedules import automation_status
 
 CHECK_NAME = "freshness_check"  # the name dagster's freshness factories give their checks
 SENSOR_NAME = "freshness_checks_sensor"

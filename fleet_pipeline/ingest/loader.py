@@ -37,9 +37,9 @@ from dagster import (
     TableSchema,
 )
 
-from fleet_pipeline.http import CallStats
-from fleet_pipeline.validation import Problem, split_valid
-from fleet_pipeline.warehouse import ReplaceResult, TableRef, problems_frame, replace_partitions
+from fleet_pipeline.ingest.http import CallStats
+from fleet_pipeline.ingest.validation import Problem, split_valid
+from fleet_pipeline.ingest.warehouse import ReplaceResult, TableRef, problems_frame, replace_partitions
 
 REJECTS_CHECK = "no_rejected_rows"
 PREVIEW_ROWS = 5

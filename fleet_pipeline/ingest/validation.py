@@ -6,7 +6,7 @@ schema lazily (every failure, not just the first), keeps the rows that pass, and
 with a readable reason and the record as JSON — they go to the rejects table instead of being
 dropped silently. Only rejected records are serialised: a batch is mostly valid rows.
 
-Typing (``fleet_pipeline.records``) never raises on a vendor value; it lists what did not convert in
+Typing (``fleet_pipeline.ingest.records``) never raises on a vendor value; it lists what did not convert in
 :data:`ISSUES_COLUMN`. A row whose required field did not convert is rejected with that reason (the
 vendor's value, not a bare "null"); a row whose optional field did not convert is kept with the
 field NULL, and the problem is returned as a field issue so that the vendor's garbage stays visible.

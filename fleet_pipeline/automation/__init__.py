@@ -1,0 +1,1 @@
+"""Dagster automation: daily partitions, schedules and sensors, freshness checks, anomaly checks, backfills."""

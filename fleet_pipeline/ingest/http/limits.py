@@ -1,0 +1,194 @@
+"""Backoff, the retry policy, ``Retry-After`` and rate limiting (in-process and cross-process windows)."""
+
+from __future__ import annotations
+
+import email.utils
+import fcntl
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+# Statuses that mean "the service is momentarily unable", never "your request is wrong".
+DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with proportional jitter: ``base * multiplier**(n-1)`` capped, +-jitter.
+
+    Jitter spreads the retries of several workers hit by the same outage so they do not return
+    in lockstep and re-trigger it.
+    """
+
+    base_s: float = 0.5
+    multiplier: float = 2.0
+    max_s: float = 30.0
+    jitter: float = 0.25
+
+    def delay(self, retry_number: int, rng: random.Random) -> float:
+        """Wait before retry ``retry_number`` (1 = first retry)."""
+        raw = self.base_s * self.multiplier ** max(retry_number - 1, 0)
+        capped = min(raw, self.max_s)
+        spread = 1.0 + self.jitter * (2.0 * rng.random() - 1.0)
+        return max(0.0, min(capped * spread, self.max_s))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one logical call tries. ``max_attempts`` counts the first attempt too."""
+
+    max_attempts: int = 5
+    backoff: Backoff = Backoff()
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    # A Retry-After longer than this is not waited out inside a pipeline step: we fail with
+    # VendorRateLimitError and let the schedule come back (e.g. Telesto's 15-minute IP block).
+    max_retry_after_s: float = 600.0
+
+
+class RateLimiter(Protocol):
+    """Something that makes the caller wait before a request; returns the seconds waited."""
+
+    def acquire(self) -> float: ...
+
+
+class SlidingWindowLimiter:
+    """In-process limiter: at most ``max_calls`` requests in any ``per_s``-second window.
+
+    Used to stay under a documented quota instead of learning it from the vendor's throttle
+    error. It is per process; quotas that must hold across processes need a shared store.
+    """
+
+    def __init__(
+        self,
+        max_calls: int,
+        per_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_calls < 1 or per_s <= 0:
+            raise ValueError("SlidingWindowLimiter needs max_calls >= 1 and per_s > 0")
+        self.max_calls = max_calls
+        self.per_s = per_s
+        self._clock = clock
+        self._sleep = sleep
+        self._stamps: list[float] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        waited = 0.0
+        with self._lock:
+            while True:
+                now = self._clock()
+                self._stamps = [s for s in self._stamps if now - s < self.per_s]
+                if len(self._stamps) < self.max_calls:
+                    self._stamps.append(now)
+                    return waited
+                wait = self.per_s - (now - self._stamps[0])
+                # A fake clock that does not advance must not spin forever: after sleeping
+                # the computed wait, the oldest stamp is treated as expired.
+                self._sleep(wait)
+                waited += wait
+                self._stamps.pop(0)
+
+
+class FileWindowLimiter:
+    """At most ``max_calls`` requests in any ``per_s``-second window, across processes and runs.
+
+    Vendor quotas belong to the account or the client address, not to a Python object: the steps
+    of a multiprocess run, a backfill and a manual run all draw from the same budget. The window's
+    timestamps live in a small JSON ledger guarded by an exclusive ``fcntl`` lock, so every process
+    on the machine sees the same budget; wall-clock time so the ledger survives restarts (an hourly
+    quota must still hold after a crash).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_calls: int,
+        per_s: float,
+        *,
+        evenly: bool = False,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_calls < 1 or per_s <= 0:
+            raise ValueError("FileWindowLimiter needs max_calls >= 1 and per_s > 0")
+        self.path = Path(path)
+        self.max_calls = max_calls
+        self.per_s = per_s
+        # ``evenly``: also keep ``per_s / max_calls`` between two calls. Concurrent callers would
+        # otherwise spend a window's budget in one burst at its start; arriving evenly spaced,
+        # a few calls delayed on the way cannot pile up into more than the vendor's limit in
+        # the vendor's own (sliding) window, so pacing can run close to that limit.
+        self.min_interval_s = per_s / max_calls if evenly else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _reserve(self) -> float:
+        """Take a slot and return 0, or return how long to wait before trying again."""
+        with open(self.path, "a+", encoding="utf-8") as ledger:
+            fcntl.flock(ledger, fcntl.LOCK_EX)
+            ledger.seek(0)
+            try:
+                stamps = [float(s) for s in json.loads(ledger.read() or "[]")]
+            except (ValueError, TypeError):
+                stamps = []  # a torn or foreign file: start a fresh window rather than fail
+            now = self._clock()
+            stamps = sorted(s for s in stamps if now - s < self.per_s)
+            if len(stamps) >= self.max_calls:
+                return max(self.per_s - (now - stamps[-self.max_calls]), 0.001)
+            if stamps and now - stamps[-1] < self.min_interval_s:
+                return max(self.min_interval_s - (now - stamps[-1]), 0.001)
+            stamps.append(now)
+            ledger.seek(0)
+            ledger.truncate()
+            ledger.write(json.dumps(stamps))
+            return 0.0
+
+    def try_acquire(self) -> float:
+        """Take a slot and return 0.0, or take nothing and return the seconds until one frees.
+
+        Never sleeps: for quotas whose window is too long to wait out inside a pipeline step
+        (Telesto: 100 an hour, then a 15-minute block)."""
+        return self._reserve()
+
+    def acquire(self) -> float:
+        waited = 0.0
+        while (wait := self._reserve()) > 0:
+            self._sleep(wait)
+            waited += wait
+        return waited
+
+    def remaining(self) -> int:
+        """Calls still allowed in the current window (for metadata and tests)."""
+        try:
+            stamps = [float(s) for s in json.loads(self.path.read_text() or "[]")]
+        except (OSError, ValueError, TypeError):
+            return self.max_calls
+        now = self._clock()
+        return self.max_calls - sum(1 for s in stamps if now - s < self.per_s)
+
+
+def retry_after_s(header: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
