@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from fleet_pipeline.ingest.env import ConfigError, days_between, env_value, whole_number
+from fleet_pipeline.ingest.env import ConfigError, days_between, env_value, report_config_errors_briefly, whole_number
 from fleet_pipeline.sources.registry import VENDORS
 
 __all__ = ["ConfigError"]  # raised by every reader here; callers catch settings.ConfigError
@@ -212,8 +212,13 @@ def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def check_configuration(env: Mapping[str, str] | None = None) -> None:
-    """Raise one ConfigError listing every bad variable (one line each)."""
+    """Raise one ConfigError listing every bad variable (one line each).
+
+    Should it end the process, the error prints as that list alone (report_config_errors_briefly).
+    """
     problems = configuration_problems(env)
+    if problems:
+        report_config_errors_briefly()
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

@@ -6,12 +6,40 @@ build on these; the module imports nothing of the project, so reading settings s
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from types import TracebackType
 from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
     """Missing, partial or malformed configuration, reported before any run starts."""
+
+
+def report_config_errors_briefly() -> None:
+    """Let a ConfigError that ends the process print as its message alone, first and whole.
+
+    The definitions check every setting when they load, so under `dagster asset materialize` (or
+    `dagster job execute`) a bad variable ends the process from inside Dagster's import machinery:
+    Python would print some thirty frames of it before the one line that matters. Those frames say
+    nothing about a setting the user typed. Any other uncaught error keeps its full traceback, and a
+    code server (the UI, the daemon) never reaches this hook: it shows the message as the load error.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "reports_config_errors", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            previous(kind, error, trace)
+        else:
+            print(f"fleet_pipeline: configuration error: {cause}", file=sys.stderr)
+
+    hook.reports_config_errors = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def env_value(env: Mapping[str, str], name: str) -> str | None:

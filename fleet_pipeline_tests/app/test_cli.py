@@ -87,6 +87,23 @@ def test_dagster_cli_materializes_navixy_against_a_loopback_sandbox(tmp_path):
     assert sandbox_navixy.API_KEY not in done.stdout + done.stderr
 
 
+def test_dagster_cli_reports_a_bad_setting_in_one_line_without_a_traceback(tmp_path):
+    """Issue 15: a malformed variable under `dagster asset materialize` is the user's input, not a bug."""
+    env = _clean_env(tmp_path, NAVIXY_BASE_URL="htp:/bad url", NAVIXY_API_KEY=sandbox_navixy.API_KEY)
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    done = subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "fleet_pipeline.definitions",
+         "--select", "raw_navixy/trackers"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("fleet_pipeline:")]
+    assert ours == ["fleet_pipeline: configuration error: NAVIXY_BASE_URL must start with http:// or "
+                    "https://, got 'htp:/bad url'"], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert sandbox_navixy.API_KEY not in done.stderr + done.stdout
+
+
 def test_demo_runs_end_to_end_in_the_project_instance(tmp_path):
     env = _clean_env(tmp_path, FLEET_SANDBOX_DEVICES="12")
     done = subprocess.run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"],

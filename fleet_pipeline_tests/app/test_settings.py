@@ -136,3 +136,21 @@ def test_a_bad_late_data_window_fails_config_and_definition_loading_not_the_sche
                              capture_output=True, text=True, timeout=300)
     assert loading.returncode != 0
     assert "ConfigError: FLEET_LATE_DATA_DAYS must be a whole number of days" in loading.stderr
+
+
+def test_only_a_configuration_error_loses_its_traceback(monkeypatch, capsys):
+    """The brief report is for bad settings alone: any other uncaught error keeps Python's traceback."""
+    from fleet_pipeline.ingest.env import report_config_errors_briefly
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, error, trace: seen.append(error))
+    report_config_errors_briefly()
+    report_config_errors_briefly()  # installing twice must not report twice
+    wrapped = RuntimeError("while importing the definitions")
+    wrapped.__cause__ = settings.ConfigError("FLEET_LATE_DATA_DAYS must be a whole number of days, got 'three'")
+    sys.excepthook(RuntimeError, wrapped, None)
+    bug = KeyError("a real bug")
+    sys.excepthook(KeyError, bug, None)
+    assert capsys.readouterr().err == (
+        "fleet_pipeline: configuration error: FLEET_LATE_DATA_DAYS must be a whole number of days, got 'three'\n")
+    assert seen == [bug]

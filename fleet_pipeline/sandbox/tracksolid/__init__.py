@@ -9,7 +9,6 @@ knobs, `make_server`).
 
 from fleet_pipeline.sandbox.tracksolid.app import TracksolidApp, TracksolidKnobs, make_server
 from fleet_pipeline.sandbox.tracksolid.protocol import (
-    ALARM_ROWS_REACHABLE,
     APP_KEY,
     APP_SECRET,
     CREDENTIALS,
@@ -19,7 +18,6 @@ from fleet_pipeline.sandbox.tracksolid.protocol import (
 )
 
 __all__ = [
-    "ALARM_ROWS_REACHABLE",
     "APP_KEY",
     "APP_SECRET",
     "CREDENTIALS",

@@ -472,14 +472,12 @@ def test_track_points_are_fetched_in_7_day_windows(tracksolid_sandbox, client) -
     assert len({p["gpsTime"] for p in points}) == len(points)
 
 
-def test_alarm_window_is_split_when_the_reachable_cap_is_hit(
-    tracksolid_sandbox, tmp_path: Path, monkeypatch
-) -> None:
+def test_alarm_window_is_split_when_the_reachable_cap_is_hit(tracksolid_sandbox, tmp_path: Path) -> None:
     sandbox = tracksolid_sandbox
     world = sandbox.world
     # The real cap is 1000 rows per query; scaling it (server and client alike) to 100 exercises
     # the same splitting with a tenth of the synthetic data.
-    monkeypatch.setattr(sandbox_tracksolid, "ALARM_ROWS_REACHABLE", 100)
+    sandbox.server.knobs.set(alarm_rows_reachable=100)
     client = make_client(sandbox.server, sandbox.clock, tmp_path, alarm_rows_reachable=100)
     imeis = _tracksolid_imeis(world)
     end = sandbox.clock()
