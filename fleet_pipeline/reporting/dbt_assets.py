@@ -48,10 +48,10 @@ from fleet_pipeline import settings
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.ingest.source_assets import WRITER_POOL
 from fleet_pipeline.ingest.warehouse import exclusive_access
+from fleet_pipeline.reporting.dbt_selections import SELECTIONS, DbtSelection
 from fleet_pipeline.reporting.key_figures import Window, with_key_figures
 
 DBT_PROJECT_DIR = settings.project_root() / "dbt_models"
-PARTITIONED_SELECT = "config.materialized:incremental"
 # Files whose change makes the manifest stale.
 _PROJECT_SOURCES = ("models", "macros", "seeds", "snapshots", "tests", "analyses")
 _PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
@@ -82,22 +82,6 @@ class DbtProjectFiles:
     @property
     def manifest_path(self) -> Path:
         return self.project_dir / self.target_path / "manifest.json"
-
-
-@dataclass(frozen=True)
-class DbtSelection:
-    """One ``@dbt_assets`` selection of the project: its op name, dbt selection and partitioning."""
-
-    name: str
-    select: str | None
-    exclude: str | None
-    partitioned: bool
-
-
-SELECTIONS = (
-    DbtSelection("dbt_daily_models", select=PARTITIONED_SELECT, exclude=None, partitioned=True),
-    DbtSelection("dbt_models", select=None, exclude=PARTITIONED_SELECT, partitioned=False),
-)
 
 
 class DbtParseError(RuntimeError):

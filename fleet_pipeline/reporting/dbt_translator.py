@@ -18,7 +18,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.ingest.source_assets import OWNERS, WRITER_POOL
-from fleet_pipeline.reporting.dbt_assets import DbtSelection
+from fleet_pipeline.reporting.dbt_selections import DbtSelection
 
 LAYERS = ("staging", "core", "marts")
 
