@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import pytest
 import yaml
 
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
@@ -104,6 +105,9 @@ def test_dagster_cli_reports_a_bad_setting_in_one_line_without_a_traceback(tmp_p
     assert sandbox_navixy.API_KEY not in done.stderr + done.stdout
 
 
+# A whole demo, then a code server listing its runs: about a minute on a quiet machine, but the two
+# subprocesses each have 300 s of their own, so the test as a whole may take their sum.
+@pytest.mark.timeout(660)
 def test_demo_runs_end_to_end_in_the_project_instance(tmp_path):
     env = _clean_env(tmp_path, FLEET_SANDBOX_DEVICES="12")
     done = subprocess.run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"],
