@@ -143,9 +143,9 @@ class _Rows:
         return [row.get(path) for row in self.rows]
 
 
-def _pick(rows: list[Mapping[str, Any]], sources: tuple[str, ...], extra: Extra | None = None) -> list[Any]:
+def _pick(rows: list[Mapping[str, Any]] | _Rows, sources: tuple[str, ...]) -> list[Any]:
     """Per row, the value of the first source that is present and not null."""
-    chunk = _Rows(rows, extra)
+    chunk = rows if isinstance(rows, _Rows) else _Rows(rows, None)
     values = chunk.values(sources[0])
     for path in sources[1:]:
         missing = [i for i, value in enumerate(values) if value is None]
@@ -261,7 +261,8 @@ def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col], extra: Ex
     holds fields the caller adds to the vendor's rows: each row is typed, and its record kept (in
     :data:`EXTRA_COLUMN`), as ``{**row, **extra[i]}`` would be."""
     rows = rows if isinstance(rows, list) else list(rows)
-    series = [_column(col.name, _pick(rows, col.sources, extra), col.kind) for col in columns]
+    chunk = _Rows(rows, extra)
+    series = [_column(col.name, _pick(chunk, col.sources), col.kind) for col in columns]
     kept = [pl.Series(RAW_COLUMN, rows, dtype=pl.Object)]
     if extra is not None:
         kept.append(pl.Series(EXTRA_COLUMN, extra, dtype=pl.Object))
