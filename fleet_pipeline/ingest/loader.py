@@ -169,21 +169,9 @@ def validate_batch(
     batch = ValidatedBatch(table, key_column, keys, {key: [] for key in keys}, {key: [] for key in keys},
                            {key: [] for key in keys}, {key: 0 for key in keys}, vendor)
     for chunk in [typed] if isinstance(typed, pl.DataFrame) else typed:
-        stray = chunk.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
-        if stray:
-            raise ValueError(f"{table}: {stray} rows of the batch are outside the partitions being loaded")
-        by_key = chunk.partition_by(key_column, as_dict=True, include_key=True) if chunk.height else {}
-        for key in keys:
-            part = by_key.get((key,))
-            # A partition with no rows still needs one (empty) frame of the table's columns.
-            if part is None and batch.valid_parts[key]:
-                continue
-            part, dropped = drop_duplicates(chunk.clear() if part is None else part, unique_key)
-            split = split_valid(part, schema)
-            batch.duplicates[key] += dropped
-            batch.valid_parts[key].append(split.valid)
-            batch.rejects[key].extend(split.rejects)
-            batch.field_issues[key].extend(split.field_issues)
+        _split_chunk(batch, chunk, schema, unique_key)
+        # Let the chunk's raw records go before the next chunk is read, not after it.
+        del chunk
     if not any(batch.valid_parts.values()):
         raise ValueError(f"{table}: the batch has no frame, not even an empty one")
     for key in keys:
@@ -194,6 +182,28 @@ def validate_batch(
             batch.duplicates[key] += dropped
     _require_some_valid(batch)
     return batch
+
+
+def _split_chunk(batch: ValidatedBatch, chunk: pl.DataFrame, schema: type[pa.DataFrameModel],
+                 unique_key: Sequence[str] | None) -> None:
+    """Validate one chunk, partition by partition, into ``batch``: its valid rows (without the raw
+    records) and its problems (the records of their rows as JSON) are all that is kept of it."""
+    keys, key_column = batch.keys, batch.key_column
+    stray = chunk.filter(~pl.col(key_column).is_in(keys) | pl.col(key_column).is_null()).height
+    if stray:
+        raise ValueError(f"{batch.table}: {stray} rows of the batch are outside the partitions being loaded")
+    by_key = chunk.partition_by(key_column, as_dict=True, include_key=True) if chunk.height else {}
+    for key in keys:
+        part = by_key.pop((key,), None)
+        # A partition with no rows still needs one (empty) frame of the table's columns.
+        if part is None and batch.valid_parts[key]:
+            continue
+        part, dropped = drop_duplicates(chunk.clear() if part is None else part, unique_key)
+        split = split_valid(part, schema)
+        batch.duplicates[key] += dropped
+        batch.valid_parts[key].append(split.valid)
+        batch.rejects[key].extend(split.rejects)
+        batch.field_issues[key].extend(split.field_issues)
 
 
 def _require_some_valid(batch: ValidatedBatch) -> None:

@@ -4,7 +4,10 @@ Vendors send numbers as strings (``"speed": "0"``), empty strings for nulls, fie
 between documentation and reality (``alarmTypeName`` / ``alertTypeName``), and several time formats
 (``2026-11-20 1:27:23``, ``2026-11-20T01:05:33.000Z``, epoch seconds or milliseconds). A table is
 declared as a list of :class:`Col`; :func:`typed_frame` reads each column from the first variant name
-present, converts it, and keeps the original record for the rejects table. Typing never raises on
+present, converts it, and keeps the original record for the rejects table (with the fields the
+caller adds to a vendor row, such as the device a one-device call was for, given beside the rows in
+``extra`` instead of copied into each of them: a copy per row was the largest cost in memory of a
+day of track points). Typing never raises on
 a vendor value: a value that does not convert becomes null and is named, with the vendor's text and
 why, in the row's :data:`ISSUES_COLUMN`; ``validation.split_valid`` then rejects the row when the
 field is required and keeps it (with the field issue recorded) when it is optional. A client that
@@ -21,14 +24,14 @@ counts; both routes give the same result (``fleet_pipeline_tests/ingest/test_rec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import polars as pl
 
-from fleet_pipeline.ingest.validation import ISSUES_COLUMN, RAW_COLUMN
+from fleet_pipeline.ingest.validation import EXTRA_COLUMN, ISSUES_COLUMN, RAW_COLUMN
 
 Kind = Literal["str", "float", "int", "bool", "time", "date"]
 
@@ -102,21 +105,54 @@ def _lookup(row: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _values(rows: list[Mapping[str, Any]], path: str) -> list[Any]:
-    if "." in path:
-        return [_lookup(row, path) for row in rows]
-    return [row.get(path) for row in rows]
+Extra = Sequence[Mapping[str, Any]]
 
 
-def _pick(rows: list[Mapping[str, Any]], sources: tuple[str, ...]) -> list[Any]:
+def _lookup_with(row: Mapping[str, Any], more: Mapping[str, Any], path: str) -> Any:
+    """``path`` in the row as ``{**row, **more}`` would have it, without building that dict."""
+    if path in more:
+        return more[path]
+    if "." in path and path.split(".", 1)[0] in more:
+        return _lookup({**row, **more}, path)
+    return _lookup(row, path)
+
+
+class _Rows:
+    """A chunk's vendor rows and, if given, the fields added to each of them (``extra``)."""
+
+    def __init__(self, rows: list[Mapping[str, Any]], extra: Extra | None) -> None:
+        if extra is not None and len(extra) != len(rows):
+            raise ValueError(f"typed_frame: {len(extra)} extra field sets for {len(rows)} rows")
+        self.rows, self.extra = rows, extra
+        # Usually one mapping is shared by all the rows of a device: look at each once.
+        self.added = {key for more in {id(m): m for m in extra or ()}.values() for key in more}
+
+    def _added(self, path: str) -> bool:
+        return bool(self.added) and (path in self.added or path.split(".", 1)[0] in self.added)
+
+    def value(self, i: int, path: str) -> Any:
+        if self.extra is not None and self._added(path):
+            return _lookup_with(self.rows[i], self.extra[i], path)
+        return _lookup(self.rows[i], path)
+
+    def values(self, path: str) -> list[Any]:
+        if self.extra is not None and self._added(path):
+            return [_lookup_with(row, more, path) for row, more in zip(self.rows, self.extra)]
+        if "." in path:
+            return [_lookup(row, path) for row in self.rows]
+        return [row.get(path) for row in self.rows]
+
+
+def _pick(rows: list[Mapping[str, Any]] | _Rows, sources: tuple[str, ...]) -> list[Any]:
     """Per row, the value of the first source that is present and not null."""
-    values = _values(rows, sources[0])
+    chunk = rows if isinstance(rows, _Rows) else _Rows(rows, None)
+    values = chunk.values(sources[0])
     for path in sources[1:]:
         missing = [i for i, value in enumerate(values) if value is None]
         if not missing:
             break
         for i in missing:
-            values[i] = _lookup(rows[i], path)
+            values[i] = chunk.value(i, path)
     return values
 
 
@@ -200,14 +236,37 @@ def _issue(column: pl.Series, col: Col, typed: pl.Series, flags: dict[int, str])
     return pl.DataFrame({"raw": column, "typed": typed}).select(issue.alias(col.name)).to_series()
 
 
-def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.DataFrame:
+def device_rows(
+    answers: Iterable[tuple[Any, Iterable[Mapping[str, Any]]]], fields: Callable[[Any], Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The rows of a chunk of one-device answers (``(device, rows)``) and, for each row, the fields
+    that name its device (``fields(device)``, one mapping shared by the device's rows): the
+    ``rows`` and ``extra`` of :func:`typed_frame`."""
+    rows: list[Mapping[str, Any]] = []
+    extra: list[Mapping[str, Any]] = []
+    for device, answer in answers:
+        start = len(rows)
+        rows.extend(answer)
+        extra.extend([fields(device)] * (len(rows) - start))
+    return rows, extra
+
+
+def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col], extra: Extra | None = None) -> pl.DataFrame:
     """Typed frame with one column per :class:`Col`, in :data:`ISSUES_COLUMN` each row's typing
     issues (a list of ``{field, value, reason}``, empty for a clean row) and, in :data:`RAW_COLUMN`,
-    each row's original record (the object itself, not a copy: only rejected rows are ever
-    serialised, by ``split_valid``, so the rows must not be modified afterwards)."""
+    each row's original record (the object itself, not a copy: only rejected rows and rows with a
+    field issue are ever serialised, by ``split_valid``, so the rows must not be modified afterwards).
+
+    ``extra``, one mapping per row (one shared by all the rows of a device costs a pointer a row),
+    holds fields the caller adds to the vendor's rows: each row is typed, and its record kept (in
+    :data:`EXTRA_COLUMN`), as ``{**row, **extra[i]}`` would be."""
     rows = rows if isinstance(rows, list) else list(rows)
-    series = [_column(col.name, _pick(rows, col.sources), col.kind) for col in columns]
-    frame = pl.DataFrame([*series, pl.Series(RAW_COLUMN, rows, dtype=pl.Object)])
+    chunk = _Rows(rows, extra)
+    series = [_column(col.name, _pick(chunk, col.sources), col.kind) for col in columns]
+    kept = [pl.Series(RAW_COLUMN, rows, dtype=pl.Object)]
+    if extra is not None:
+        kept.append(pl.Series(EXTRA_COLUMN, extra, dtype=pl.Object))
+    frame = pl.DataFrame([*series, *kept])
     flagged_rows = any(INVALID_FIELDS in row for row in rows)
     flags = [_client_flags(rows, col) if flagged_rows else {} for col in columns]
     typed = []
@@ -216,11 +275,24 @@ def typed_frame(rows: Iterable[Mapping[str, Any]], columns: list[Col]) -> pl.Dat
         if flagged:
             value = pl.when(pl.lit(pl.Series([i in flagged for i in range(len(rows))]))).then(None).otherwise(value)
         typed.append(value.alias(col.name))
-    result = frame.select(*typed, pl.col(RAW_COLUMN))
+    result = frame.select(*typed, *[pl.col(column.name) for column in kept])
     # Only a column with more nulls typed than sent can have an issue (blanks aside): the others,
     # nearly all of them, skip the per-row issue expression.
     issues = [_issue(column, col, result[col.name], flagged) for column, col, flagged in zip(series, columns, flags)
               if (result[col.name].is_null() & column.is_not_null()).any()]
-    issue_list = (pl.concat_list(issues).list.drop_nulls() if issues
-                  else pl.lit([], dtype=pl.List(ISSUE_DTYPE)))
-    return result.select(*[pl.col(col.name) for col in columns], issue_list.alias(ISSUES_COLUMN), pl.col(RAW_COLUMN))
+    return result.select(*[pl.col(col.name) for col in columns], _issue_lists(issues, result.height),
+                         *[pl.col(column.name) for column in kept])
+
+
+def _issue_lists(issues: list[pl.Series], height: int) -> pl.Series:
+    """:data:`ISSUES_COLUMN` from the issue columns (a struct per row, null where none): each row's
+    issues, in column order. Only the rows with an issue are listed one by one; the others get an
+    empty list (a list of every column's null for each of 100,000 rows cost 70 MiB)."""
+    if not issues:
+        return pl.Series(ISSUES_COLUMN, [], dtype=pl.List(ISSUE_DTYPE)).extend_constant([], height)
+    listed = pl.DataFrame(issues).with_row_index("_row").filter(
+        pl.any_horizontal(pl.exclude("_row").is_not_null())
+    ).select("_row", pl.concat_list(pl.exclude("_row")).list.drop_nulls().alias(ISSUES_COLUMN))
+    every_row = pl.DataFrame({"_row": pl.int_range(height, eager=True, dtype=pl.UInt32)})
+    return (every_row.join(listed, on="_row", how="left", maintain_order="left")[ISSUES_COLUMN]
+            .fill_null(pl.lit([], dtype=pl.List(ISSUE_DTYPE))))

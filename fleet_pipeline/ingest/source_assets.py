@@ -90,8 +90,9 @@ OWNERS = ["team:data-platform"]
 KINDS = {"python", "duckdb", "polars"}
 # Devices whose per-device answers are typed and validated together: large enough that pandera's
 # fixed cost per call does not count, small enough that the raw JSON rows of one chunk (a few
-# hundred fixes per device) stay in the tens of MB at any fleet size.
-DEVICE_CHUNK = 250
+# hundred fixes per device, ~650 bytes each as Python objects) stay in the tens of MB at any fleet
+# size. At 250, a Navixy day of 1,000 devices peaked ~45 MiB higher (docs/performance.md).
+DEVICE_CHUNK = 100
 
 
 def _step_retry_policy() -> RetryPolicy | None:
@@ -311,6 +312,8 @@ class Extraction:
                 if devices:
                     context.log.info(f"{label}: {done}/{len(devices)} devices")
                 yield chunk
+                # The caller is done with this chunk: do not hold its rows while the next one is read.
+                del chunk
 
     @property
     def key(self) -> tuple[str, list[date]]:

@@ -17,6 +17,7 @@ The reusable checks below (IMEI Luhn digit, coordinates) are shared by every ven
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 RAW_COLUMN = "_raw"
+# Per row, the fields its caller added to the vendor's record (a mapping, see records.typed_frame):
+# the record is ``{**raw, **extra}``. Absent when nothing was added.
+EXTRA_COLUMN = "_raw_extra"
 # Per row, the fields whose vendor value did not convert: a list of {field, value, reason}.
 ISSUES_COLUMN = "_issues"
 # What a reject or field issue names when the failing check is about the whole row.
@@ -165,6 +169,15 @@ def _typing_failures(frame: pl.DataFrame) -> dict[int, list[FieldFailure]]:
     return failures
 
 
+def _record_at(frame: pl.DataFrame) -> Callable[[int], Any]:
+    """Row index -> the row's original record, with the fields its caller added."""
+    raw = frame[RAW_COLUMN]
+    if EXTRA_COLUMN not in frame.columns:
+        return raw.__getitem__
+    extra = frame[EXTRA_COLUMN]
+    return lambda i: {**raw[i], **extra[i]}
+
+
 def _problem(failures: list[FieldFailure], record: Any) -> Problem:
     failures = list(dict.fromkeys(failures))
     # One value per failing field, in the order of the fields; "null" where the vendor sent none.
@@ -188,17 +201,17 @@ def split_valid(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> SplitBa
     if RAW_COLUMN not in frame.columns:
         raise ValueError(f"batch for {schema.__name__} has no {RAW_COLUMN} column to report rejects with")
     columns = list(schema.to_schema().columns)
-    checked = _schema_failures(frame.drop(RAW_COLUMN, ISSUES_COLUMN, strict=False), schema)
+    checked = _schema_failures(frame.drop(RAW_COLUMN, EXTRA_COLUMN, ISSUES_COLUMN, strict=False), schema)
     typing = _typing_failures(frame)
     bad = sorted(checked)
-    raw = frame[RAW_COLUMN]
+    raw = _record_at(frame)
     rejects = []
     for i in bad:
         mistyped = {failure[0] for failure in typing.get(i, [])}
         # "not_nullable" on a field that did not convert says less than the typing reason does.
         schema_reasons = [f for f in checked[i] if not (f[0] in mistyped and f[2].endswith("not_nullable"))]
-        rejects.append(_problem(typing.get(i, []) + schema_reasons, raw[i]))
-    issues = [_problem(typing[i], raw[i]) for i in sorted(set(typing) - set(checked))]
+        rejects.append(_problem(typing.get(i, []) + schema_reasons, raw(i)))
+    issues = [_problem(typing[i], raw(i)) for i in sorted(set(typing) - set(checked))]
     valid = frame.select(columns) if not bad else frame.with_row_index("_row").filter(
         ~pl.col("_row").is_in(bad)).select(columns)
     return SplitBatch(valid=valid, rejects=rejects, field_issues=issues)

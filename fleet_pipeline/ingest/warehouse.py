@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -240,20 +241,27 @@ def _replace_rows(
 ) -> dict[Any, int]:
     """Delete the rows matching ``where`` and insert ``frame``; the deleted rows' count, in total
     under ``None`` or per value of ``count_by``."""
-    view = f"_incoming_{table.schema}_{table.name}"
-    conn.register(view, frame.to_arrow())
-    try:
-        _ensure_table(conn, table, view)
+    with _staged(frame) as incoming:
+        _ensure_table(conn, table, incoming)
         group = f'"{count_by}"' if count_by else "NULL"
         before = conn.execute(
             f"SELECT {group}, count(*) FROM {table.sql} WHERE {where} GROUP BY 1", params
         ).fetchall()
         conn.execute(f"DELETE FROM {table.sql} WHERE {where}", params)
         if frame.height:
-            conn.execute(f"INSERT INTO {table.sql} BY NAME SELECT * FROM {view}")
+            conn.execute(f"INSERT INTO {table.sql} BY NAME SELECT * FROM {incoming}")
         return {key: int(count) for key, count in before}
-    finally:
-        conn.unregister(view)
+
+
+@contextmanager
+def _staged(frame: pl.DataFrame) -> Iterator[str]:
+    """``frame`` as a relation DuckDB can select from: a Parquet file polars writes itself, read by
+    ``read_parquet``. Handing DuckDB the frame as Arrow would import pyarrow, ~40 MiB in every
+    process that writes (docs/performance.md); the file costs ~0.3 µs a row."""
+    with tempfile.TemporaryDirectory(prefix="fleet-incoming-") as scratch:
+        path = Path(scratch) / "rows.parquet"
+        frame.write_parquet(path, compression="uncompressed", statistics=False)
+        yield "read_parquet('{}')".format(str(path).replace("'", "''"))
 
 
 def rejects_frame(

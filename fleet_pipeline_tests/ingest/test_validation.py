@@ -70,3 +70,26 @@ def test_nested_fields_are_reached_by_dotted_paths():
     frame = typed_frame(rows, [Col.of("imei", "source.device_id"), Col.of("lat", "gps.location.lat", kind="float")])
     assert frame["imei"].to_list() == ["358240051111110", None]
     assert frame["lat"].to_list() == [45.1, None]
+
+
+def test_fields_added_beside_the_rows_are_typed_and_kept_as_if_copied_into_each_row():
+    # A one-device call's rows do not name the device: its IMEI is given beside them (one mapping
+    # shared by the device's rows), and it wins over a field of the same name in the row.
+    device = {"imei": GOOD_IMEI}
+    rows = [
+        {"gpsTime": "2026-11-20 10:00:00", "lat": 45.7, "lng": 4.8, "imei": "stale"},
+        {"gpsTime": "2026-11-20 10:00:10", "lat": 95.0, "lng": 4.8},
+        {"gpsTime": "2026-11-20 10:00:20", "lat": 45.7, "lng": 4.8, "gpsSpeed": "fast"},
+    ]
+    extra = [device, device, {"imei": "490154203237519"}]
+    typed = typed_frame(rows, TRACK_POINT_COLUMNS, extra).with_columns(
+        partition_date=pl.lit(datetime(2026, 11, 20).date()), reuploaded=pl.lit(False)
+    )
+    assert typed["imei"].to_list() == [GOOD_IMEI, GOOD_IMEI, "490154203237519"]
+    split = split_valid(typed, TrackPointSchema)
+    assert split.valid["imei"].to_list() == [GOOD_IMEI]
+    # Rejects and field issues carry the record with the added fields, exactly as a copy would.
+    assert [json.loads(record) for record in split.records] == [{**rows[1], **device}, {**rows[2], **extra[2]}]
+    assert "imei" not in rows[1]  # the vendor's rows themselves are left as they were
+    with pytest.raises(ValueError, match="2 extra field sets for 3 rows"):
+        typed_frame(rows, TRACK_POINT_COLUMNS, extra[:2])

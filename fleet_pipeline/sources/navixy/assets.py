@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, MaterializeResult
 
 from fleet_pipeline.automation.anomaly import Fleet
 from fleet_pipeline.automation.partitions import MONTH_PER_RUN, WEEK_PER_RUN
-from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.records import device_rows, typed_frame
 from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load, unknown_as_null
 from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.navixy import schemas
@@ -43,18 +43,27 @@ _asset = SOURCE.asset
 SENSOR_SOURCES = ("diagnostics", "fuel", "readings")
 
 
-def _with_imei(rows: list[dict[str, Any]], imeis: dict[int, str]) -> list[dict[str, Any]]:
-    """Each row with its tracker's IMEI; a tracker id that is not a known tracker (or not a number)
-    gets none, so that validation rejects the row with its reason instead of the step failing."""
+def _imei_fields(rows: list[dict[str, Any]], imeis: dict[int, str]) -> list[dict[str, Any]]:
+    """Per row, its tracker's IMEI (``typed_frame``'s ``extra``, one mapping shared by the rows of a
+    tracker); a tracker id that is not a known tracker (or not a number) gets none, so that
+    validation rejects the row with its reason instead of the step failing."""
+    imei_of = _imei_lookup(imeis)
+    shared = {imei: {"imei": imei} for imei in [*imeis.values(), None]}
+    return [shared[imei_of(row.get("tracker_id"))] for row in rows]
+
+
+def _imei_lookup(imeis: dict[int, str]) -> Any:
+    """Tracker id (a number, or its text) -> its IMEI, or None for an id that is not a tracker's."""
     by_text = {str(tracker_id): imei for tracker_id, imei in imeis.items()}
-    return [{**row, "imei": by_text.get(str(row.get("tracker_id")).strip())} for row in rows]
+    return lambda tracker_id: by_text.get(str(tracker_id).strip())
 
 
 class _PerTracker:
     """One-tracker-a-call reads (``fetch(tracker_id)`` -> WindowRows) as typed chunks of trackers.
 
     Calls run concurrently and each chunk is typed as soon as it is complete (see
-    ``Extraction.per_device``); ``limit_exceeded`` is gathered on the way.
+    ``Extraction.per_device``); ``limit_exceeded`` is gathered on the way. The tracker's id and
+    IMEI are given to typing beside its rows (``shape(rows, extra)``), not copied into each row.
     """
 
     def __init__(self, context: AssetExecutionContext, run: Any, label: str, fetch: Any) -> None:
@@ -62,12 +71,16 @@ class _PerTracker:
         self.exceeded = False
 
     def chunks(self, tracker_ids: list[int], imeis: dict[int, str], shape: Any) -> Iterator[pl.DataFrame]:
+        imei_of = _imei_lookup(imeis)
         for chunk in self.run.per_device(self.context, self.label, tracker_ids, self.fetch):
-            rows = []
-            for tracker_id, result in chunk:
-                rows.extend({**row, "tracker_id": tracker_id} for row in result.rows)
-                self.exceeded |= result.limit_exceeded
-            yield shape(_with_imei(rows, imeis))
+            self.exceeded |= any(result.limit_exceeded for _, result in chunk)
+            rows, extra = device_rows(((tracker_id, result.rows) for tracker_id, result in chunk),
+                                      lambda tracker_id: {"tracker_id": tracker_id, "imei": imei_of(tracker_id)})
+            del chunk
+            typed = shape(rows, extra)
+            # Only the typed frame refers to the chunk's rows now: they go with it.
+            del rows, extra
+            yield typed
 
 
 def _exceeded_note(context: AssetExecutionContext, reads: _PerTracker) -> Any:
@@ -104,7 +117,7 @@ def states(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareh
         if result.blocked or result.missing:
             context.log.warning(f"{len(result.blocked)} blocked and {len(result.missing)} deleted trackers: "
                                 f"blocked {sorted(result.blocked)[:20]}, deleted {sorted(result.missing)[:20]}")
-        typed = typed_frame(_with_imei(rows, imeis), schemas.STATE_COLUMNS).with_columns(
+        typed = typed_frame(rows, schemas.STATE_COLUMNS, _imei_fields(rows, imeis)).with_columns(
             *unknown_as_null("speed_kmh", "heading_deg"),
             **run.snapshot_stamp(),
         )
@@ -145,7 +158,7 @@ def sensor_readings(context: AssetExecutionContext, navixy: NavixyResource, duck
 
         rows = [row for chunk in run.per_device(context, "sensors", active, read_sensors)
                 for _, readings in chunk for row in readings]
-        typed = typed_frame(_with_imei(rows, imeis), schemas.SENSOR_COLUMNS).with_columns(
+        typed = typed_frame(rows, schemas.SENSOR_COLUMNS, _imei_fields(rows, imeis)).with_columns(
             **run.snapshot_stamp()
         )
         return load(context, duckdb, SOURCE, run, "sensor_readings", typed,
@@ -162,9 +175,9 @@ def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareho
         begin, end = run.bounds
         reads = _PerTracker(context, run, "track/list", lambda tid: run.client.trips(tid, begin, end))
 
-        def shape(rows: list[dict[str, Any]]) -> pl.DataFrame:
+        def shape(rows: list[Any], extra: list[Any]) -> pl.DataFrame:
             return run.by_day(
-                typed_frame(rows, schemas.TRIP_COLUMNS).with_columns(
+                typed_frame(rows, schemas.TRIP_COLUMNS, extra).with_columns(
                     duration_s=(pl.col("end_time") - pl.col("start_time")).dt.total_seconds(),
                 ),
                 "start_time",
@@ -186,9 +199,9 @@ def track_points(context: AssetExecutionContext, navixy: NavixyResource, duckdb:
         begin, end = run.bounds
         reads = _PerTracker(context, run, "track/read", lambda tid: run.client.track_points(tid, begin, end))
 
-        def shape(rows: list[dict[str, Any]]) -> pl.DataFrame:
+        def shape(rows: list[Any], extra: list[Any]) -> pl.DataFrame:
             return run.by_day(
-                typed_frame(rows, schemas.TRACK_POINT_COLUMNS).with_columns(*unknown_as_null("speed_kmh", "heading_deg")),
+                typed_frame(rows, schemas.TRACK_POINT_COLUMNS, extra).with_columns(*unknown_as_null("speed_kmh", "heading_deg")),
                 "gps_time",
             )
 
@@ -206,7 +219,7 @@ def events(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareh
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
         rows = run.client.events(navixy.active_tracker_ids(run.client), *run.bounds)
-        typed = run.by_day(typed_frame(_with_imei(rows, imeis), schemas.EVENT_COLUMNS), "event_time")
+        typed = run.by_day(typed_frame(rows, schemas.EVENT_COLUMNS, _imei_fields(rows, imeis)), "event_time")
         return load(context, duckdb, SOURCE, run, "events", typed)
 
 
@@ -221,7 +234,7 @@ def mileage_daily(context: AssetExecutionContext, navixy: NavixyResource, duckdb
         rows = run.client.mileage(navixy.active_tracker_ids(run.client), run.first, run.last)
         zone = str(run.client.time_zone.key)
         typed = run.by_day(
-            typed_frame(_with_imei(rows, imeis), schemas.MILEAGE_COLUMNS).with_columns(time_zone=pl.lit(zone)),
+            typed_frame(rows, schemas.MILEAGE_COLUMNS, _imei_fields(rows, imeis)).with_columns(time_zone=pl.lit(zone)),
             "local_date",
         )
         return load(context, duckdb, SOURCE, run, "mileage_daily", typed,

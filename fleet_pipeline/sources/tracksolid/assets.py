@@ -15,7 +15,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetE
 
 from fleet_pipeline.automation.anomaly import Fleet
 from fleet_pipeline.automation.partitions import MONTH_PER_RUN, WEEK_PER_RUN
-from fleet_pipeline.ingest.records import typed_frame
+from fleet_pipeline.ingest.records import device_rows, typed_frame
 from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load, unknown_as_null
 from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.tracksolid import schemas
@@ -172,14 +172,18 @@ def track_points(context: AssetExecutionContext, tracksolid: TracksolidResource,
         def typed_chunks() -> Iterator[pl.DataFrame]:
             for chunk in run.per_device(context, "track.list", imeis,
                                         lambda imei: run.client.track_points(imei, *run.bounds)):
-                rows = [{**point, "imei": imei} for imei, points in chunk for point in points]
-                yield run.by_day(
-                    typed_frame(rows, schemas.TRACK_POINT_COLUMNS)
+                rows, extra = device_rows(chunk, lambda imei: {"imei": imei})
+                del chunk
+                typed = run.by_day(
+                    typed_frame(rows, schemas.TRACK_POINT_COLUMNS, extra)
                     .with_columns(*unknown_as_null("speed_kmh", "direction_deg"))
                     .with_columns(reuploaded=(pl.col("gps_mode") == "1").fill_null(False))
                     .drop("gps_mode"),
                     "gps_time",
                 )
+                # Only the typed frame refers to the chunk's rows now: they go with it.
+                del rows, extra
+                yield typed
 
         return load(context, duckdb, SOURCE, run, "track_points", typed_chunks(),
                      devices_queried=len(imeis))
