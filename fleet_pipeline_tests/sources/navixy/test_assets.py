@@ -185,3 +185,15 @@ def test_trips_ask_only_the_trackers_whose_points_show_a_trip(resources, server,
     alone = _run(resources, day + timedelta(days=1), [assets.trips])
     assert alone.success, "trips without the day's track points loaded"
     assert _metadata(alone, "trips")["trackers_asked"] == len(devices), "no evidence: every tracker is asked"
+
+
+def test_trips_ask_every_tracker_when_a_track_point_of_the_day_was_rejected(resources, server, live_world):
+    day = date(2026, 11, 29)
+    server.knobs.set(corrupt_rows_next=1)  # the first row served (here a tracker's IMEI) is damaged
+    assert _run(resources, day, [assets.track_points]).success
+    (rejected,) = _query(resources, "select count(*) from raw_navixy.rejects where table_name = 'track_points'")[0]
+    assert rejected > 0, "the damaged row must cost track points"
+    result = _run(resources, day, [assets.trips])
+    assert result.success
+    devices = _active_devices(live_world, server)
+    assert _metadata(result, "trips")["trackers_asked"] == len(devices), "the rejected fix might have been a trip's"
