@@ -127,8 +127,11 @@ class Rows:
         return self.per_imei.get(table, {})
 
 
-# The tables whose rows per IMEI decide a minimum (read from the warehouse by the stage).
+# The tables whose rows per IMEI decide a minimum (read from the warehouse by the stage), and the
+# filtered row sets that do: Navixy's points of a trip (parking false) decide who track/list asks.
 PAGED_PER_IMEI = ("raw_tracksolid.trips", "raw_tracksolid.parking", "raw_tracksolid.alarms", "raw_navixy.events")
+NAVIXY_TRIP_POINTS = "raw_navixy.track_points where not parking"
+FILTERED_PER_IMEI = {NAVIXY_TRIP_POINTS: ("raw_navixy.track_points", "NOT coalesce(parking, false)")}
 
 # method -> minimum calls, from the fleet and the rows of the day.
 Rule = Callable[[Fleet, Rows], int]
@@ -155,7 +158,8 @@ MINIMUM_CALLS: dict[str, dict[str, Rule]] = {
         "tracker/get_diagnostics": lambda f, r: f.navixy_active,                  # one tracker a call
         "tracker/get_fuel": lambda f, r: f.navixy_active,
         "tracker/get_readings": lambda f, r: f.navixy_active,
-        "track/list": lambda f, r: f.navixy_active,
+        # Only trackers with a point of a trip in the day (sources/navixy/trip_evidence.py).
+        "track/list": lambda f, r: sum(1 for imei in f.navixy_active_imeis if r.of_imeis(NAVIXY_TRIP_POINTS).get(imei)),
         "track/read": lambda f, r: f.navixy_active,
         # 500 trackers a call, 1,000 events a page.
         "history/tracker/list": lambda f, r: _batched_pages(f.navixy_active_imeis, r.of_imeis("raw_navixy.events"),

@@ -169,10 +169,11 @@ def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows_per_imei(warehouse: str) -> dict[str, dict[str, int]]:
-    """Rows per IMEI of the tables whose minimum calls depend on them (``limits.PAGED_PER_IMEI``)."""
+    """Rows per IMEI of the tables whose minimum calls depend on them (``limits.PAGED_PER_IMEI``,
+    ``limits.FILTERED_PER_IMEI``)."""
     import duckdb
 
-    from benchmarks.limits import PAGED_PER_IMEI
+    from benchmarks.limits import FILTERED_PER_IMEI, PAGED_PER_IMEI
     from fleet_pipeline.ingest.warehouse import exclusive_access
 
     found: dict[str, dict[str, int]] = {}
@@ -183,6 +184,9 @@ def _rows_per_imei(warehouse: str) -> dict[str, dict[str, int]]:
         for table in PAGED_PER_IMEI:
             if table in existing:
                 found[table] = dict(conn.execute(f"SELECT imei, count(*) FROM {table} GROUP BY imei").fetchall())
+        for name, (table, where) in FILTERED_PER_IMEI.items():
+            if table in existing:
+                found[name] = dict(conn.execute(f"SELECT imei, count(*) FROM {table} WHERE {where} GROUP BY imei").fetchall())
     return found
 
 

@@ -204,11 +204,13 @@ class Source:
         partitioned: bool,
         checks: tuple[AssetCheckSpec, ...] = (),
         backfill: BackfillPolicy | None = None,
+        after: tuple[str, ...] = (),
     ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
         """Declare ``<schema>.<table>``: daily-partitioned (events) or a daily snapshot (state).
 
         A partitioned asset states how many days one run may cover (``backfill``, see
-        ``fleet_pipeline.automation.partitions``) and gets the row-count anomaly check.
+        ``fleet_pipeline.automation.partitions``) and gets the row-count anomaly check. ``after``:
+        tables of this source whose same partitions the body reads, so they are loaded first.
         """
         if partitioned and backfill is None:
             raise ValueError(f"{self.schema}.{table}: a partitioned source asset needs a backfill policy")
@@ -220,14 +222,15 @@ class Source:
         with warnings.catch_warnings():
             # backfill_policy is "beta" in Dagster 1.13; the version is pinned exactly.
             warnings.simplefilter("ignore", BetaWarning)
-            return self._declare(table, description, partitioned, specs + list(checks), backfill)
+            return self._declare(table, description, partitioned, specs + list(checks), backfill, after)
 
     def _declare(
         self, table: str, description: str, partitioned: bool, specs: list[AssetCheckSpec],
-        backfill: BackfillPolicy | None,
+        backfill: BackfillPolicy | None, after: tuple[str, ...] = (),
     ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
         return asset(
             key=self.key(table),
+            deps=[self.key(upstream) for upstream in after],
             group_name=self.group,
             description=description,
             partitions_def=daily_partitions if partitioned else None,

@@ -171,12 +171,28 @@ def test_a_navixy_range_run_equals_three_day_runs_with_fewer_calls(small_world, 
         daily_rows = _rows(daily_db, table)
         assert daily_rows, f"{table} is empty: the comparison would prove nothing"
         assert _rows(ranged_db, table) == daily_rows, table
-    for method in ("track/read", "track/list", "tracker/stats/mileage/read"):
+    for method in ("track/read", "tracker/stats/mileage/read"):
         assert range_calls[method] * 3 == daily_calls[method], (method, range_calls, daily_calls)
+    # track/list asks only trackers with a fix inside a trip in the run's days (trip_evidence).
+    moving = [_trackers_with_points_in_a_trip(small_world, day) for day in DAYS]
+    assert daily_calls["track/list"] == sum(len(m) for m in moving)
+    assert range_calls["track/list"] == len(set().union(*moving)) < daily_calls["track/list"]
     assert sum(range_calls.values()) < sum(daily_calls.values()) / 2
     # Mileage partitions are local days of the user's time zone: each day keeps its own length.
     hours = {key: meta["local_day_hours"] for key, meta in _partition_events(ranged, "mileage_daily").items()}
     assert sorted(hours) == [d.isoformat() for d in DAYS] and set(hours.values()) <= {23.0, 24.0, 25.0}
+
+
+def _trackers_with_points_in_a_trip(world: World, day: date) -> set[int]:
+    """The World's truth of which active Navixy trackers moved on ``day``."""
+    blocked = sandbox_navixy.default_blocked_tracker_ids(world)
+    found = set()
+    for device in world.devices_on("navixy"):
+        dd = world.day(device.imei, day)
+        if sandbox_navixy.tracker_id(device) not in blocked and any(
+                t.start <= fix <= t.end for fix in dd.points["gps_time"].to_list() for t in dd.trips):
+            found.add(sandbox_navixy.tracker_id(device))
+    return found
 
 
 def _fail_track_list_of(server, imei: str) -> Callable[[], None]:

@@ -22,6 +22,7 @@ from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load,
 from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
 from fleet_pipeline.sources.navixy import schemas
 from fleet_pipeline.sources.navixy.resources import NavixyResource
+from fleet_pipeline.sources.navixy.trip_evidence import trackers_with_trip_points
 
 SOURCE = Source(
     schema="raw_navixy", group="navixy", vendor="Navixy (API v2)",
@@ -167,12 +168,20 @@ def sensor_readings(context: AssetExecutionContext, navixy: NavixyResource, duck
 
 # track/list: one tracker a call, read by the client in 7-day windows: a week is one call per
 # tracker (30 days: 5 instead of 30); trips are few, so a month per run keeps memory small.
+# Loaded after track_points: a tracker whose points of the window are all parking points has no
+# trip starting in it and is not asked (see trip_evidence).
 @_asset("trips", "Trips per tracker and UTC day of their start (track/list, unfiltered, one row per "
-        "trip), times converted from the user's time zone.", partitioned=True, backfill=MONTH_PER_RUN)
+        "trip), times converted from the user's time zone. Only trackers with a point of a trip in "
+        "the window (track_points, parking false) are asked.", partitioned=True, backfill=MONTH_PER_RUN,
+        after=("track_points",))
 def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: WarehouseResource) -> MaterializeResult:
     with extraction(context, navixy.client) as run:
         imeis = navixy.imei_by_tracker(run.client)
         begin, end = run.bounds
+        active = navixy.active_tracker_ids(run.client)
+        moving = trackers_with_trip_points(duckdb, run.days, active)
+        if moving is None:
+            context.log.info("track points of the window not loaded or partly rejected: asking every tracker for trips")
         reads = _PerTracker(context, run, "track/list", lambda tid: run.client.trips(tid, begin, end))
 
         def shape(rows: list[Any], extra: list[Any]) -> pl.DataFrame:
@@ -183,9 +192,10 @@ def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareho
                 "start_time",
             )
 
-        return load(context, duckdb, SOURCE, run, "trips",
-                    reads.chunks(navixy.active_tracker_ids(run.client), imeis, shape),
-                    storage_limit_exceeded=_exceeded_note(context, reads))
+        asked = active if moving is None else moving
+        return load(context, duckdb, SOURCE, run, "trips", reads.chunks(asked, imeis, shape),
+                    storage_limit_exceeded=_exceeded_note(context, reads),
+                    trackers_asked=len(asked), trackers_without_trip_points=len(active) - len(asked))
 
 
 @_asset("track_points", "Every GPS fix per tracker and UTC day (track/read with simplify=false; "

@@ -155,3 +155,45 @@ def test_embedded_sandbox_and_a_session_login(tmp_path, server, live_world):
                 "duckdb": WarehouseResource(database=str(tmp_path / "login.duckdb"))}
     assert _run(by_login, FALL_BACK, [assets.trips]).success
     assert _query(by_login, "select count(*) from raw_navixy.trips")[0][0] > 0
+
+
+def _trackers_with_points_in_a_trip(world: World, devices: list, day: date) -> set[int]:
+    """The World's truth of who moved: a fix of the day inside one of the day's trips."""
+    moving = set()
+    for device in devices:
+        dd = world.day(device.imei, day)
+        if any(t.start <= fix <= t.end for fix in dd.points["gps_time"].to_list() for t in dd.trips):
+            moving.add(100_000 + device.index)
+    return moving
+
+
+def test_trips_ask_only_the_trackers_whose_points_show_a_trip(resources, server, live_world):
+    day = date(2026, 11, 29)  # a Sunday: many vehicles stay parked all day
+    result = _run(resources, day)
+    assert result.success
+    devices = _active_devices(live_world, server)
+    moving = _trackers_with_points_in_a_trip(live_world, devices, day)
+    assert 0 < len(moving) < len(devices), "the day must have both parked and moving trackers"
+    trips = _metadata(result, "trips")
+    assert trips["calls_per_method"]["track/list"] == trips["trackers_asked"] == len(moving)
+    assert trips["trackers_without_trip_points"] == len(devices) - len(moving)
+    loaded = sorted(_query(resources, "select imei, start_time, end_time from raw_navixy.trips where partition_date = ?",
+                           [day]))
+    assert loaded == sorted((d.imei, t.start, t.end) for d in devices for t in live_world.day(d.imei, day).trips)
+    assert loaded, "some trips"
+
+    alone = _run(resources, day + timedelta(days=1), [assets.trips])
+    assert alone.success, "trips without the day's track points loaded"
+    assert _metadata(alone, "trips")["trackers_asked"] == len(devices), "no evidence: every tracker is asked"
+
+
+def test_trips_ask_every_tracker_when_a_track_point_of_the_day_was_rejected(resources, server, live_world):
+    day = date(2026, 11, 29)
+    server.knobs.set(corrupt_rows_next=1)  # the first row served (here a tracker's IMEI) is damaged
+    assert _run(resources, day, [assets.track_points]).success
+    (rejected,) = _query(resources, "select count(*) from raw_navixy.rejects where table_name = 'track_points'")[0]
+    assert rejected > 0, "the damaged row must cost track points"
+    result = _run(resources, day, [assets.trips])
+    assert result.success
+    devices = _active_devices(live_world, server)
+    assert _metadata(result, "trips")["trackers_asked"] == len(devices), "the rejected fix might have been a trip's"
