@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import load, models, report
 from benchmarks.limits import Fleet
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.settings import VENDOR_ENV_PREFIXES
 from fleet_pipeline.sources.registry import VENDORS as REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ DEFAULT_DAY_OFFSET = 5
 def _env() -> dict[str, str]:
     # Vendor credentials would not change what the stages talk to, but keep the children clean.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_"))}
+           if not k.startswith(VENDOR_ENV_PREFIXES)}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
     return env
@@ -66,8 +67,11 @@ def _proc_peak_rss_mib(pid: int) -> float | None:
     return None
 
 
-# One sandbox process per heavy vendor, one for the three small ones (a few calls each).
-SANDBOX_PROCESSES = (("tracksolid",), ("navixy",), ("teltonika", "aovx", "telesto"))
+# One sandbox process per heavy vendor (thousands of calls a day), one for every other vendor of the
+# registry (a few calls each).
+HEAVY_VENDORS = ("tracksolid", "navixy")
+SANDBOX_PROCESSES = (*((name,) for name in HEAVY_VENDORS),
+                     tuple(spec.name for spec in REGISTRY if spec.name not in HEAVY_VENDORS))
 
 
 class Sandbox:

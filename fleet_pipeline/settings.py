@@ -39,6 +39,8 @@ DEFAULT_PARTITIONS_DAYS = 90
 # Vendor -> reader of its live configuration (None when it has no credentials), for every vendor of
 # the registry: one with credentials switches the whole pipeline to live mode.
 VENDOR_SETTINGS = {spec.name: spec.settings for spec in VENDORS}
+# The variables that belong to some vendor: a child process meant for the sandbox must not inherit them.
+VENDOR_ENV_PREFIXES = tuple(spec.env_prefix for spec in VENDORS)
 
 
 def configured_vendors(env: Mapping[str, str] | None = None) -> list[str]:

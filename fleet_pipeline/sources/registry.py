@@ -2,7 +2,7 @@
 
 Settings (live-mode detection, the configuration check), the definitions (resources, assets,
 jobs), the CLI (``sandbox serve``, ``config``), the fault tests and the benchmarks iterate over it;
-``fleet_pipeline_tests/test_registry.py`` fails when a package under ``sources/`` is missing.
+``fleet_pipeline_tests/sources/test_registry.py`` fails when a package under ``sources/`` is missing.
 """
 
 from __future__ import annotations

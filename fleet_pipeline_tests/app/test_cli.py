@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import yaml
 
+from fleet_pipeline import settings
 from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
@@ -26,7 +27,7 @@ DAY = (datetime.now(timezone.utc).date() - timedelta(days=5)).isoformat()
 
 def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "FLEET_", "DAGSTER_"))}
+           if not k.startswith((*settings.VENDOR_ENV_PREFIXES, "FLEET_", "DAGSTER_"))}
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), DAGSTER_HOME=str(tmp_path / "dagster_home"), **extra)
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     return env

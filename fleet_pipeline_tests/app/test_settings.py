@@ -122,7 +122,7 @@ def test_every_bad_setting_is_reported_together_one_message_each():
 
 def _clean_env(tmp_path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_", "FLEET_", "DAGSTER_"))}
+           if not k.startswith((*settings.VENDOR_ENV_PREFIXES, "FLEET_", "DAGSTER_"))}
     return {**env, "FLEET_DATA_DIR": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home"), **extra}
 
 
@@ -135,7 +135,7 @@ def test_a_bad_late_data_window_fails_config_and_definition_loading_not_the_sche
     loading = subprocess.run([sys.executable, "-c", "import fleet_pipeline.definitions"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert loading.returncode != 0
-    assert "ConfigError: FLEET_LATE_DATA_DAYS must be a whole number of days" in loading.stderr
+    assert "fleet_pipeline: configuration error: FLEET_LATE_DATA_DAYS must be a whole number of days" in loading.stderr
 
 
 def test_only_a_configuration_error_loses_its_traceback(monkeypatch, capsys):

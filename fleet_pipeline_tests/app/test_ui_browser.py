@@ -31,6 +31,7 @@ from fleet_pipeline.automation import schedules
 from fleet_pipeline.automation.freshness import OVERDUE_SECONDS, expected_partition
 from fleet_pipeline.automation.freshness import SENSOR_NAME as FRESHNESS_SENSOR
 from fleet_pipeline.reporting.dbt_translator import LAYERS
+from fleet_pipeline.sources.registry import VENDORS as REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -38,7 +39,7 @@ SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make test` installs it where missing
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-VENDORS = ("tracksolid", "navixy", "teltonika", "aovx", "telesto")
+VENDORS = tuple(spec.name for spec in REGISTRY)
 DEMO_DAYS = 2
 N_DEVICES = 20
 CODE_LOCATION = "fleet_pipeline"
@@ -70,7 +71,7 @@ class Project:
 
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_", "FLEET_", "DAGSTER_"))
+           if not k.startswith((*settings.VENDOR_ENV_PREFIXES, "FLEET_", "DAGSTER_"))
            and k != "VIRTUAL_ENV"}
     env.update(PATH=new_shell_path(), FLEET_DATA_DIR=str(data_dir), DAGSTER_HOME=str(data_dir / "dagster_home"),
                FLEET_SANDBOX_DEVICES=str(N_DEVICES), FLEET_STEP_RETRIES="0")

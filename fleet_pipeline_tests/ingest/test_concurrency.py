@@ -35,6 +35,7 @@ from dagster import (
     materialize,
 )
 
+from fleet_pipeline import settings
 from fleet_pipeline.ingest.source_assets import WRITER_POOL
 from fleet_pipeline.ingest.warehouse import TableRef, exclusive_access, rejects_frame, replace_partition
 from fleet_pipeline.instance import prepare_instance_home
@@ -120,7 +121,7 @@ def _materialize_command(selection: list, day: date, config: dict) -> list[str]:
 def _env(instance_home: Path) -> dict[str, str]:
     """The environment of a run in another process: this instance, no vendor credentials, and no
     step retries (a failure should fail the test now, not a minute later)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSOLID_", "NAVIXY_", "FLEET_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*settings.VENDOR_ENV_PREFIXES, "FLEET_"))}
     return {**env, "DAGSTER_HOME": str(instance_home), "FLEET_STEP_RETRIES": "0"}
 
 

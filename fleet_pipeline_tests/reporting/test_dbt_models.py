@@ -20,6 +20,7 @@ import duckdb
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
+from fleet_pipeline import settings
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.sandbox.world import Stop, World
@@ -45,7 +46,7 @@ class Warehouse:
 def _sandbox_env(data_dir: Path) -> dict[str, str]:
     # Vendor credentials in the caller's environment would switch the demo to live mode.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRACKSOLID_", "NAVIXY_", "TELTONIKA_", "AOVX_", "TELESTO_"))}
+           if not k.startswith(settings.VENDOR_ENV_PREFIXES)}
     env.update(FLEET_DATA_DIR=str(data_dir), FLEET_SANDBOX_DEVICES=str(N_DEVICES),
                FLEET_SANDBOX_SEED=str(SEED), DAGSTER_HOME=str(data_dir / "dagster_home"))
     return env
