@@ -60,7 +60,7 @@ def test_dagster_cli_materializes_the_group_against_a_loopback_sandbox(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     counts = _tables(warehouse)
     truth_trips = sum(len(world.day(d.imei, datetime.fromisoformat(DAY).date()).trips)
-                      for d in world.devices_on("tracksolid"))
+                      for d in world.devices_on("tracksolid", at=world.now()))
     assert counts["raw_tracksolid.trips"] == truth_trips > 0
     for table in ("devices", "positions", "track_points", "parking", "alarms"):
         assert counts[f"raw_tracksolid.{table}"] > 0, table
@@ -82,7 +82,7 @@ def test_dagster_cli_materializes_navixy_against_a_loopback_sandbox(tmp_path):
     counts = _tables(warehouse)
     day = datetime.fromisoformat(DAY).date()
     blocked = sandbox_navixy.default_blocked_tracker_ids(world)
-    truth = sum(len(world.day(d.imei, day).trips) for d in world.devices_on("navixy") if 100_000 + d.index not in blocked)
+    truth = sum(len(world.day(d.imei, day).trips) for d in world.devices_on("navixy", at=world.now()) if 100_000 + d.index not in blocked)
     assert counts["raw_navixy.trips"] == truth > 0
     for table in ("trackers", "states", "sensor_readings", "track_points", "events", "mileage_daily"):
         assert counts[f"raw_navixy.{table}"] > 0, table
@@ -217,7 +217,7 @@ def test_standalone_sandbox_serves_the_documented_protocol(tmp_path):
                                   sandbox_tracksolid.USER_PASSWORD, token_cache_dir=tmp_path / "cache")
         listed = {row["imei"] for account in client.accounts() for row in client.devices(account["account"])}
         client.close()
-        assert listed == {d.imei for d in World(seed=42, n_devices=10).devices_on("tracksolid")}
+        assert listed == {d.imei for d in World(seed=42, n_devices=10).devices_on("tracksolid", at=datetime.now(timezone.utc).replace(tzinfo=None))}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)

@@ -82,12 +82,12 @@ def _under(world: World, account: str) -> set[str]:
     accounts = [account]
     for parent in accounts:
         accounts.extend(child.account_id for child in world.child_accounts(parent))
-    return {device.imei for a in accounts for device in world.devices_of_account(a)}
+    return {device.imei for a in accounts for device in world.devices_of_account(a, at=world.now())}
 
 
 def test_the_check_passes_on_normal_days_and_fails_when_most_of_the_fleet_vanishes(tmp_path):
     world = World(seed=42, n_devices=40)
-    everyone = {d.imei for d in world.devices_on("tracksolid")}
+    everyone = {d.imei for d in world.devices_on("tracksolid", at=world.now())}
     few = _under(world, SUB_ACCOUNT)
     assert 0 < len(few) < len(everyone) / 3
 

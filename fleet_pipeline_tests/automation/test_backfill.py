@@ -119,7 +119,7 @@ def _minus(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def test_a_tracksolid_range_run_equals_three_day_runs_with_fewer_calls(small_world, tmp_path):
-    imeis = [d.imei for d in small_world.devices_on("tracksolid")]
+    imeis = [d.imei for d in small_world.devices_on("tracksolid", at=small_world.now())]
     daily_db, ranged_db = tmp_path / "daily.duckdb", tmp_path / "ranged.duckdb"
     with sandbox_tracksolid.make_server(small_world) as server:
         tracksolid = _tracksolid(server, tmp_path / "cache")
@@ -211,7 +211,7 @@ def _fail_track_list_of(server, imei: str) -> Callable[[], None]:
 
 def test_a_failed_range_run_leaves_every_day_as_it_was(small_world, tmp_path):
     database = tmp_path / "warehouse.duckdb"
-    last_imei = max(d.imei for d in small_world.devices_on("tracksolid"))  # the run reads it last
+    last_imei = max(d.imei for d in small_world.devices_on("tracksolid", at=small_world.now()))  # the run reads it last
     with sandbox_tracksolid.make_server(small_world) as server:
         resources = {"tracksolid": _tracksolid(server, tmp_path / "cache"), "duckdb": _warehouse(database)}
         server.knobs.set(corrupt_rows_next=2)  # the days as first loaded hold 2 rejected fixes
@@ -236,7 +236,7 @@ def test_a_failed_range_run_leaves_every_day_as_it_was(small_world, tmp_path):
 
 def test_a_range_run_against_a_tight_rate_limit_slows_down_and_loads_every_row(small_world, tmp_path):
     database = tmp_path / "warehouse.duckdb"
-    imeis = [d.imei for d in small_world.devices_on("tracksolid")]
+    imeis = [d.imei for d in small_world.devices_on("tracksolid", at=small_world.now())]
     # 3 calls a second per app key, far below the client's own pacing (20/s): 1006 answers follow.
     with sandbox_tracksolid.make_server(small_world, rate_limit_calls=3) as server:
         resources = {"tracksolid": _tracksolid(server, tmp_path / "cache", retry_attempts=10,
@@ -272,7 +272,7 @@ def test_an_outage_outlasting_a_clients_own_retries_is_recovered_by_a_step_retry
             instance=DagsterInstance.ephemeral(), partition_key=DAYS[0].isoformat(), raise_on_error=False)
     assert result.success
     assert [e.event_type_value for e in result.all_events].count("STEP_UP_FOR_RETRY") == 1
-    truth = sum(len(small_world.day(d.imei, DAYS[0]).trips) for d in small_world.devices_on("tracksolid"))
+    truth = sum(len(small_world.day(d.imei, DAYS[0]).trips) for d in small_world.devices_on("tracksolid", at=small_world.now()))
     assert len(_rows(database, "raw_tracksolid.trips")) == truth > 0
 
 
@@ -370,7 +370,7 @@ def test_the_cli_reports_a_failed_run_then_resumes_to_completion(small_world, tm
                   define_asset_job("reporting", selection=[tracksolid_assets.alarms])],
         )
         monkeypatch.setattr(cli, "_load_definitions", lambda: defs)
-        undo = _fail_track_list_of(server, max(d.imei for d in small_world.devices_on("tracksolid")))
+        undo = _fail_track_list_of(server, max(d.imei for d in small_world.devices_on("tracksolid", at=small_world.now())))
         failed = cli.main(backfill)
         out, err = capsys.readouterr()
         undo()
@@ -389,7 +389,7 @@ def test_the_cli_reports_a_failed_run_then_resumes_to_completion(small_world, tm
     assert resumed == 0, again
     assert "resumed        1 run(s) skipped" in again and "(2 days, 3 assets)" in again.split("resumed")[1]
     assert f"[1/2] all_daily {first}...{last} (2 days, 1 asset) done" in again and "[2/2] reporting" in again
-    imeis = [d.imei for d in small_world.devices_on("tracksolid")]
+    imeis = [d.imei for d in small_world.devices_on("tracksolid", at=small_world.now())]
     with duckdb.connect(str(database), read_only=True) as conn:
         points = dict(conn.execute("select partition_date, count(*) from raw_tracksolid.track_points group by 1").fetchall())
     assert points == {day: sum(small_world.day(imei, day).points.height for imei in imeis) for day in (first, last)}

@@ -66,7 +66,7 @@ def _query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]
 
 
 def _tracksolid_imeis(world: World) -> list[str]:
-    return [d.imei for d in world.devices_on("tracksolid")]
+    return [d.imei for d in world.devices_on("tracksolid", at=world.now())]
 
 
 def _assert_matches_world(warehouse: Path, world: World, day: date, tables: tuple[str, ...]) -> None:

@@ -130,9 +130,28 @@ def test_dim_devices_has_one_row_per_device_of_both_platforms(warehouse: Warehou
     world = warehouse.world
     # A blocked Navixy tracker is still listed by tracker/list; only its data is refused.
     blocked = navixy.default_blocked_tracker_ids(world)
+    # The snapshot lists every device installed by then; a later install of the week is not listed yet.
     expected = {d.imei: (d.platform, not (d.platform == "navixy" and navixy.tracker_id(d) in blocked))
-                for d in world.devices}
+                for d in world.devices if world.is_activated(d, warehouse.extracted_from)}
     assert rows == expected
+
+
+@pytest.mark.parametrize("built", ["warehouse", "firmware_warehouse"])
+def test_installs_per_day_equal_the_worlds(built: str, request) -> None:
+    # A device appears on its platform on its activation day: per activation day, dim_devices holds
+    # the World's installs up to the snapshot day, those of the loaded days and the snapshot day
+    # included, and none of the week's later installs.
+    warehouse: Warehouse = request.getfixturevalue(built)
+    world = warehouse.world
+    (snapshot_day,), = query(warehouse, "select max(last_snapshot_date) from core.dim_devices")
+    shown = Counter(dict(query(warehouse, "select cast(activated_at as date), count(*) from core.dim_devices "
+                                          "group by all")))
+    assert shown == Counter(d.activation_date for d in world.devices if d.activation_date <= snapshot_day)
+    demo_days = [*warehouse.days, snapshot_day]
+    assert [shown[day] for day in demo_days] == [sum(d.activation_date == day for d in world.devices)
+                                                 for day in demo_days]
+    if world.n_devices >= 138:   # the install stream has one a day over the anchor's week and the one before
+        assert all(shown[day] > 0 for day in demo_days), shown
 
 
 def test_mileage_daily_chosen_km_matches_the_true_km(warehouse: Warehouse) -> None:
@@ -150,7 +169,7 @@ def test_mileage_daily_chosen_km_matches_the_true_km(warehouse: Warehouse) -> No
 def test_blocked_trackers_stay_in_mileage_daily_flagged_with_unknown_km(warehouse: Warehouse) -> None:
     # The vendor refuses a blocked tracker's data (217): its days are rows with no km, flagged.
     world = warehouse.world
-    blocked = {d.imei for d in world.devices_on("navixy")
+    blocked = {d.imei for d in world.devices_on("navixy", at=warehouse.extracted_from)
                if navixy.tracker_id(d) in navixy.default_blocked_tracker_ids(world)}
     assert blocked, "the sandbox blocks no tracker: nothing tested"
     rows = query(warehouse, "select imei, day, chosen_km, chosen_source, tracker_blocked from marts.mileage_daily")
@@ -449,7 +468,8 @@ def test_firmware_shares_equal_the_world(warehouse: Warehouse) -> None:
     for imei, day, at in snapshots:
         expected[(world.device(imei).model.replace("-", ""), day, world.firmware_at(imei, at))] += 1
     rows = query(warehouse, "select model_key, day, firmware_version, devices_on_version, target_version, "
-                            "share_on_target from marts.firmware_rollout where model_key like 'FM%'")
+                            "share_on_target from marts.firmware_rollout where model_key like 'FM%' "
+                            "and devices_on_version is not null")
     assert Counter({(m, d, v): n for m, d, v, n, _, _ in rows}) == expected
     for model, day, _, _, target, share in rows:
         campaign = max((c for c in world.campaigns if c.model.replace("-", "") == model and c.start_day <= day),
@@ -510,8 +530,8 @@ def _aovx_retained(world: World, at: datetime) -> dict[str, list]:
             for d in _managed(world, "aovx")}
 
 
-def _aovx_known_versions(world: World, at: datetime) -> dict[str, str | None]:
-    """The World's version of each AOVX device where AOVX's OTA history can tell it, else None.
+def _aovx_known_versions(world: World, at: datetime) -> dict[str, str]:
+    """The World's version of each AOVX device where AOVX's OTA history can tell it, else 'unknown'.
 
     It can when the device has a retained successful attempt, or when the version before its
     first retained attempt's target was itself the target of one of its model's retained attempts.
@@ -523,14 +543,14 @@ def _aovx_known_versions(world: World, at: datetime) -> dict[str, str | None]:
         for a in attempts:
             key = (world.device(imei).model, a.version)
             first_sent[key] = min(first_sent.get(key, a.sent_at), a.sent_at)
-    known: dict[str, str | None] = {}
+    known: dict[str, str] = {}
     for imei, attempts in retained.items():
         model = world.device(imei).model
         tellable = any(a.status_at(at) == 3 for a in attempts)
         if attempts and not tellable:
             first_target = min(attempts, key=lambda a: a.sent_at).version
             tellable = any(m == model and t < first_sent[(model, first_target)] for (m, _), t in first_sent.items())
-        known[imei] = world.firmware_at(imei, at) if tellable else None
+        known[imei] = world.firmware_at(imei, at) if tellable else "unknown"
     return known
 
 
@@ -546,20 +566,25 @@ def test_firmware_rollout_covers_every_managed_model_with_the_worlds_versions(bu
     warehouse: Warehouse = request.getfixturevalue(built)
     # Every device a firmware platform manages is counted under its model: Teltonika at FOTA's
     # snapshot, AOVX from its OTA history; an AOVX device whose version no retained attempt tells
-    # is counted under a null version, and share_on_target is over the devices of known version.
+    # is counted under the version 'unknown', and share_on_target is over the devices of known version.
+    # A Teltonika device FOTA does not list yet at its snapshot (installed that day, before its
+    # first connection) is not managed yet.
     world = warehouse.world
     aovx_at, _ = _loaded_at(warehouse)
     aovx_known = _aovx_known_versions(world, aovx_at)
     fota_at = dict(((imei, day), at) for imei, day, at in query(
         warehouse, "select imei, snapshot_date, max(snapshot_at) from staging.stg_teltonika__devices group by all"))
     rows = query(warehouse, "select model_key, day, firmware_version, devices_on_version, model_devices, "
-                            "devices_known_version, share_on_target, target_version from marts.firmware_rollout")
+                            "devices_known_version, share_on_target, target_version from marts.firmware_rollout "
+                            "where devices_on_version is not null")   # the snapshot days
     days = sorted({r[1] for r in rows})
     assert days, "firmware_rollout is empty"
-    expected: Counter[tuple[str, date, str | None]] = Counter()
+    expected: Counter[tuple[str, date, str]] = Counter()
     for day in days:
         for d in world.devices:
             if d.firmware_platform is None or d.activation_date > day:
+                continue
+            if d.firmware_platform == "teltonika_fota" and (d.imei, day) not in fota_at:
                 continue
             version = (world.firmware_at(d.imei, fota_at[(d.imei, day)]) if d.firmware_platform == "teltonika_fota"
                        else aovx_known[d.imei])
@@ -567,11 +592,11 @@ def test_firmware_rollout_covers_every_managed_model_with_the_worlds_versions(bu
     assert Counter({(m, d, v): n for m, d, v, n, *_ in rows}) == expected
     assert {r[0] for r in rows} == {d.model.replace("-", "") for d in world.devices if d.firmware_platform}
     # Not vacuous: AOVX versions are known (how many depends on what AOVX still retains).
-    assert any(v is not None for (m, _, v) in expected if m.startswith("AOVX")), "no AOVX version known"
+    assert any(v != "unknown" for (m, _, v) in expected if m.startswith("AOVX")), "no AOVX version known"
     for model, day, _, _, model_devices, known_devices, share, target in rows:
         counts = {v: n for (m, d, v), n in expected.items() if (m, d) == (model, day)}
         assert model_devices == sum(counts.values())
-        assert known_devices == sum(n for v, n in counts.items() if v is not None)
+        assert known_devices == sum(n for v, n in counts.items() if v != "unknown")
         assert share == pytest.approx(counts.get(target, 0) / known_devices)
 
 
@@ -614,9 +639,10 @@ def test_ota_attempts_of_both_platforms_equal_the_worlds(built: str, request) ->
             per_day[(model, day, "attempts")], per_day[(model, day, "succeeded")],
             per_day[(model, day, "failed")], per_day[(model, day, "in_progress")]), (model, day)
         assert rate == (pytest.approx(succeeded / attempts) if attempts else None)
+    # Every model-day with attempts has a row, snapshot day or not (attempts used to show on
+    # snapshot days only).
     with_attempts = {(m, d) for m, d, n, *_ in marts if n}
-    assert with_attempts == {(m, d) for (m, d, kind), n in per_day.items()
-                             if kind == "attempts" and n and (m, d) in {(r[0], r[1]) for r in marts}}
+    assert with_attempts == {(m, d) for (m, d, kind), n in per_day.items() if kind == "attempts" and n}
 
 
 def _latest_metadata(wh: Warehouse, *key: str, partition: date | None = None) -> dict:

@@ -69,7 +69,8 @@ def jimi(tracksolid_sandbox) -> Jimi:
 
 
 def tracksolid_devices(world):
-    return [d for d in world.devices if d.platform == "tracksolid"]
+    """The devices the account holds at the World's clock (a later install is not there yet)."""
+    return [d for d in world.devices if d.platform == "tracksolid" and world.is_activated(d, world.now())]
 
 
 def code(reply: dict[str, Any]) -> str:
@@ -551,7 +552,7 @@ def test_alarm_queries_reach_at_most_1000_rows_and_one_month(jimi, world):
     assert _alarms(jimi, imeis, end - timedelta(days=1), end, page_size=101)["code"] == "1001"
     # The shortest window of this world holding more than 1000 alarms (every device-day in it
     # has to be generated, so it is kept short).
-    begin = datetime(2026, 11, 3)
+    begin = datetime(2026, 11, 2)
     total = sum(1 for imei in imeis for day in days(begin.date(), end.date())
                 for a in world.day(imei, day).alarms if begin <= a.time < end)
     assert total > 1000, "the window must hold more alarms than one query can reach"
@@ -615,3 +616,39 @@ def test_error_rate_is_reproducible_from_the_seed(world):
     first = outcomes()
     assert first == outcomes()
     assert 503 in first and 405 in first
+
+
+def test_a_device_installed_later_in_the_week_appears_on_its_activation_day(jimi, world, tracksolid_sandbox):
+    # The World's installs run through the week; until a device's activation day the account
+    # does not have it: no list shows it and every call naming it is 1002, like any foreign IMEI.
+    now = tracksolid_sandbox.now()
+    later = min((d for d in world.devices if d.platform == "tracksolid" and d.activation_date > now.date()),
+                key=lambda d: d.activation_date)
+    account = later.account_id
+
+    def listed() -> set[str]:
+        return {row["imei"] for row in jimi.call("jimi.user.device.list", target=account)["result"]}
+
+    assert later.imei not in listed()
+    day = later.activation_date
+    whole_day = {"begin_time": f"{day} 00:00:00", "end_time": f"{day} 23:59:59"}
+    for method, params in (("jimi.track.device.detail", {"imei": later.imei}),
+                           ("jimi.device.location.get", {"imeis": later.imei}),
+                           ("jimi.device.track.list", {"imei": later.imei, **whole_day})):
+        assert code(jimi.call(method, **params)) == "1002", method
+    # the first day from its activation on which it drives (it may be switched off on its first)
+    driving = next(day + timedelta(days=k) for k in range(30)
+                   if world.day(later.imei, day + timedelta(days=k)).status == "driving")
+    tracksolid_sandbox.clock.set(datetime.combine(driving, datetime.min.time()) + timedelta(hours=23))
+    jimi.login()
+    assert later.imei in listed()
+    detail = jimi.call("jimi.track.device.detail", imei=later.imei)["result"]
+    assert detail["activationTime"].startswith(day.isoformat())
+    located = jimi.call("jimi.device.location.get", imeis=later.imei)["result"]
+    assert [row["imei"] for row in located] == [later.imei]
+    points = world.day(later.imei, driving).points
+    end = datetime.combine(driving, datetime.min.time()) + timedelta(hours=22, minutes=59, seconds=59)
+    track = jimi.call("jimi.device.track.list", imei=later.imei, begin_time=f"{driving} 00:00:00",
+                      end_time=end.strftime(TS))["result"]
+    served = points.filter((points["received_at"] <= tracksolid_sandbox.now()) & (points["gps_time"] <= end))
+    assert len(track) == served.height > 0

@@ -1,10 +1,15 @@
 -- Firmware rollout per model, version and snapshot day, over every device a firmware platform
--- manages (Teltonika FOTA, AOVX). A device whose version is unknown (AOVX: no OTA history tells it,
--- see dim_device_firmware_daily) is counted on a row whose firmware_version is null: it is in
--- model_devices, not in devices_known_version, and share_on_target is over the known ones. The
+-- manages (Teltonika FOTA, AOVX). A device whose version the vendor cannot tell is counted on the
+-- model's row whose firmware_version is 'unknown': it is in model_devices, not in
+-- devices_known_version, and share_on_target is over the known ones. (AOVX reports OTA attempts
+-- only, never a device's running version: a device with no retained attempt, or whose attempts
+-- all install the oldest version its model's retained attempts name, has no record that says
+-- which version it runs; see dim_device_firmware_daily, where it is null.) The
 -- target version of a model is the one its most recent OTA attempt installs, else the highest
 -- version seen on the model. Attempt metrics (both platforms) are per model and UTC day of the
--- attempt's latest status, repeated on each version row of that model-day.
+-- attempt's latest status, repeated on each version row of that model-day; a model-day with
+-- attempts but no device snapshot (a day loaded before the first snapshot, or AOVX history) has
+-- one row whose firmware_version and device counts are null: it carries that day's attempts only.
 with daily as (
     select snapshot_date as day, model_key, firmware_version, count(*) as devices_on_version
     from {{ ref('dim_device_firmware_daily') }}
@@ -42,6 +47,22 @@ attempts_by_day as (
     group by all
 ),
 
+-- Model-days with attempts and no snapshot: a row of their own, so no attempt is left out.
+attempt_only_days as (
+    select a.model_key, a.day
+    from attempts_by_day as a
+    left join model_day as m using (model_key, day)
+    where m.day is null
+),
+
+version_rows as (
+    select day, model_key, coalesce(firmware_version, 'unknown') as firmware_version, devices_on_version
+    from daily
+    union all
+    select day, model_key, null as firmware_version, null as devices_on_version
+    from attempt_only_days
+),
+
 per_device as (
     select
         imei, model_key,
@@ -55,7 +76,7 @@ time_to_success as (
     select m.day, m.model_key,
         median(date_diff('second', p.first_attempt_at, p.first_success_at))
             filter (where p.first_success_at < m.day + interval 1 day) as median_first_attempt_to_success_s
-    from model_day as m
+    from (select distinct day, model_key from version_rows) as m
     left join per_device as p using (model_key)
     group by all
 ),
@@ -87,10 +108,10 @@ select
     coalesce(a.attempts_other, 0) as attempts_other,
     case when a.attempts > 0 then cast(a.attempts_success as double) / a.attempts end as success_rate,
     s.median_first_attempt_to_success_s,
-    coalesce(k.devices_stuck, 0) as devices_stuck
-from daily as d
-join model_day as m using (day, model_key)
-join target as t using (model_key)
+    case when m.day is not null then coalesce(k.devices_stuck, 0) end as devices_stuck
+from version_rows as d
+left join model_day as m using (day, model_key)
+left join target as t using (model_key)
 left join attempts_by_day as a using (model_key, day)
 left join time_to_success as s using (model_key, day)
 left join stuck as k using (model_key, day)

@@ -83,8 +83,10 @@ def track_id(device: Device, trip: Trip) -> int:
 
 
 def default_blocked_tracker_ids(world: World) -> set[int]:
-    """About 3 % of the navixy trackers (at least one), picked by a seeded hash."""
-    devices = sorted(world.devices_on(PLATFORM),
+    """About 3 % of the navixy trackers (at least one), picked by a seeded hash among those installed
+    before the week (a tracker blocked for its bill is not this week's install, which some days
+    would not be listed yet)."""
+    devices = sorted((d for d in world.devices_on(PLATFORM) if d.activation_date < world.anchor),
                      key=lambda d: hashlib.blake2b(f"{world.seed}:blocked:{d.index}".encode(),
                                                    digest_size=8).digest())
     count = max(1, round(BLOCKED_SHARE * len(devices))) if devices else 0

@@ -170,14 +170,16 @@ class AccessControl:
         return target
 
     def _direct_devices(self, account_id: str) -> list[Device]:
-        return [d for d in self.world.devices_of_account(account_id) if d.platform == PLATFORM]
+        # A device not activated yet (an install later this week) is not in the account.
+        return [d for d in self.world.devices_of_account(account_id, at=self.now()) if d.platform == PLATFORM]
 
     def _device(self, call: Call, imei: str, under: str | None = None) -> Device:
         try:
             d = self.world.device(imei)
         except KeyError:
             raise JimiError(1002, f"illegal device: {imei}") from None
-        if d.platform != PLATFORM or not self._in_scope(d.account_id, under or call.account or ""):
+        if (d.platform != PLATFORM or not self.world.is_activated(d, self.now())
+                or not self._in_scope(d.account_id, under or call.account or "")):
             raise JimiError(1002, f"illegal device: {imei}")
         return d
 

@@ -7,13 +7,15 @@ the size of the fleet. The account tree depends on the seed only.
 Activation days are placed relative to the world's anchor (the Monday of the week it was built in,
 see `world.py`), so the fleet is still growing whenever the sandbox runs: most devices were
 installed uniformly over 2.5 years ending 20 weeks before the anchor (the installed base); every
-tenth device (index 7, 17, 27...) belongs to the install stream of the STREAM_WEEKS weeks before
-the anchor, one stream device a day: the k-th is installed on day
-`anchor - 1 - (3k mod 7) - 7 * (k div 7 mod STREAM_WEEKS)`. So a world of 68 devices or more has
-an install on each of the 7 days before the anchor (60 devices: on 6 of them; 20 devices: on 2),
-and a 200-device world on every day of the two weeks before it; the 7 days before any day of the
-anchor's week include the Sunday before it (the 0th stream device). No device is activated on
-or after the anchor: a device the vendors do not know yet is not in the world.
+tenth device (index 7, 17, 27...) belongs to the install stream of the STREAM_WEEKS weeks ending
+with the anchor's week, one stream device a day: the k-th is installed on day
+`anchor + 6 - (3k mod 7) - 7 * (k div 7 mod STREAM_WEEKS)`. So a world of 68 devices or more has
+an install on each day of the anchor's week (60 devices: on 6 of them; 20 devices: on 2), one of
+138 devices or more on each of the 14 days from the Monday before the anchor to the anchor's
+Sunday, and the 7 days before any day of the anchor's week (the demo's load) all have installs.
+Installs of the anchor's week that lie after the sandbox clock's day belong to the world already
+(every run of the week sees the same fleet) but no vendor lists them yet: a device exists on the
+platforms from 00:00 UTC of its activation day (`World.is_activated`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ ROOT_SHARE = 2 / 3
 BASE_FIRST_DAYS_BEFORE = 1050
 BASE_LAST_DAYS_BEFORE = 139
 # The install stream (see the module docstring): every STREAM_EVERY-th device, over the
-# STREAM_WEEKS weeks before the anchor (the 20 weeks after the installed base).
+# STREAM_WEEKS weeks ending with the anchor's week.
 STREAM_EVERY, STREAM_PHASE = 10, 7
 STREAM_WEEKS = 20
 LAPSED_CONTRACT_SHARE = 0.08
@@ -107,11 +109,12 @@ def build_accounts(seed: int) -> list[Account]:
 
 
 def activation_days_before(seed: int, idx: np.ndarray) -> np.ndarray:
-    """How many days before the world's anchor each device was activated (1 = the Sunday before)."""
+    """How many days before the world's anchor each device was activated (0 = the anchor itself,
+    -6 = the anchor's Sunday, 1 = the Sunday before)."""
     span = BASE_FIRST_DAYS_BEFORE - BASE_LAST_DAYS_BEFORE + 1
     base = BASE_FIRST_DAYS_BEFORE - (rng.uniform(seed, "activation", idx) * span).astype(np.int64)
     k = idx // STREAM_EVERY
-    stream = 1 + (3 * k) % 7 + 7 * ((k // 7) % STREAM_WEEKS)
+    stream = (3 * k) % 7 - 6 + 7 * ((k // 7) % STREAM_WEEKS)
     return np.where(idx % STREAM_EVERY == STREAM_PHASE, stream, base)
 
 
@@ -120,7 +123,7 @@ def build_devices(
 ) -> tuple[list[Device], HomeSpec]:
     """All devices, vectorised over indices; returns the public records and the private spec.
 
-    Every device is activated before the world's `anchor` (see the module docstring).
+    Every device is activated by the Sunday of the anchor's week (see the module docstring).
     """
     idx = np.arange(n_devices, dtype=np.int64)
 

@@ -12,9 +12,9 @@ Replenishment is a weekly order-up-to policy: every Monday morning each product 
 below its target level is ordered up to it, and the supplier delivers on the Thursday of the same
 week. The target covers TARGET_COVER_DAYS of the product's mean daily demand in this world, so 60
 or 10,000 devices both give a plausible saw-tooth, and since the fleet keeps growing (installs on
-the days before the anchor, see `fleet.py`) stock moves in every recent week: a world of 200
-devices has installs on every day of the two weeks before its anchor and a delivery every
-Thursday up to the anchor's week. Installs are
+every day of the anchor's week and the weeks before it, see `fleet.py`) stock moves in every
+recent week: a world of 200 devices has installs on every day of the anchor's week and the week
+before it and a delivery every Thursday up to the anchor's week. Installs are
 booked when they happen: a week whose installs exceed what is on hand leaves the product oversold
 (negative stock) until Thursday's delivery, as a real back office shows it. On every day
 stock_on(d) == stock_on(d - 1) - consumption_on(d) + deliveries_on(d).
@@ -37,8 +37,10 @@ from .entities import Device
 from .fleet import BASE_FIRST_DAYS_BEFORE, MODELS
 
 # The walk covers [anchor - BASE_FIRST_DAYS_BEFORE - 1, anchor + WALK_AHEAD_DAYS]; it starts before
-# the first activation, and nothing is installed from the anchor on, so stock is constant outside it.
+# the first activation, and nothing is installed after the anchor's Sunday, so stock is constant
+# outside it.
 WALK_AHEAD_DAYS = 14
+INSTALLING_DAYS_AFTER_ANCHOR = 7   # the anchor's week installs too (its Monday to its Sunday)
 ORDER_WEEKDAY = 0           # Monday: the week's order, up to the target level
 DELIVERY_WEEKDAY = 3        # Thursday: the supplier delivers that week's order
 TARGET_COVER_DAYS = 14      # target level: two weeks of mean demand (a week's review + the lead)
@@ -258,7 +260,8 @@ class StockBook:
 
     def _walk(self, product: Product) -> StockHistory:
         consumption = self._consumption(product)
-        installing_days = self._day_index(self._anchor)   # every activation lies before the anchor
+        # every activation lies on or before the anchor's Sunday
+        installing_days = self._day_index(self._anchor + timedelta(days=INSTALLING_DAYS_AFTER_ANCHOR))
         rate = float(consumption.sum()) / installing_days
         target = max(MIN_TARGET, math.ceil(rate * TARGET_COVER_DAYS))
         n = len(consumption)

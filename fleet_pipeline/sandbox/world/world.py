@@ -4,16 +4,17 @@ A world is (seed, n_devices, today), where `today` is the UTC day its clock (`no
 world is built. Its calendar is anchored on the Monday of that week (`anchor`), so that the
 sandbox is alive whenever it runs and yet every run of the same week sees the same world (a daily
 schedule's runs and re-runs, the snapshots of consecutive days agree): devices are activated in
-the ~three years before the anchor, with installs on every day of the weeks just before it
-(`fleet.py`); every managed model has a firmware campaign that started at least a week before the
-anchor and runs past the end of its week (`firmware.py`); stock moves with those installs and a
+the ~three years up to the end of the anchor's week, with installs on every day of that week and
+the weeks just before it (`fleet.py`); every managed model has a firmware campaign that started
+at least a week before the anchor and runs past the end of its week (`firmware.py`); stock moves with those installs and a
 delivery every Thursday (`stock.py`). So the 7 days before any day of the week (the demo's load)
 have a rollout in progress, installs and deliveries. The fleet and its accounts are built eagerly
 from cheap per-index hashes (10,000 devices in well under a second); everything that happens on a
 device-day is generated on demand from (seed, device index, day) and the device's activation day
 alone, so it never depends on the size of the fleet or on the order of calls. A world keeps its
 anchor while its clock moves on; the clock only tells servers what they may reveal: fixes received
-after `now` do not exist yet for an API.
+after `now` do not exist yet for an API, nor does a device whose activation day is after `now`'s
+(`is_activated`: the installs of the anchor's week appear day by day).
 
 Costs, CPU time measured on the 2-core dev box:
 * `World(n_devices=10_000)`: 0.2-0.3 s; no day is planned or generated.
@@ -155,15 +156,21 @@ class World:
         except KeyError:
             raise KeyError(f"sandbox world: no device with IMEI {imei!r}") from None
 
-    def devices_on(self, platform: str) -> list[Device]:
-        """Devices tracked on a platform ("tracksolid" | "navixy")."""
+    def is_activated(self, device: Device, at: datetime) -> bool:
+        """Whether the device exists on its vendors' platforms at `at`: from 00:00 UTC of its
+        activation day (the World generates its fixes from then), so before it no vendor lists it."""
+        return device.activation_date <= at.date()
+
+    def devices_on(self, platform: str, at: datetime | None = None) -> list[Device]:
+        """Devices tracked on a platform ("tracksolid" | "navixy"); with `at`, only those activated by then."""
         if platform not in PLATFORMS:
             raise ValueError(f"sandbox world: unknown platform {platform!r}, expected one of {PLATFORMS}")
-        return [d for d in self.devices if d.platform == platform]
+        return [d for d in self.devices if d.platform == platform and (at is None or self.is_activated(d, at))]
 
-    def devices_of_account(self, account_id: str) -> list[Device]:
-        """Devices owned directly by the account (not by its sub-accounts)."""
-        return list(self._devices_of.get(account_id, []))
+    def devices_of_account(self, account_id: str, at: datetime | None = None) -> list[Device]:
+        """Devices owned directly by the account (not by its sub-accounts); with `at`, only those
+        activated by then."""
+        return [d for d in self._devices_of.get(account_id, []) if at is None or self.is_activated(d, at)]
 
     def child_accounts(self, account_id: str) -> list[Account]:
         """Direct sub-accounts."""

@@ -44,8 +44,9 @@ TRACKER_COLUMNS = [
     Col.of("clone", kind="bool"),
     Col.of("source_id", "source.id", kind="int"),
     Col.of("tariff_id", "source.tariff_id", kind="int"),
-    Col.of("created_time", "source.creation_date", kind="time"),
-    Col.of("tariff_end_time", "source.tariff_end_date", kind="time"),
+    # Date-only on the wire ("2021-09-20"), though the doc calls them date/time.
+    Col.of("created_date", "source.creation_date", kind="date"),
+    Col.of("tariff_end_date", "source.tariff_end_date", kind="date"),
 ]
 
 
@@ -60,8 +61,8 @@ class TrackerSchema(TrackerRecord):
     clone: bool = pa.Field(nullable=True)
     source_id: int = pa.Field(nullable=True)
     tariff_id: int = pa.Field(nullable=True)
-    created_time: datetime = pa.Field(nullable=True)
-    tariff_end_time: datetime = pa.Field(nullable=True)
+    created_date: date = pa.Field(nullable=True)
+    tariff_end_date: date = pa.Field(nullable=True)
 
 
 # --- states (daily snapshot of tracker/get_states) ------------------------------------------------
@@ -294,7 +295,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "buffered": "True when the point was held on the device and uploaded late.",
     "clone": "True when the tracker is a clone of another tracker (same device, second account).",
     "connection_status": "Navixy connection status.",
-    "created_time": "Activation (installation) time, naive UTC.",
+    "created_date": "Activation (installation) day: the tracker's registration date (Navixy gives no time).",
     "distance_from_previous_km":
         "Km since the previous fix as the device reports it (Navixy point mileage); null where not sent.",
     "distance_km": "Distance in km as the vendor reports it.",
@@ -346,7 +347,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "speed_kmh": "Speed in km/h.",
     "start_address": "Address Navixy geocoded for the trip's start, if any.",
     "start_time": "Start time, naive UTC.",
-    "tariff_end_time": "Subscription / tariff expiry, naive UTC.",
+    "tariff_end_date": "Subscription / tariff expiry day (Navixy gives no time).",
     "tariff_id": "Navixy tariff the tracker is billed on (source.tariff_id).",
     "time_zone": "The Navixy user's time zone.",
     "track_id": "Navixy track id.",

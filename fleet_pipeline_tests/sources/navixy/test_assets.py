@@ -76,7 +76,7 @@ def _metadata(result, table: str) -> dict:
 def _active_devices(world: World, server) -> list:
     blocked = server.knobs.blocked_tracker_ids
     blocked = sandbox_navixy.default_blocked_tracker_ids(world) if blocked is None else blocked
-    return [d for d in world.devices_on("navixy") if 100_000 + d.index not in blocked]
+    return [d for d in world.devices_on("navixy", at=world.now()) if 100_000 + d.index not in blocked]
 
 
 @pytest.mark.parametrize("day", [SPRING_FORWARD, FALL_BACK], ids=["23h-local-day", "25h-local-day"])
@@ -137,10 +137,13 @@ def test_snapshots_report_blocked_trackers_without_failing(resources, server, li
     statuses = dict(_query(resources, "select tracker_status, count(*) from raw_navixy.states group by 1"))
     blocked = sandbox_navixy.default_blocked_tracker_ids(live_world)
     assert statuses.get("blocked", 0) == len(blocked) > 0
-    assert statuses["ok"] == len(live_world.devices_on("navixy")) - len(blocked)
+    assert statuses["ok"] == len(live_world.devices_on("navixy", at=live_world.now())) - len(blocked)
     assert _metadata(result, "states")["blocked_trackers"] == len(blocked)
     imeis = {row[0] for row in _query(resources, "select imei from raw_navixy.trackers")}
-    assert imeis == {d.imei for d in live_world.devices_on("navixy")}
+    assert imeis == {d.imei for d in live_world.devices_on("navixy", at=live_world.now())}
+    # creation_date is a date on the wire: every tracker keeps its activation day (it was null)
+    created = dict(_query(resources, "select imei, created_date from raw_navixy.trackers"))
+    assert created == {d.imei: d.activation_date for d in live_world.devices_on("navixy", at=live_world.now())}
     sensors = _query(resources, "select count(distinct source), count(*) from raw_navixy.sensor_readings")
     assert sensors[0][0] == 3 and sensors[0][1] > 0
 

@@ -108,7 +108,7 @@ def tid(device: Device) -> int:
 def navixy_devices(sandbox) -> list[Device]:
     """Navixy devices whose data may be read (not blocked)."""
     blocked = sandbox.knobs.blocked_tracker_ids
-    return [d for d in sandbox.world.devices_on("navixy") if tid(d) not in blocked]
+    return [d for d in sandbox.world.devices_on("navixy", at=sandbox.now()) if tid(d) not in blocked]
 
 
 def _utc_days(begin: datetime, end: datetime) -> list[date]:
@@ -164,7 +164,7 @@ def test_api_key_goes_in_the_header_never_in_the_url(navixy_sandbox, client) -> 
     rows = client.trackers()
     world = navixy_sandbox.world
     device_ids = [r["source"]["device_id"] for r in rows]
-    assert sorted(device_ids) == sorted(d.imei for d in world.devices_on("navixy"))
+    assert sorted(device_ids) == sorted(d.imei for d in world.devices_on("navixy", at=navixy_sandbox.now()))
     assert all(isinstance(i, str) and len(i) == 15 for i in device_ids)
     assert all(isinstance(r["id"], int) for r in rows)
     assert navixy_sandbox.server.count("user/auth") == 0
@@ -180,7 +180,7 @@ def test_login_hash_is_cached_0600_and_shared_between_clients(navixy_sandbox, tm
     sent = record_requests(first)
     assert first.time_zone == PARIS
     second = make_client(navixy_sandbox, cache, auth="login")
-    assert len(second.trackers()) == len(navixy_sandbox.world.devices_on("navixy"))
+    assert len(second.trackers()) == len(navixy_sandbox.world.devices_on("navixy", at=navixy_sandbox.now()))
     assert navixy_sandbox.server.count("user/auth") == 1
     files = list(cache.glob("navixy-session-*.json"))
     assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
@@ -227,7 +227,7 @@ def test_session_hash_is_shared_across_processes(navixy_sandbox, tmp_path: Path)
     (gate / "go").touch()
     outputs = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [0, 0, 0], outputs
-    expected = len(sandbox.world.devices_on("navixy"))
+    expected = len(sandbox.world.devices_on("navixy", at=sandbox.now()))
     assert [int(out.strip()) for out, _ in outputs] == [expected] * 3
     assert sandbox.server.count("user/auth") == 1
     assert sandbox.server.count("tracker/list", status=200) == 3
@@ -329,7 +329,7 @@ def test_client_paces_itself_under_50_per_second(navixy_sandbox, tmp_path: Path)
 def test_states_report_blocked_and_missing_trackers(navixy_sandbox, client) -> None:
     sandbox = navixy_sandbox
     world, now = sandbox.world, sandbox.now()
-    ids = [tid(d) for d in world.devices_on("navixy")]
+    ids = [tid(d) for d in world.devices_on("navixy", at=now)]
     deleted = sorted(sandbox.knobs.deleted_tracker_ids)
     blocked = sorted(sandbox.knobs.blocked_tracker_ids)
     assert blocked and deleted
@@ -609,7 +609,7 @@ def test_mileage_is_batched_by_128_trackers(big_world: World, tmp_path: Path) ->
         sandbox = type("S", (), {"clock": clock, "knobs": server.knobs,
                                  "base_url": server.base_url + sandbox_navixy.API_PREFIX})()
         client = make_client(sandbox, tmp_path)
-        devices = big_world.devices_on("navixy")[:200]
+        devices = big_world.devices_on("navixy", at=clock())[:200]
         assert len(devices) == 200
         rows = client.mileage([tid(d) for d in devices], date(2026, 11, 18), date(2026, 11, 18))
         assert server.count("tracker/stats/mileage/read") == 2

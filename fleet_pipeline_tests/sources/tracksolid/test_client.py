@@ -90,7 +90,8 @@ def _root(world: World) -> str:
 
 
 def _tracksolid_imeis(world: World) -> list[str]:
-    return [d.imei for d in world.devices_on("tracksolid")]
+    """The IMEIs the account holds at the World's clock (a later install is not there yet)."""
+    return [d.imei for d in world.devices_on("tracksolid", at=world.now())]
 
 
 # --- signing and envelopes --------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def test_1006_is_retried_with_a_fresh_timestamp_and_signature(tracksolid_sandbox
     client.devices(root)  # obtain the token first
     sandbox.knobs.set(force_1006_next=2)
     rows = client.devices(root)
-    assert {r["imei"] for r in rows} == {d.imei for d in sandbox.world.devices_of_account(root)
+    assert {r["imei"] for r in rows} == {d.imei for d in sandbox.world.devices_of_account(root, at=sandbox.clock())
                                         if d.platform == "tracksolid"}
     assert sandbox.server.count("jimi.user.device.list", vendor_code=1006) == 2
     assert sandbox.server.count("jimi.user.device.list", vendor_code=1001) == 0
@@ -345,7 +346,7 @@ def test_token_cache_is_shared_across_processes(tracksolid_sandbox, tmp_path: Pa
     (gate / "go").touch()
     outputs = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [0, 0, 0], outputs
-    expected = len([d for d in sandbox.world.devices_of_account(root) if d.platform == "tracksolid"])
+    expected = len([d for d in sandbox.world.devices_of_account(root, at=sandbox.clock()) if d.platform == "tracksolid"])
     assert [int(out.strip()) for out, _ in outputs] == [expected] * 3
     assert sandbox.server.count(TOKEN_GET) == 1
     assert sandbox.server.count("jimi.user.device.list", vendor_code=0) == 3
@@ -387,7 +388,7 @@ def test_account_walk_survives_a_cycle(tracksolid_sandbox, client, monkeypatch) 
 
 def test_device_detail_and_locations_are_raw_rows(tracksolid_sandbox, client) -> None:
     world = tracksolid_sandbox.world
-    device = world.devices_on("tracksolid")[0]
+    device = world.devices_on("tracksolid", at=world.now())[0]
     detail = client.device_detail(device.imei)
     assert detail["imei"] == device.imei and isinstance(detail["currentMileage"], str)
     rows = client.locations(device.account_id)
@@ -452,7 +453,7 @@ def test_parking_pages_with_start_row_multiples(big_world: World, big_sandbox, t
 def test_track_points_are_fetched_in_7_day_windows(tracksolid_sandbox, client) -> None:
     sandbox = tracksolid_sandbox
     world = sandbox.world
-    imei = world.devices_on("tracksolid")[1].imei
+    imei = world.devices_on("tracksolid", at=world.now())[1].imei
     now = sandbox.clock()
     begin = now - timedelta(days=9)
     # An end in the future is clipped to just before now instead of being rejected.
@@ -484,7 +485,7 @@ def test_alarm_window_is_split_when_the_reachable_cap_is_hit(tracksolid_sandbox,
     begin = end - timedelta(days=2)
     rows = client.alarms(imeis, begin, end)
     expected = sorted(
-        (d.imei, a.time) for d in world.devices_on("tracksolid")
+        (d.imei, a.time) for d in world.devices_on("tracksolid", at=end)
         for day in (begin.date(), begin.date() + timedelta(days=1), end.date())
         for a in world.day(d.imei, day).alarms if begin <= a.time < end
     )
@@ -499,7 +500,7 @@ def test_alarm_window_is_split_when_the_reachable_cap_is_hit(tracksolid_sandbox,
 
 def test_alarms_use_31_day_windows(tracksolid_sandbox, client) -> None:
     sandbox = tracksolid_sandbox
-    imei = sandbox.world.devices_on("tracksolid")[2].imei
+    imei = sandbox.world.devices_on("tracksolid", at=sandbox.clock())[2].imei
     end = sandbox.clock()
     client.alarms([imei], end - timedelta(days=40), end)
     assert sandbox.server.count("jimi.device.alarm.list") == 2
