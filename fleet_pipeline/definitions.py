@@ -9,7 +9,7 @@ from fleet_pipeline import settings
 # Every setting, before any module below reads one: all bad variables reported at once, when the
 # definitions load (not when the schedule that first reads one ticks).
 settings.check_configuration()
-from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor
+from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor, without_freshness_checks
 from fleet_pipeline.automation.jobs import vendor_jobs
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.automation.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
@@ -30,16 +30,16 @@ _snapshots = [a for a in source_assets if a.partitions_def is None]
 
 # Every source at once: what `fleet-pipeline demo` runs, and what schedules will run. Launched
 # from the UI or a schedule, each vendor's steps run in a process of their own, the vendors side by
-# side (SOURCE_EXECUTOR).
+# side (SOURCE_EXECUTOR); the freshness checks are not among their steps (the sensor runs them).
 all_snapshots_job = define_asset_job(
     "all_snapshots",
-    selection=AssetSelection.assets(*_snapshots),
+    selection=without_freshness_checks(_snapshots),
     executor_def=SOURCE_EXECUTOR,
     description="Today's snapshot of every source's fleet state (devices, trackers, positions, states).",
 )
 all_daily_job = define_asset_job(
     "all_daily",
-    selection=AssetSelection.assets(*_partitioned),
+    selection=without_freshness_checks(_partitioned),
     partitions_def=daily_partitions,
     executor_def=SOURCE_EXECUTOR,
     description="One UTC day of every partitioned source asset.",
