@@ -13,6 +13,7 @@ from fleet_pipeline.automation.freshness import build_freshness_checks, build_fr
 from fleet_pipeline.automation.jobs import vendor_jobs
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.automation.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
+from fleet_pipeline.executors import DEFAULT_EXECUTOR
 from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
 from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.instance import build_abandoned_runs_sensor
@@ -63,7 +64,10 @@ schedules = [build_daily_schedule(all_daily_job), build_snapshot_schedule(all_sn
 sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness_sensor(freshness_checks),
            build_abandoned_runs_sensor()]
 
+# The executor of the reporting job and of assets materialized from the UI or the CLI: step
+# processes forked from one that imported the code location (fleet_pipeline.executors).
 defs = Definitions(
+    executor=DEFAULT_EXECUTOR,
     assets=[*source_assets, *reporting_assets],
     asset_checks=freshness_checks,
     jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, reporting_job],
