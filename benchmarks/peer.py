@@ -122,6 +122,7 @@ def run_launched(base_url: str, day: str, workdir: Path, log: Path) -> dict[str,
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
         "peak_rss_mib": max(t["peak_sum_rss_mib"] for t in trees),
         "max_process_peak_rss_mib": max(t["max_process_peak_rss_mib"] for t in trees),
+        "peak_pss_mib": max(t["peak_sum_pss_mib"] for t in trees),
         "success": not failures, "errors": failures,
         "rows": count_rows(str(warehouse), RAW_SCHEMA, {t: t for t in TABLES}) if warehouse.exists() else {},
         "steps": steps, "cli_load_s": cli_load, "trees": trees,
@@ -272,7 +273,8 @@ def render(result: dict[str, Any]) -> str:
     if launched and launched.get("steps") is not None:
         lines += ["", "CLI-launched: peak RSS is the peak of the resident sizes summed over the CLI process and its "
                   f"step processes (sampled at 10 Hz); the largest single process peaked at "
-                  f"{launched['max_process_peak_rss_mib']:.0f} MiB. The CLI processes loaded the code location in "
+                  f"{launched['max_process_peak_rss_mib']:.0f} MiB; summed as PSS (pages shared by forked processes "
+                  f"counted once), the tree peaked at {launched.get('peak_pss_mib', 0):.0f} MiB. The CLI processes loaded the code location in "
                   + ", ".join(f"{s:.1f} s" for s in launched["cli_load_s"] if s is not None)
                   + " (from their start to their run's first event)."]
         own = [s for s in launched["steps"] if s["own_process"]]
