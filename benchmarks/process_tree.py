@@ -43,24 +43,23 @@ def _stat(pid: int) -> tuple[int, float, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS, int(fields[21]) * PAGE_MIB
 
 
-def _high_water_mark_mib(pid: int) -> float:
+def _kib_field_mib(path: str, field: str) -> float:
+    """A ``<field>: <n> kB`` line of a /proc file (``status``, ``smaps_rollup``), in MiB; 0 if gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def _high_water_mark_mib(pid: int) -> float:
+    return _kib_field_mib(f"/proc/{pid}/status", "VmHWM:")
 
 
 def _pss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _kib_field_mib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def _command(pid: int) -> str:
