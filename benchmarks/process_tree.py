@@ -5,7 +5,10 @@ and runs the executor) and one step process per step (each loads the code locati
 ``getrusage`` figure gives the tree's memory, so a thread samples it every ``interval_s``: the
 resident sizes summed over the live processes (the tree's footprint at that instant; its peak is
 reported) and each process's own high-water mark (VmHWM) and CPU as last seen. A process that
-lives less than one interval may be missed; the CPU of a process is its last reading, so up to one
+lives less than one interval may be missed. Processes forked from one parent (a forkserver's step
+processes) share its pages until they write them, and each one's resident size counts them all, so
+the tree's footprint is also summed as PSS (each shared page divided among its sharers, from
+``/proc/<pid>/smaps_rollup``), the figure that adds up; the CPU of a process is its last reading, so up to one
 interval of it is lost at its end (the tree's CPU total comes from ``RUSAGE_CHILDREN`` instead).
 """
 
@@ -40,14 +43,23 @@ def _stat(pid: int) -> tuple[int, float, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS, int(fields[21]) * PAGE_MIB
 
 
-def _high_water_mark_mib(pid: int) -> float:
+def _kib_field_mib(path: str, field: str) -> float:
+    """A ``<field>: <n> kB`` line of a /proc file (``status``, ``smaps_rollup``), in MiB; 0 if gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def _high_water_mark_mib(pid: int) -> float:
+    return _kib_field_mib(f"/proc/{pid}/status", "VmHWM:")
+
+
+def _pss_mib(pid: int) -> float:
+    return _kib_field_mib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def _command(pid: int) -> str:
@@ -64,6 +76,7 @@ class ProcessTree:
         self.root, self.interval_s = root, interval_s
         self.seen: dict[int, SeenProcess] = {}
         self.peak_sum_rss_mib = 0.0
+        self.peak_sum_pss_mib = 0.0
         self.samples = 0
         self._started = time.perf_counter()
         self._stop = threading.Event()
@@ -89,18 +102,20 @@ class ProcessTree:
                 if parent in tree and pid not in tree:
                     tree.add(pid)
                     grew = True
-        total = 0.0
+        total = total_pss = 0.0
         for pid in tree:
             if pid not in stats:
                 continue
             _, cpu, rss = stats[pid]
             total += rss
+            total_pss += _pss_mib(pid)
             process = self.seen.get(pid)
             if process is None:
                 process = self.seen[pid] = SeenProcess(pid, _command(pid), round(time.perf_counter() - self._started, 2))
             process.cpu_s = cpu
             process.peak_rss_mib = max(process.peak_rss_mib, rss, _high_water_mark_mib(pid))
         self.peak_sum_rss_mib = max(self.peak_sum_rss_mib, total)
+        self.peak_sum_pss_mib = max(self.peak_sum_pss_mib, total_pss)
         self.samples += 1
 
     def stop(self) -> dict[str, Any]:
@@ -109,6 +124,7 @@ class ProcessTree:
         processes = sorted(self.seen.values(), key=lambda p: p.first_seen_s)
         return {
             "peak_sum_rss_mib": round(self.peak_sum_rss_mib, 1),
+            "peak_sum_pss_mib": round(self.peak_sum_pss_mib, 1),
             "max_process_peak_rss_mib": round(max((p.peak_rss_mib for p in processes), default=0.0), 1),
             "samples": self.samples,
             "processes": [{"pid": p.pid, "command": p.command[:160], "first_seen_s": p.first_seen_s,

@@ -9,10 +9,11 @@ from fleet_pipeline import settings
 # Every setting, before any module below reads one: all bad variables reported at once, when the
 # definitions load (not when the schedule that first reads one ticks).
 settings.check_configuration()
-from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor
+from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor, without_freshness_checks
 from fleet_pipeline.automation.jobs import vendor_jobs
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.automation.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
+from fleet_pipeline.executors import DEFAULT_EXECUTOR
 from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
 from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.instance import build_abandoned_runs_sensor
@@ -30,16 +31,16 @@ _snapshots = [a for a in source_assets if a.partitions_def is None]
 
 # Every source at once: what `fleet-pipeline demo` runs, and what schedules will run. Launched
 # from the UI or a schedule, each vendor's steps run in a process of their own, the vendors side by
-# side (SOURCE_EXECUTOR).
+# side (SOURCE_EXECUTOR); the freshness checks are not among their steps (the sensor runs them).
 all_snapshots_job = define_asset_job(
     "all_snapshots",
-    selection=AssetSelection.assets(*_snapshots),
+    selection=without_freshness_checks(_snapshots),
     executor_def=SOURCE_EXECUTOR,
     description="Today's snapshot of every source's fleet state (devices, trackers, positions, states).",
 )
 all_daily_job = define_asset_job(
     "all_daily",
-    selection=AssetSelection.assets(*_partitioned),
+    selection=without_freshness_checks(_partitioned),
     partitions_def=daily_partitions,
     executor_def=SOURCE_EXECUTOR,
     description="One UTC day of every partitioned source asset.",
@@ -63,7 +64,10 @@ schedules = [build_daily_schedule(all_daily_job), build_snapshot_schedule(all_sn
 sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness_sensor(freshness_checks),
            build_abandoned_runs_sensor()]
 
+# The executor of the reporting job and of assets materialized from the UI or the CLI: step
+# processes forked from one that imported the code location (fleet_pipeline.executors).
 defs = Definitions(
+    executor=DEFAULT_EXECUTOR,
     assets=[*source_assets, *reporting_assets],
     asset_checks=freshness_checks,
     jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, reporting_job],

@@ -121,6 +121,8 @@ SLOW = {
     "reporting/test_reporting.py": "dbt builds the marts the report and the BI copy read",
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
+    "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":
+        "a run launched in a subprocess with the multiprocess executor",
     "ingest/test_concurrency.py": "runs in subprocesses with the multiprocess executor, then killed",
     "automation/test_abandoned_runs.py": "runs launched in subprocesses and left behind",
     "sources/test_faults.py": "every vendor fault against the sandbox, one run each",

@@ -12,6 +12,12 @@ whether the day was loaded after it ended (a load taken while the day ran misses
 And dagster 1.13's
 ``FreshnessPolicy`` (which supersedes these checks) only looks at the latest materialization of any
 partition, so the daily late-data re-runs of older days would hide a missing yesterday.
+
+The checks cost no process of their own: the sensor runs them in a job of their own
+(``freshness_checks``) whose one step runs in the run's own process (the in-process executor), and
+the source jobs leave them out (:func:`without_freshness_checks`) instead of starting a step
+process that loads the code location to read two timestamps. After a failed check the sensor
+evaluates it again once its table was re-loaded.
 """
 
 from __future__ import annotations
@@ -21,19 +27,25 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetChecksDefinition,
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     AssetsDefinition,
     DagsterInstance,
     MetadataValue,
     SensorDefinition,
+    SensorEvaluationContext,
     build_last_update_freshness_checks,
     build_sensor_for_freshness_checks,
+    define_asset_job,
+    in_process_executor,
     multi_asset_check,
+    sensor,
 )
 
 from fleet_pipeline import settings
@@ -41,6 +53,7 @@ from fleet_pipeline.automation.schedules import automation_status
 
 CHECK_NAME = "freshness_check"  # the name dagster's freshness factories give their checks
 SENSOR_NAME = "freshness_checks_sensor"
+JOB_NAME = "freshness_checks"
 # The snapshot schedule runs at 23:00 UTC; 45 minutes later the day's snapshot must exist.
 SNAPSHOT_DEADLINE_CRON = "45 23 * * *"
 SNAPSHOT_LOWER_BOUND = timedelta(hours=23, minutes=45)  # back to 00:00: taken during that UTC day
@@ -153,14 +166,38 @@ def build_freshness_checks(source_assets: Sequence[AssetsDefinition]) -> list[As
     return [*snapshot_checks, build_daily_partition_freshness_checks(partitioned)]
 
 
+def without_freshness_checks(assets: Sequence[AssetsDefinition]) -> AssetSelection:
+    """``assets`` with their own checks (those their steps evaluate) but not their freshness checks,
+    which the sensor runs (module docstring)."""
+    keys = [AssetCheckKey(key, CHECK_NAME) for definition in assets for key in definition.keys]
+    return AssetSelection.assets(*assets) - AssetSelection.checks(*keys)
+
+
 def build_freshness_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinition:
     """Runs a check when it has never run, when a passed one can have become overdue (its
-    ``dagster/fresh_until_timestamp`` has passed), or when a failed one's asset was re-loaded."""
+    ``dagster/fresh_until_timestamp`` has passed), or when a failed one's asset was re-loaded.
+
+    Dagster's freshness sensor decides which checks are due; its run requests go to the
+    ``freshness_checks`` job, which runs them in the run's own process (no step process)."""
+    checks_job = define_asset_job(
+        JOB_NAME,
+        selection=AssetSelection.checks(*checks),
+        executor_def=in_process_executor,
+        description="The freshness checks that fell due, run by the freshness sensor in the run's own process.",
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is superseded.*")
-        return build_sensor_for_freshness_checks(
-            freshness_checks=checks,
-            name=SENSOR_NAME,
-            minimum_interval_seconds=SENSOR_INTERVAL_S,
-            default_status=automation_status()[1],
-        )
+        due_checks = build_sensor_for_freshness_checks(freshness_checks=checks, name=SENSOR_NAME)
+
+    @sensor(
+        name=SENSOR_NAME,
+        job=checks_job,
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        default_status=automation_status()[1],
+        description=due_checks.description,
+    )
+    def freshness_checks_sensor(context: SensorEvaluationContext):
+        # The same name as Dagster's sensor: it recognises its own runs by their sensor-name tag.
+        return due_checks(context)
+
+    return freshness_checks_sensor

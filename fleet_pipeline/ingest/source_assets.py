@@ -34,7 +34,6 @@ from dagster import (
     MaterializeResult,
     RetryPolicy,
     asset,
-    multiprocess_executor,
 )
 from urllib3.exceptions import LocationParseError
 
@@ -47,6 +46,7 @@ from fleet_pipeline.automation.anomaly import (
     row_count_check_spec,
 )
 from fleet_pipeline.automation.partitions import daily_partitions, partition_day, range_bounds
+from fleet_pipeline.executors import forked_step_executor
 from fleet_pipeline.ingest.fanout import chunked
 from fleet_pipeline.ingest.http import (
     RetryableVendorError,
@@ -77,14 +77,13 @@ WRITER_POOL = "duckdb_writer"
 # Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
 # jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR).
 VENDOR_TAG = "fleet/vendor"
-SOURCE_EXECUTOR = multiprocess_executor.configured(
-    {
-        # One step process per vendor (five vendors); each waits on its vendor's rate limit far
-        # more than it computes, so five fit on two cores.
-        "max_concurrent": 5,
-        "tag_concurrency_limits": [{"key": VENDOR_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
-    },
-    name="source_executor",
+SOURCE_EXECUTOR = forked_step_executor(
+    "source_executor",
+    # One step process per vendor (five vendors); each waits on its vendor's rate limit far more
+    # than it computes, so five fit on two cores. Each is forked from a process that imported the
+    # code location once (fleet_pipeline.executors), instead of importing it again.
+    max_concurrent=5,
+    tag_concurrency_limits=[{"key": VENDOR_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
 )
 OWNERS = ["team:data-platform"]
 KINDS = {"python", "duckdb", "polars"}
