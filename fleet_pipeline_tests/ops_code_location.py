@@ -32,8 +32,8 @@ defs = Definitions(
     # A forkserver that has imported dagster, its CLI, storage and execution modules starts a step
     # process seconds faster than the default spawn, which re-imports everything for every step.
     # The product's executor (fleet_pipeline/executors.py) also preloads its definitions, polars
-    # included, and says why that fork is safe; this location preloads Dagster alone, since its
-    # own module is not one a forkserver can find by name. Each step runs in a process of its own.
+    # included, and says why that fork is safe; this location, whose tests are about concurrent
+    # writers and not start-up cost, preloads Dagster alone. Each step runs in a process of its own.
     executor=multiprocess_executor.configured(
         {"start_method": {"forkserver": {"preload_modules": [
             "dagster", "dagster._cli", "dagster._core.storage.runs.sqlite",
