@@ -124,18 +124,18 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
 
 
 def build_abandoned_runs_sensor() -> Any:
-    """A sensor that fails the runs whose process is gone, every minute (on by default where the
-    schedules are: ``schedules.automation_status``).
+    """A sensor that fails the runs whose process is gone, every minute, on by default wherever a
+    daemon runs (``make ui`` included): unlike the schedules it calls no vendor and launches
+    nothing, and without it a person who uses only the UI or ``dagster`` sees a killed run as
+    started forever.
 
     It launches nothing: it is the daemon's way of running :func:`fail_abandoned_runs`, which
     Dagster's run monitoring cannot do for the default run launcher (see the module docstring).
     """
-    from dagster import SkipReason, sensor
-
-    from fleet_pipeline.automation.schedules import automation_status
+    from dagster import DefaultSensorStatus, SkipReason, sensor
 
     @sensor(name=ABANDONED_RUNS_SENSOR, minimum_interval_seconds=ABANDONED_RUNS_INTERVAL_S,
-            default_status=automation_status()[1],
+            default_status=DefaultSensorStatus.RUNNING,
             description="Marks failed the runs whose process was killed (they would stay STARTED) and "
             "frees the duckdb_writer slots they held.")
     def fail_abandoned(context):  # noqa: ANN001,ANN202 (dagster resolves annotations: its types are imported lazily here)
