@@ -41,6 +41,7 @@ from fleet_pipeline.sandbox.world import Alarm, Device, DeviceDay, World
 from fleet_pipeline.sources.navixy.client import NavixyClient
 from fleet_pipeline.sources.navixy.errors import TrackerNotFound, UnpageableEvents
 from fleet_pipeline.sources.navixy.timezones import UserClock
+from fleet_pipeline_tests.clock_sleep import ClockSleep
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 PARIS = ZoneInfo("Europe/Paris")
@@ -51,17 +52,6 @@ ALARM_EVENTS = {  # the sandbox's documented mapping of World alarms to Navixy e
     "power_cut": "battery_off", "low_battery": "lowpower", "vibration": "vibration_start",
 }
 
-
-class ClockSleep:
-    """A sleep that records the wait and moves the sandbox clock by it instead of blocking."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.waits: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds=seconds)
 
 
 def make_client(sandbox, cache_dir: Path, *, auth: str = "api_key", **overrides: object) -> NavixyClient:

@@ -38,6 +38,7 @@ from fleet_pipeline.sources.telesto.client import (
     TelestoClient,
     TelestoRateLimited,
 )
+from fleet_pipeline_tests.clock_sleep import ClockSleep
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 11, 20, 12, 0, 0)
@@ -48,17 +49,6 @@ KEY = sandbox_telesto.API_KEY
 def world() -> World:
     return World(seed=42, n_devices=60, now=lambda: START)
 
-
-class ClockSleep:
-    """A sleep that records the wait and moves the shared clock by it instead of blocking."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.waits: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds=seconds)
 
 
 @dataclass

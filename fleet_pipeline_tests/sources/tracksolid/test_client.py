@@ -38,22 +38,12 @@ from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid.client import TracksolidClient
 from fleet_pipeline.sources.tracksolid.rows import extract_rows
 from fleet_pipeline.sources.tracksolid.signing import sign
+from fleet_pipeline_tests.clock_sleep import ClockSleep
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TOKEN_GET = "jimi.oauth.token.get"
 TOKEN_REFRESH = "jimi.oauth.token.refresh"
 
-
-class ClockSleep:
-    """A sleep that records the wait and moves the sandbox clock by it instead of blocking."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.waits: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds=seconds)
 
 
 def make_client(
