@@ -131,7 +131,9 @@ def build_devices(
         return rng.uniform(seed, tag, idx)
 
     u_man = u("manufacturer")
-    manufacturers = np.where(u_man < 0.45, "jimi", np.where(u_man < 0.80, "teltonika", "aovx"))
+    names = np.array([name for name, _ in MANUFACTURER_SHARES])
+    upper_bounds = np.cumsum([share for _, share in MANUFACTURER_SHARES])[:-1]
+    manufacturers = names[np.searchsorted(upper_bounds, u_man, side="right")]
     u_model = u("model")
     models = [MODELS[m][int(x * len(MODELS[m]))] for m, x in zip(manufacturers.tolist(), u_model.tolist())]
 

@@ -68,9 +68,6 @@ RATE_WINDOW_S = 3600.0
 BLOCK_S = 900.0
 DEFAULT_HOURLY_BUDGET = 90
 
-# 429 is deliberately absent: a block is 15 minutes, and retrying inside it only wastes calls.
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
 
 def _epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
@@ -243,6 +240,7 @@ class TelestoClient(VendorClient):
         self.budget = HourlyBudget(Path(cache_dir), self.base_url, hourly_budget, now)
         self._owns_http = http is None
         policy = retry or RetryPolicy(max_attempts=4, backoff=Backoff(base_s=2.0, max_s=60.0))
+        # Never retry a 429: a block is 15 minutes, and retrying inside it only wastes calls.
         policy = dataclasses.replace(policy, retry_statuses=policy.retry_statuses - {429})
         self.http = http or HttpSession(VENDOR, retry=policy, sleep=sleep, timeout_s=timeout_s)
         self.secrets: Secrets = self.http.secrets
