@@ -7,15 +7,16 @@ One Navixy sandbox process (``benchmarks.sandbox_host``, the day generated befor
 counting the calls its rate limit refuses) serves four stages, one after another, each writing a
 fresh DuckDB file:
 
-1. **launched**: the trackers snapshot, then the day's trips, track points and events, each
-   launched the way a user launches them from the command line, ``dagster asset materialize -m
-   fleet_pipeline.definitions`` against an instance home (``DAGSTER_HOME``, the project's
-   instance settings): the run's executor is the definitions' multiprocess executor, one process
-   per step, forked from a server process that loaded the code location (fleet_pipeline.executors).
+1. **launched**: the trackers snapshot and the day's trips, track points and events, launched the
+   way a user launches them from the command line, one ``dagster asset materialize -m
+   fleet_pipeline.definitions --select <the snapshot and the day's assets> --partition <day>``
+   against an instance home (``DAGSTER_HOME``, the project's instance settings): the run's
+   executor is the definitions' multiprocess executor, one process per step, forked from the run
+   process, which loaded the code location (fleet_pipeline.executors).
    Wall from the CLI's start to its exit; CPU of the CLI and everything it waited for
    (``RUSAGE_CHILDREN``), or the CPU sampled over the process tree where that is more: nobody
-   waits for the forkserver, so the CPU of it and of the step processes it reaped never reaches
-   ``RUSAGE_CHILDREN``; peak RSS sampled over the process tree
+   waits for a forkserver (the executor's fallback), so the CPU of it and of the step processes it
+   reaped never reaches ``RUSAGE_CHILDREN``; peak RSS sampled over the process tree
    (:mod:`benchmarks.process_tree`): the peak of the resident sizes SUMMED over the live
    processes, with the largest single process beside it. From the instance's event log: each step
    process's load cost, STEP_START minus STEP_WORKER_STARTING (the executor launching it), and
@@ -77,14 +78,15 @@ def _children_cpu_s() -> float:
 
 
 def _launch_commands(day: str) -> list[list[str]]:
-    select = ",".join(f"{RAW_SCHEMA}/{t}" for t in DAY_TABLES)
-    common = [str(BIN / "dagster"), "asset", "materialize", "-m", DEFINITIONS_MODULE, "--config-json", QUIET_RUN_CONFIG]
-    return [[*common, "--select", ",".join(f"{RAW_SCHEMA}/{t}" for t in SNAPSHOT_TABLES)],
-            [*common, "--select", select, "--partition", day]]
+    # One run: the unpartitioned snapshot runs first (the day's assets depend on it), the
+    # partitioned assets for the day.
+    select = ",".join(f"{RAW_SCHEMA}/{t}" for t in (*SNAPSHOT_TABLES, *DAY_TABLES))
+    return [[str(BIN / "dagster"), "asset", "materialize", "-m", DEFINITIONS_MODULE, "--config-json", QUIET_RUN_CONFIG,
+             "--select", select, "--partition", day]]
 
 
 def run_launched(base_url: str, day: str, workdir: Path, log: Path) -> dict[str, Any]:
-    """The snapshot and the day, each by ``dagster asset materialize`` in a fresh CLI process."""
+    """The snapshot and the day by ``dagster asset materialize`` in a fresh CLI process."""
     from fleet_pipeline.instance import DAGSTER_YAML
     from fleet_pipeline.sandbox import navixy
 
@@ -280,7 +282,7 @@ def render(result: dict[str, Any]) -> str:
         own = [s for s in launched["steps"] if s["own_process"]]
         loads = [s["load_s"] for s in own if s["load_s"] is not None]
         lines.append(f"{len(own)} step processes; from the executor launching each to its step's start "
-                     f"(STEP_START - STEP_WORKER_STARTING; the first of a run includes its forkserver loading the code): "
+                     f"(STEP_START - STEP_WORKER_STARTING; where the run falls back to a forkserver, its first includes the server loading the code): "
                      + (f"median {sorted(loads)[len(loads) // 2]:.1f} s, total {sum(loads):.1f} s" if loads else "-"))
         lines.append(f"  {'run':<9}{'step':<44}{'load s':>8}{'step s':>8}{'process CPU s':>15}{'peak RSS MiB':>14}")
         for step in launched["steps"]:

@@ -1,36 +1,49 @@
-"""How a launched run starts its step processes: forked from a server that imported the code once.
+"""How a launched run starts its step processes: forked from a process that imported the code once.
 
 A run the UI, the daemon or ``dagster asset materialize`` launches executes each step in a process
 of its own (Dagster's multiprocess executor). Started the default way (``spawn``), every step
 process imports the code location again before its step starts: dagster, polars, pandera, every
-vendor's assets, then the instance's storage, seconds of CPU a step. With ``forkserver`` the run's
-first step starts a server process that imports :data:`PRELOADED` once; every step process is
-forked from that server and finds the definitions built: it only looks the job up in the imported
-module. (Dagster preloads nothing but its executor unless told, whatever its docs say of the job's
-module: an empty ``preload_modules`` is what it reads when none is given.)
+vendor's assets, then the instance's storage, seconds of CPU a step.
 
-The server forks from its one Python thread. The imports open no DuckDB connection and run no
-polars query, so neither engine's thread pool exists yet (each starts with a step's first query,
-in the step process). Importing polars does start two native threads, jemalloc's background thread
-(jemalloc takes its locks around a fork, for this) and an idle spill-file cleaner; the step
-processes of the project's tests and of the peer benchmark run forked from such a server. A step
-process inherits the server's environment, read when the run's first step started: one run per
-process (the run worker, the CLI) sees no difference from spawn.
+So every step process is forked from the run's own process, which has the definitions built: it
+only looks the job up in the imported module and starts its step at once. Dagster's own executor
+offers no ``fork`` (its configuration says "fork currently unsupported due to threads usage"): a
+process forked while another of its Python threads holds a lock (the logging module's, an import
+lock) would wait on that lock forever. The run process executes its steps from its main thread and
+starts no other Python thread of its own (checked in fleet_pipeline_tests/app/test_launched_runs.py),
+so the fork happens only while the run process has that one thread; when it has more (a host that
+runs the executor beside threads of its own), the steps fork from a server process instead, which
+imports :data:`PRELOADED` once and forks from its one thread (``forkserver``).
+
+Native threads are another matter: importing polars starts two (jemalloc's background thread,
+which takes its locks around a fork for this, and an idle spill-file cleaner); the run process
+opens no DuckDB connection and runs no polars query, so neither engine's thread pool exists yet
+(each starts with a step's first query, in the step process). A step process inherits the run
+process's environment: one run per process (the run worker, the CLI), as with spawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator
 from typing import Any
 
-from dagster import ExecutorDefinition, multiprocess_executor
+from dagster import ExecutorDefinition, executor
+from dagster._core.definitions.executor_definition import MULTI_PROC_CONFIG, multiple_process_executor_requirements
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 # The module the code location loads (workspace.yaml's python_module).
 CODE_LOCATION_MODULE = "fleet_pipeline.definitions"
 PRELOADED = (
-    # What every step process would import before its step: the dagster command's own module (a
-    # step process runs the parent's main script again), the instance's SQLite storage and
-    # compute-log manager (the instance is rebuilt in each step process), and the definitions.
+    # What every step process would import before its step when forked from a server: the dagster
+    # command's own module (a step process runs the parent's main script again), the instance's
+    # SQLite storage and compute-log manager (the instance is rebuilt in each step process), and
+    # the definitions.
     "dagster._cli",
     "dagster._core.storage.runs.sqlite",
     "dagster._core.storage.event_log.sqlite",
@@ -38,13 +51,43 @@ PRELOADED = (
     "dagster._core.storage.local_compute_log_manager",
     CODE_LOCATION_MODULE,
 )
-# Dagster's multiprocess executor configuration: fork every step process from one server process.
-FORKED_STEPS: Mapping[str, Any] = {"start_method": {"forkserver": {"preload_modules": list(PRELOADED)}}}
+
+
+# The run's event log says how its step processes started.
+STARTED_BY = {
+    "fork": "Step processes are forked from the run process, which has the code location loaded.",
+    "forkserver": "Step processes are forked from a server process: the run process has other threads.",
+}
+
+
+class ForkedStepExecutor(MultiprocessExecutor):
+    """Dagster's multiprocess executor whose step processes are forked from the run process."""
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        # Decided per run, at the moment its first step is launched: the executor object is built
+        # before the run starts, in whatever process will then run it.
+        self._start_method = "fork" if threading.active_count() == 1 else "forkserver"
+        yield DagsterEvent.engine_event(plan_context, STARTED_BY[self._start_method], EngineEventData())
+        yield from super().execute(plan_context, execution_plan)
 
 
 def forked_step_executor(name: str, **config: Any) -> ExecutorDefinition:
-    """The multiprocess executor, ``config`` as its own, its step processes forked (module docstring)."""
-    return multiprocess_executor.configured({**FORKED_STEPS, **config}, name=name)
+    """The multiprocess executor, ``config`` as its defaults, its step processes forked (module docstring)."""
+
+    @executor(name=name, config_schema=MULTI_PROC_CONFIG, requirements=multiple_process_executor_requirements())
+    def _forked(init_context) -> ForkedStepExecutor:
+        # Dagster's multiprocess executor configuration, read the way Dagster reads it.
+        settings = init_context.executor_config
+        return ForkedStepExecutor(
+            max_concurrent=settings.get("max_concurrent"),
+            tag_concurrency_limits=settings.get("tag_concurrency_limits"),
+            retries=RetryMode.from_config(settings["retries"]),
+            start_method="forkserver",
+            explicit_forkserver_preload=list(PRELOADED),
+            step_dependency_config=StepDependencyConfig.from_config(settings.get("step_dependency_config")),
+        )
+
+    return _forked.configured(config, name=name) if config else _forked
 
 
 # Every job without an executor of its own, and the assets a user materializes from the UI or the

@@ -153,6 +153,15 @@ def _holder_of(path: Path) -> str:
         return ""
 
 
+# A source step's write: one batch from a Parquet file, by one thread under a small memory limit.
+# DuckDB keeps the new row groups in memory until the commit; each of its threads builds row groups
+# of its own, and the buffer pool grows to its limit before it spills. The write takes a second or
+# two either way; capped, the step's peak is lower: +45 against +76 MiB for 217,000 track points,
+# +107 against +155 MiB for 2.2 million (docs/performance.md). A resource's own connection_config
+# wins over these.
+SOURCE_WRITE_CONFIG = {"threads": 1, "memory_limit": "64MB"}
+
+
 class WarehouseResource(DuckDBResource):
     """The working DuckDB file. Like ``DuckDBResource``, but creates the file's folder, opens it
     only in this process's turn (:func:`exclusive_access`), and always closes the connection,
@@ -172,7 +181,8 @@ class WarehouseResource(DuckDBResource):
             conn = backoff(
                 fn=duckdb.connect,
                 retry_on=(RuntimeError, duckdb.IOException),
-                kwargs={"database": self.database, "read_only": False, "config": self.connection_config},
+                kwargs={"database": self.database, "read_only": False,
+                        "config": {**SOURCE_WRITE_CONFIG, **self.connection_config}},
                 max_retries=10,
             )
             try:

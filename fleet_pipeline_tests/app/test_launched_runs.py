@@ -71,6 +71,9 @@ def test_a_launched_source_job_has_no_step_that_only_runs_checks(tmp_path: Path)
             checked.add(event.event_specific_data.check_name)
 
     assert started == set(expected_steps), "a step that materializes no asset of the job ran"
+    # The run process had no other thread, so its steps were forked from it (no second import).
+    engine_messages = {e.user_message for e in logs if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT}
+    assert executors.STARTED_BY["fork"] in engine_messages
     assert in_own_process == started, "the run did not start a process per step (multiprocess executor)"
     assert {step: keys for step, keys in materialized.items()} == {s: {k} for s, k in expected_steps.items()}
     # The steps' own checks ran inside them; the freshness checks did not run at all.
@@ -88,12 +91,12 @@ def test_launched_runs_fork_their_step_processes():
     """Every source job and the definitions' own executor (the reporting job, assets materialized
     from the UI or the CLI) fork step processes from one that imported the code location."""
     from fleet_pipeline.definitions import defs
+    from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
 
+    forked = {executors.DEFAULT_EXECUTOR.name, SOURCE_EXECUTOR.name}
     for name in ("navixy_daily", "navixy_snapshots", "all_daily", "all_snapshots", "reporting",
                  "__ASSET_JOB"):
-        executor = defs.resolve_job_def(name).executor_def
-        config = executor.config_schema.resolve_config({}).value["config"]
-        assert "forkserver" in config["start_method"], name
+        assert defs.resolve_job_def(name).executor_def.name in forked, name
     assert defs.resolve_job_def(freshness.JOB_NAME).executor_def.name == "in_process"
     # The module the step processes find preloaded is the one the code location loads.
     assert CodeLocation.from_workspace().module_name == executors.CODE_LOCATION_MODULE
