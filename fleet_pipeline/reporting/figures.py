@@ -108,11 +108,13 @@ class Marts:
         assert self.conn is not None
         return self.conn.execute(sql).fetchall()
 
-    def newest_day(self, tables: Sequence[str] = DAILY_MARTS) -> date | None:
-        newest = [self.query(f"select max({quote(self.day_column(t))})::date from {self.relation(t)}")[0][0]
-                  for t in tables if self.columns(t)]
-        newest = [d for d in newest if d is not None]
-        return max(newest) if newest else None
+    def day_range(self, tables: Sequence[str] = DAILY_MARTS) -> tuple[date | None, date | None]:
+        """The oldest and newest UTC day of any of ``tables`` (None, None without any row)."""
+        ranges = [self.query(f"select min({quote(self.day_column(t))})::date, max({quote(self.day_column(t))})::date "
+                             f"from {self.relation(t)}")[0] for t in tables if self.columns(t)]
+        firsts = [first for first, _ in ranges if first is not None]
+        lasts = [last for _, last in ranges if last is not None]
+        return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
 
 
 @dataclass(frozen=True)
@@ -127,13 +129,14 @@ class Measure:
     needs: tuple[str, ...]  # columns the aggregate and the group read
     group: tuple[str, ...] = ("platform",)  # SQL expressions; the account follows them where there is one
     where: str = "true"
+    detail: tuple[str, ...] = ()  # SQL expressions after the account: "navixy · north · ignition_on"
     # A count whose missing row means none: a day the mart has rows for shows 0 in every series
     # that has no row that day (a line of alarms drops to zero instead of skipping the day).
     zero_fill: bool = False
 
     def group_by(self, marts: Marts) -> tuple[str, ...]:
         has_account = ACCOUNT_COLUMN in marts.columns(self.table)
-        return (*self.group, quote(ACCOUNT_COLUMN)) if has_account else self.group
+        return (*self.group, *((quote(ACCOUNT_COLUMN),) if has_account else ()), *self.detail)
 
     def _rows(self, marts: Marts, window: Window, by_day: bool, grouped: bool) -> list[tuple]:
         marts.require(self.table, self.needs)
@@ -193,7 +196,7 @@ UNMAPPED_ALARMS = Measure("unmapped_alarms", "Alarms of unmapped codes", "alarms
 ALARMS_BY_TYPE = Measure("alarms_by_type", "Alarms by type", "alarms_daily", "sum(alarm_count)", formats.ALARMS,
                          _ALARM_COLUMNS, group=("canonical_type", "platform"), where=ALARMS.where)
 EVENTS_BY_TYPE = Measure("events_by_type", "Ignition and trip events by type", "alarms_daily", "sum(alarm_count)",
-                         formats.EVENTS, _ALARM_COLUMNS, group=("platform", "canonical_type"), where=EVENTS.where, zero_fill=True)
+                         formats.EVENTS, _ALARM_COLUMNS, detail=("canonical_type",), where=EVENTS.where, zero_fill=True)
 
 # utilisation_daily: one row per device and UTC day (see docs/reporting-models.md).
 DEVICES = Measure("devices", "Devices", "utilisation_daily", "count(distinct imei)", formats.DEVICES, _USE_COLUMNS)
@@ -252,11 +255,15 @@ def rate_per_100_km(count: float | None, km: float | None) -> float | None:
 def resolve_window(marts: Marts, first: date | None = None, last: date | None = None,
                    days: int = DEFAULT_WINDOW_DAYS) -> Window:
     """The report's days: ``first``..``last`` where given; a missing end is the newest day in the
-    daily marts (else yesterday), a missing start ``days`` days before the end."""
+    daily marts (else yesterday), a missing start ``days`` days before the end, but not before the
+    oldest day the marts have (a two-day demo shows two days, not 28 empty ones before them)."""
     if days < 1:
         raise ValueError(f"report window: days must be at least 1, got {days}")
-    end = last or marts.newest_day() or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    oldest, newest = marts.day_range()
+    end = last or newest or (datetime.now(timezone.utc).date() - timedelta(days=1))
     start = first or end - timedelta(days=days - 1)
+    if first is None and oldest is not None and oldest <= end:
+        start = max(start, oldest)
     if start > end:
         raise ValueError(f"report window: the first day {start} is after the last day {end}")
     return Window(start, end)

@@ -9,17 +9,20 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, Output
+from dagster._core.definitions.metadata import FloatMetadataValue, IntMetadataValue
 
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.ingest.source_assets import WRITER_POOL
 from fleet_pipeline.reporting import dbt_assets
+from fleet_pipeline.reporting.figures import Window
+from fleet_pipeline.reporting.key_figures import with_key_figures
 from fleet_pipeline.reporting.report import write_report
 from fleet_pipeline.reporting.serving import PARQUET_DIR, SERVING_FILE, publish
 
@@ -285,7 +288,8 @@ def _render(tmp_path: Path, accounts: bool = False, utilisation: bool = True, **
 def test_report_charts_carry_the_fleets_figures_per_vendor_and_day(tmp_path: Path) -> None:
     text, report = _render(tmp_path)
     charts = chart_figures(text)
-    assert report.window.first == DAY_3 - timedelta(days=29) and report.window.last == DAY_3  # 30 days to the newest
+    # By default 30 days up to the newest day, but none before the oldest the marts have.
+    assert (report.window.first, report.window.last) == (DAY_1, DAY_3)
     assert traces(charts["chart-km"]) == pytest.approx(flat(_expected_per_day(MILEAGE, lambda r: r[3])))
 
     alarms = [r for r in ALARMS if r[3] not in ("ignition_on", "ignition_off", "trip_start", "trip_end")]
@@ -321,7 +325,7 @@ def test_report_charts_carry_the_fleets_figures_per_vendor_and_day(tmp_path: Pat
     assert traces(charts["chart-stock"]) == flat({"TRK-FMB920": {DAY_1.isoformat(): 40, DAY_2.isoformat(): 37}})
     # Parking is not in the fixture: the section says so and the others still render.
     assert "parking_daily not built yet" in text
-    assert f"{report.window.first} – {DAY_3}" in text
+    assert f"{DAY_1} – {DAY_3} (3 days, UTC)" in text
 
 
 def test_report_charts_have_axes_tooltips_and_consistent_formats(tmp_path: Path) -> None:
@@ -347,6 +351,10 @@ def test_report_groups_by_account_when_the_marts_have_one(tmp_path: Path) -> Non
 
     assert traces(charts["chart-km"]) == pytest.approx(
         flat(_expected_per_day(MILEAGE, lambda r: r[3], key=lambda r: f"{r[2]} · {account(r)}")))
+    assert {name for name, _ in traces(charts["chart-events"])} == {"navixy · north · ignition_on",
+                                                                  "navixy · north · ignition_off",
+                                                                  "navixy · north · trip_start",
+                                                                  "navixy · north · trip_end"}
     assert {name for name, _ in traces(charts["chart-utilisation"])} == {"tracksolid · north", "tracksolid · south",
                                                           "navixy · north", "navixy · south"}
 
@@ -379,6 +387,55 @@ def test_report_is_one_file_that_fetches_nothing_and_degrades_without_marts(tmp_
     empty = (tmp_path / "reports" / "empty.html").read_text()
     assert empty.count("not built yet") == len(missing.sections)
     assert "plotly" not in empty.lower()  # no chart, no 4.8 MB of library
+
+
+PARTITIONED_MARTS = ("mileage_daily", "alarms_daily", "utilisation_daily")
+
+
+def test_each_partition_of_the_daily_marts_gets_numeric_figures_with_stable_keys(tmp_path: Path) -> None:
+    # What the dbt step does after dbt exits: each day of the run gets its own day's figures
+    # (Dagster plots a numeric key per partition in the asset's Plots tab).
+    working = tmp_path / "working.duckdb"
+    _fixture_marts(working)
+    keys = {f"out_{mart}": AssetKey(["marts", mart]) for mart in PARTITIONED_MARTS}
+    recorded: dict[tuple[str, str], dict] = {}
+    events = [Output(None, output_name=name) for name in keys]
+    passed = list(with_key_figures(events, keys, working, Window(DAY_1, DAY_3),
+                                   lambda key, day, metadata: recorded.__setitem__((key.path[-1], day), metadata)))
+    assert passed == events
+    assert set(recorded) == {(mart, day.isoformat()) for mart in PARTITIONED_MARTS for day in (DAY_1, DAY_2, DAY_3)}
+
+    def numbers(mart: str, day: date) -> dict[str, float]:
+        metadata = recorded[(mart, day.isoformat())]
+        return {k: v.value for k, v in metadata.items() if isinstance(v, (FloatMetadataValue, IntMetadataValue))}
+
+    alarm_types = ("ignition_on", "ignition_off", "trip_start", "trip_end")
+    for day in (DAY_1, DAY_2):
+        km = {p: sum(r[3] or 0 for r in MILEAGE if r[1] == day and r[2] == p) for p in ("tracksolid", "navixy")}
+        mileage = numbers("mileage_daily", day)
+        assert mileage["fleet_km"] == pytest.approx(sum(km.values()), abs=0.051)  # shown to 0.1 km
+        assert mileage["km_tracksolid"] == pytest.approx(km["tracksolid"]) and mileage["km_navixy"] == km["navixy"]
+        alarms = numbers("alarms_daily", day)
+        count = sum(r[4] for r in ALARMS if r[1] == day and r[3] not in alarm_types)
+        events = sum(r[4] for r in ALARMS if r[1] == day and r[3] in alarm_types)
+        assert (alarms["alarms"], alarms["ignition_trip_events"]) == (count, events)
+        assert alarms["alarms_per_100km"] == pytest.approx(100 * count / sum(km.values()), abs=0.01)
+        for platform in ("tracksolid", "navixy"):
+            assert alarms.get(f"alarms_{platform}", 0) == sum(
+                r[4] for r in ALARMS if r[1] == day and r[2] == platform and r[3] not in alarm_types)
+        rows = [r for r in UTILISATION if r[1] == day]
+        used = numbers("utilisation_daily", day)
+        assert used["devices"] == len(rows) and used["devices_used"] == sum(r[7] for r in rows)
+        assert used["utilisation"] == pytest.approx(sum(r[7] for r in rows) / len(rows), abs=1e-4)
+        assert used["idle_share"] == pytest.approx(sum(r[5] for r in rows) / sum(r[4] for r in rows), abs=1e-4)
+        assert used["driving_hours"] == pytest.approx(sum(r[3] for r in rows) / 3600, abs=0.01)
+        assert used["km_after_hours"] == pytest.approx(sum(r[6] for r in rows) * 0.25, abs=0.01)
+        for platform in ("tracksolid", "navixy"):
+            mine = [r for r in rows if r[2] == platform]
+            assert used[f"utilisation_{platform}"] == pytest.approx(sum(r[7] for r in mine) / len(mine), abs=1e-4)
+    # Stable keys: every partition of a mart has the same numeric keys, whatever its values.
+    for mart in ("mileage_daily", "alarms_daily"):
+        assert len({frozenset(numbers(mart, day)) for day in (DAY_1, DAY_2)}) == 1, mart
 
 
 LOADED_DBT_MODULES = """
