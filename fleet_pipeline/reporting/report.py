@@ -412,7 +412,7 @@ class ReportConfig(Config):
     """The report's window of UTC days (both ends included)."""
 
     date_from: str | None = Field(default=None, description="First day, YYYY-MM-DD; default: `days` days "
-                                  "before the last day.")
+                                  "before the last day (not before the oldest day in the daily marts).")
     date_to: str | None = Field(default=None, description="Last day, YYYY-MM-DD; default: the newest day "
                                 "in the daily marts.")
     days: int = Field(default=figures.DEFAULT_WINDOW_DAYS, description="Length of the window when "
@@ -425,7 +425,7 @@ def parse_day(value: str | None, name: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"fleet_report: {name} must be a day as YYYY-MM-DD, got {value!r}") from None
+        raise ValueError(f"{name} must be a day as YYYY-MM-DD, got {value!r}") from None
 
 
 @asset(
@@ -441,7 +441,8 @@ def parse_day(value: str | None, name: str) -> date | None:
 def fleet_report(context, config: ReportConfig) -> MaterializeResult:  # untyped context: see definitions
     destination = settings.reports_dir() / REPORT_FILE
     report = write_report(settings.serving_dir() / SERVING_FILE, destination,
-                          first=parse_day(config.date_from, "date_from"), last=parse_day(config.date_to, "date_to"),
+                          first=parse_day(config.date_from, "fleet_report config date_from"),
+                          last=parse_day(config.date_to, "fleet_report config date_to"),
                           days=config.days)
     empty = [f"{s.title} ({s.status})" for s in report.sections if s.figure is None]
     if empty:

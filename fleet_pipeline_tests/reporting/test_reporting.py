@@ -18,6 +18,7 @@ import pytest
 from dagster import AssetKey, Output
 from dagster._core.definitions.metadata import FloatMetadataValue, IntMetadataValue
 
+from fleet_pipeline import cli
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.ingest.source_assets import WRITER_POOL
 from fleet_pipeline.reporting import dbt_assets
@@ -387,6 +388,17 @@ def test_report_is_one_file_that_fetches_nothing_and_degrades_without_marts(tmp_
     empty = (tmp_path / "reports" / "empty.html").read_text()
     assert empty.count("not built yet") == len(missing.sections)
     assert "plotly" not in empty.lower()  # no chart, no 4.8 MB of library
+
+
+def test_the_cli_renders_the_report_for_the_days_asked(tmp_path: Path, monkeypatch, capsys) -> None:
+    _render(tmp_path)  # the serving copy under tmp_path/serving
+    monkeypatch.setenv("FLEET_SERVING_DIR", str(tmp_path / "serving"))
+    out = tmp_path / "asked.html"
+    assert cli.main(["report", "--from", "2026-11-19", "--to", "2026-11-20", "--out", str(out)]) == 0
+    assert "2026-11-19 – 2026-11-20 (2 days, UTC)" in capsys.readouterr().out
+    assert {day for _, day in traces(chart_figures(out.read_text())["chart-km"])} == {"2026-11-19", "2026-11-20"}
+    assert cli.main(["report", "--from", "19.11.2026", "--out", str(out)]) == 2
+    assert "--from must be a day as YYYY-MM-DD, got '19.11.2026'" in capsys.readouterr().err
 
 
 PARTITIONED_MARTS = ("mileage_daily", "alarms_daily", "utilisation_daily")
