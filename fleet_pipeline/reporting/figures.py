@@ -32,6 +32,9 @@ GROUP_SEPARATOR = " · "
 DEFAULT_WINDOW_DAYS = 30
 # The marts whose newest day ends the default window (the daily, partitioned ones).
 DAILY_MARTS = ("mileage_daily", "alarms_daily", "utilisation_daily")
+# The marts of the fleet's state as of each snapshot, taken the day it is (today, while the daily
+# marts end yesterday).
+SNAPSHOT_MARTS = ("firmware_rollout", "stock_daily")
 
 
 @dataclass(frozen=True)
@@ -278,3 +281,12 @@ def ota_outcomes(marts: Marts, window: Window) -> tuple[int, int]:
         "select distinct model_key, day, attempts, attempts_success "
         f"from {marts.relation('firmware_rollout')} where {window.where('day')})")
     return int(success), int(attempts)
+
+
+def with_snapshots(marts: Marts, window: Window) -> Window:
+    """``window`` reaching on to the newest snapshot day, when that is later: the rollout and the
+    stock as of the latest snapshot, taken today while the daily marts end yesterday."""
+    _, newest = marts.day_range(SNAPSHOT_MARTS)
+    if window.last is None or newest is None or newest <= window.last:
+        return window
+    return Window(window.first, newest)

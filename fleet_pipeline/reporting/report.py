@@ -43,8 +43,10 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8
 # Values written beside the points while a chart stays readable with them (a screenshot or a
 # print shows no tooltip).
 LABELLED_MAX_DAYS, LABELLED_MAX_SERIES = 14, 4
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
-                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+# No "Share chart" button (plotly.js 4 uploads the chart to its cloud from it) and no server to
+# send to: the report's data stays in the file.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False, "plotlyServerURL": "",
+                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "sendChartToCloud"]}
 
 
 @dataclass
@@ -155,6 +157,7 @@ class SectionSpec:
     explanation: str
     # Fills the section's figure and key figures; raises NotBuilt when its mart is missing.
     fill: Callable[[Section, Marts, Window, Colours], None]
+    snapshots: bool = False  # drawn up to the newest snapshot day (figures.with_snapshots)
 
 
 def _totals(measure: Measure, series: dict[str, dict[date, float]]) -> dict[str, Any]:
@@ -243,10 +246,10 @@ SECTIONS = (
     SectionSpec("rollout", "Firmware rollout per model",
                 "Share of each model's devices of known version that run its target firmware, per UTC day "
                 f"with a device snapshot (firmware_rollout); the dashed line is the {FIRMWARE_TARGET_SHARE:.0%} "
-                "that counts as rolled out.", _rollout),
+                "that counts as rolled out.", _rollout, snapshots=True),
     SectionSpec("stock", "Stock on hand per product",
                 "Units in stock per product at each day's Telesto snapshot (stock_daily); a day without a "
-                "snapshot or without a figure has no point.", _lines(figures.STOCK, _stock_last_day)),
+                "snapshot or without a figure has no point.", _lines(figures.STOCK, _stock_last_day), snapshots=True),
 )
 
 # The table at the top: per vendor (and account), the window's figures.
@@ -289,13 +292,14 @@ def _number(unit: Unit, value: float | None) -> str:
     return text.removesuffix(f" {unit.label}") if unit.label and not unit.share else text.removesuffix(" %")
 
 
-def build_sections(marts: Marts, window: Window) -> list[Section]:
+def build_sections(marts: Marts, window: Window, snapshots: Window | None = None) -> list[Section]:
+    """Every section over ``window``; those of snapshot marts over ``snapshots`` (default: the same)."""
     colours = Colours()
     sections = []
     for spec in SECTIONS:
         section = Section(spec.key, spec.title, spec.explanation)
         try:
-            spec.fill(section, marts, window, colours)
+            spec.fill(section, marts, (snapshots or window) if spec.snapshots else window, colours)
             if section.figure is None:
                 section.status = "no data in this window"
         except NotBuilt as missing:
@@ -354,17 +358,19 @@ def _section_html(section: Section) -> str:
     return "".join(parts)
 
 
-def render(sections: list[Section], summary: tuple[list[str], list[list[str]]], window: Window, source: Path,
-           generated_at: datetime) -> str:
+def render(sections: list[Section], summary: tuple[list[str], list[list[str]]], window: Window, snapshots: Window,
+           source: Path, generated_at: datetime) -> str:
     header, rows = summary
     nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections)
     overview = (_table_html(header, rows) if rows else '<p class="empty">no vendor data in this window</p>')
     charts = any(s.figure is not None for s in sections)
+    snapshot_note = (f"; rollout and stock up to the newest snapshot, {snapshots.last:{formats.DATE_FORMAT}}"
+                     if snapshots.last != window.last else "")
     script = (f"<script>{get_plotlyjs()}</script><script>{RENDER_SCRIPT}</script>" if charts else "")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Fleet report</title>"
         f"<style>{STYLE}</style></head><body><h1>Fleet report</h1>"
-        f'<p class="meta">Window: <strong id="window">{html.escape(window.label())}</strong> · generated '
+        f'<p class="meta">Window: <strong id="window">{html.escape(window.label())}</strong>{snapshot_note} · generated '
         f"{generated_at:%Y-%m-%d %H:%M} UTC from {html.escape(source.name)}</p>"
         f"<nav>{nav}</nav><h2>The window per vendor</h2>{overview}"
         + "\n".join(_section_html(s) for s in sections)
@@ -376,6 +382,7 @@ def render(sections: list[Section], summary: tuple[list[str], list[list[str]]], 
 class Report:
     window: Window
     sections: list[Section]
+    snapshots: Window  # the window of the rollout and stock sections
 
 
 def write_report(serving_db: Path, destination: Path, now: datetime | None = None, first: date | None = None,
@@ -387,16 +394,18 @@ def write_report(serving_db: Path, destination: Path, now: datetime | None = Non
     try:
         marts = Marts(conn)
         window = figures.resolve_window(marts, first, last, days)
-        sections = build_sections(marts, window)
+        # A window asked to end on a day ends there for the snapshots too.
+        snapshots = window if (last is not None or conn is None) else figures.with_snapshots(marts, window)
+        sections = build_sections(marts, window, snapshots)
         summary = summary_table(marts, window)
     finally:
         if conn is not None:
             conn.close()
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    partial.write_text(render(sections, summary, window, serving_db, generated_at), encoding="utf-8")
+    partial.write_text(render(sections, summary, window, snapshots, serving_db, generated_at), encoding="utf-8")
     os.replace(partial, destination)
-    return Report(window, sections)
+    return Report(window, sections, snapshots)
 
 
 def _figures_markdown(sections: list[Section]) -> str:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -192,7 +192,10 @@ ROLLOUT = [  # model_key, firmware_version, day, share_on_target (repeated per v
     ("fmb920", "03.27", DAY_1, 0.5), ("fmb920", "03.28", DAY_1, 0.5), ("fmb920", "03.28", DAY_2, 0.75),
     ("x3", "1.0", DAY_2, 1.0),
 ]
-STOCK = [("p1", DAY_1, "TRK-FMB920", "FMB920 tracker", 40), ("p1", DAY_2, "TRK-FMB920", "FMB920 tracker", 37)]
+# Snapshots are taken the day they are, a day after the newest day of the daily marts.
+SNAPSHOT_DAY = DAY_3 + timedelta(days=1)
+STOCK = [("p1", DAY_1, "TRK-FMB920", "FMB920 tracker", 40), ("p1", DAY_2, "TRK-FMB920", "FMB920 tracker", 37),
+         ("p1", SNAPSHOT_DAY, "TRK-FMB920", "FMB920 tracker", 35)]
 
 
 def _fixture_marts(path: Path, accounts: bool = False, utilisation: bool = True) -> None:
@@ -323,7 +326,10 @@ def test_report_charts_carry_the_fleets_figures_per_vendor_and_day(tmp_path: Pat
 
     assert traces(charts["chart-rollout"]) == flat({"fmb920": {DAY_1.isoformat(): 0.5, DAY_2.isoformat(): 0.75},
                                                     "x3": {DAY_2.isoformat(): 1.0}})
-    assert traces(charts["chart-stock"]) == flat({"TRK-FMB920": {DAY_1.isoformat(): 40, DAY_2.isoformat(): 37}})
+    # The stock up to the newest snapshot, after the daily marts' newest day.
+    assert traces(charts["chart-stock"]) == {("TRK-FMB920", day.isoformat()): units for _, day, _, _, units in STOCK}
+    assert report.snapshots == Window(DAY_1, SNAPSHOT_DAY)
+    assert f"rollout and stock up to the newest snapshot, {SNAPSHOT_DAY}" in text
     # Parking is not in the fixture: the section says so and the others still render.
     assert "parking_daily not built yet" in text
     assert f"{DAY_1} – {DAY_3} (3 days, UTC)" in text
@@ -366,6 +372,7 @@ def test_report_window_is_configurable(tmp_path: Path) -> None:
     km = traces(chart_figures(text)["chart-km"])
     assert km == pytest.approx({("tracksolid", "2026-11-19"): 55.5, ("navixy", "2026-11-19"): 200.0})
     assert "2026-11-19 – 2026-11-19 (1 day, UTC)" in text
+    assert traces(chart_figures(text)["chart-stock"]) == {("TRK-FMB920", "2026-11-19"): 37}  # a last day is the last
     _, last_two = _render(tmp_path / "days", days=2)
     assert (last_two.window.first, last_two.window.last) == (DAY_2, DAY_3)
     with pytest.raises(ValueError, match="after the last day"):
@@ -377,6 +384,8 @@ def test_report_is_one_file_that_fetches_nothing_and_degrades_without_marts(tmp_
     assert fetched_resources(text) == [], fetched_resources(text)
     assert "<link" not in text and "<iframe" not in text and "@import" not in text
     assert text.count("plotly.js v") >= 1 and "Plotly.newPlot" in text  # the library itself is inline
+    # plotly.js 4 has a "Share chart" button that uploads the chart to plotly's cloud: off, with no server to send to.
+    assert '"showSendToCloud":false' in text.replace(" ", "") and '"plotlyServerURL":""' in text.replace(" ", "")
     sections = {s.key: s for s in report.sections}
     for key in ("utilisation", "idle_share"):
         assert sections[key].figure is None and sections[key].status == "utilisation_daily not built yet"
