@@ -4,6 +4,7 @@
     fleet-pipeline backfill --days 30     backfill every source and model (or --start/--end)
     fleet-pipeline sandbox serve ...      run a vendor sandbox on a loopback port
     fleet-pipeline ui                     open the Dagster UI on the project's instance and warehouse
+    fleet-pipeline report [--from --to]   render the HTML report from the serving copy for a window of days
     fleet-pipeline config                 show the resolved configuration (secrets masked)
 """
 
@@ -371,6 +372,26 @@ def show_config() -> int:
     return 0
 
 
+def report(first: str | None, last: str | None, days: int | None, out: str | None) -> int:
+    """Render the HTML report from the serving copy (as the ``fleet_report`` asset does) for the
+    days asked for, without a Dagster run."""
+    from fleet_pipeline.reporting.report import REPORT_FILE, parse_day, write_report
+    from fleet_pipeline.reporting.serving import SERVING_FILE
+
+    try:
+        window = {"first": parse_day(first, "--from"), "last": parse_day(last, "--to"),
+                  **({"days": days} if days is not None else {})}
+        destination = Path(out).resolve() if out else settings.reports_dir() / REPORT_FILE
+        rendered = write_report(settings.serving_dir() / SERVING_FILE, destination, **window)
+    except (ValueError, settings.ConfigError) as exc:
+        return _fail(f"report: {exc}")
+    print(f"report: {destination} ({destination.stat().st_size / 1e6:.1f} MB), {rendered.window.label()}")
+    for section in rendered.sections:
+        if section.figure is None:
+            print(f"  {section.title}: {section.status}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleet-pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -404,6 +425,13 @@ def _parser() -> argparse.ArgumentParser:
     ui_cmd.add_argument("--port", type=int, default=3000)
 
     commands.add_parser("config", help="show the resolved configuration (secrets masked)")
+
+    report_cmd = commands.add_parser("report", help="render the HTML report from the serving copy")
+    report_cmd.add_argument("--from", dest="first", help="first day, YYYY-MM-DD (UTC; default: --days before --to)")
+    report_cmd.add_argument("--to", dest="last", help="last day, YYYY-MM-DD (UTC, included; default: the newest "
+                            "day in the marts)")
+    report_cmd.add_argument("--days", type=int, help="length of the window without --from (default 30)")
+    report_cmd.add_argument("--out", help="file to write (default: data/reports/fleet_report.html)")
     return parser
 
 
@@ -419,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ui(args.port)
     if args.command == "config":
         return show_config()
+    if args.command == "report":
+        return report(args.first, args.last, args.days, args.out)
     return _fail(f"unknown command {args.command!r}")
 
 

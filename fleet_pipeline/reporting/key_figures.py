@@ -10,52 +10,19 @@ at their newest day.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from dagster import AssetKey, MetadataValue, Output
 
-from fleet_pipeline.automation.partitions import days_between
+from fleet_pipeline.reporting import figures as kpi
+from fleet_pipeline.reporting.figures import Marts, Measure, Window
+from fleet_pipeline.reporting.formats import markdown_table
 
 MARTS_LAYER = "marts"
-
-
-@dataclass(frozen=True)
-class Window:
-    """The UTC days a run rebuilt (inclusive); None = every day (an unpartitioned run)."""
-
-    first: date | None = None
-    last: date | None = None
-
-    def days(self) -> list[date]:
-        """Every day of the window, or none for an unpartitioned run."""
-        if self.first is None or self.last is None:
-            return []
-        return days_between(self.first, self.last)
-
-    def where(self, column: str = "day") -> str:
-        if self.first is None or self.last is None:
-            return "true"
-        return f"{column} between date '{self.first.isoformat()}' and date '{self.last.isoformat()}'"
-
-
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "–"
-        if isinstance(value, float):
-            return f"{value:,.2f}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _one(conn: duckdb.DuckDBPyConnection, sql: str) -> tuple:
@@ -75,8 +42,8 @@ def mileage(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dic
         "device_days_sources_disagree": MetadataValue.int(int(disagree)),
     }
     if len(by_day) > 1:  # one partition's figures above are already its one day
-        figures["km_per_day"] = MetadataValue.md(_markdown_table(["day", "devices", "km", "sources disagree"], by_day))
-    return figures
+        figures["km_per_day"] = MetadataValue.md(markdown_table(["day", "devices", "km", "sources disagree"], by_day))
+    return {**figures, **_per_group(Marts(conn, schema), window, kpi.KM)}
 
 
 def parking(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
@@ -98,19 +65,64 @@ def parking_events(conn: duckdb.DuckDBPyConnection, schema: str, window: Window)
         select platform, stop_source, stop_kind, count(*), round(sum(duration_s) / 3600, 1)
         from {schema}.parking_events where {window.where()} group by all order by all""").fetchall()
     return {"stops_by_source": MetadataValue.md(
-        _markdown_table(["platform", "source", "kind", "stops", "hours"], rows))}
+        markdown_table(["platform", "source", "kind", "stops", "hours"], rows))}
 
 
 def alarms(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    """Alarms apart from the ignition and trip events the same feed carries (figures.EVENT_TYPES),
+    and alarms per 100 km where mileage_daily has the day's km."""
+    marts = Marts(conn, schema)
     rows = conn.execute(f"""
         select canonical_type, sum(alarm_count)::bigint, count(distinct imei)
         from {schema}.alarms_daily where {window.where()} group by all order by 2 desc, 1""").fetchall()
+    events = [r for r in rows if r[0] in kpi.EVENT_TYPES]
+    alarm_rows = [r for r in rows if r[0] not in kpi.EVENT_TYPES]
     unmapped = _one(conn, f"select coalesce(sum(unmapped_count), 0) from {schema}.alarms_daily where {window.where()}")
-    return {
-        "alarms": MetadataValue.int(int(sum(r[1] for r in rows))),
+    count = sum(r[1] for r in alarm_rows)
+    figures = {
+        "alarms": MetadataValue.int(int(count)),
+        "ignition_trip_events": MetadataValue.int(int(sum(r[1] for r in events))),
         "unmapped_alarms": MetadataValue.int(int(unmapped[0])),
-        "alarms_by_type": MetadataValue.md(_markdown_table(["canonical type", "alarms", "devices"], rows)),
+        **_per_group(marts, window, kpi.ALARMS),
+        "alarms_by_type": MetadataValue.md(markdown_table(["canonical type", "alarms", "devices"], alarm_rows)),
+        "events_by_type": MetadataValue.md(markdown_table(["event type", "events", "devices"], events)),
     }
+    if marts.columns("mileage_daily"):
+        rate = kpi.rate_per_100_km(count, kpi.KM.total(marts, window))
+        if rate is not None:
+            figures["alarms_per_100km"] = MetadataValue.float(rate)
+    return figures
+
+
+# Fleet-wide figures of utilisation_daily, in the asset's Plots tab day by day.
+UTILISATION_FIGURES = (kpi.DEVICES, kpi.DEVICES_USED, kpi.UTILISATION, kpi.IDLE_SHARE, kpi.DRIVING_HOURS,
+                       kpi.ENGINE_HOURS, kpi.IDLE_HOURS, kpi.KM_WORKING_HOURS, kpi.KM_AFTER_HOURS, kpi.KM_WEEKEND)
+
+
+def utilisation(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+    marts = Marts(conn, schema)
+    figures = {m.key: _number(m, m.total(marts, window)) for m in UTILISATION_FIGURES}
+    figures = {key: value for key, value in figures.items() if value is not None}
+    return {**figures, **_per_group(marts, window, kpi.UTILISATION), **_per_group(marts, window, kpi.IDLE_SHARE)}
+
+
+def _number(measure: Measure, value: float | None) -> Any:
+    if value is None:
+        return None
+    if measure.unit.decimals == 0 and not measure.unit.share:
+        return MetadataValue.int(int(value))
+    return MetadataValue.float(float(value))
+
+
+def metadata_key(measure: Measure, group: str) -> str:
+    """``km_tracksolid``, ``km_tracksolid_fleet_a``: the measure per vendor (and account), a stable
+    key the asset's Plots tab draws partition by partition."""
+    return f"{measure.key}_" + re.sub(r"[^a-z0-9]+", "_", group.lower()).strip("_")
+
+
+def _per_group(marts: Marts, window: Window, measure: Measure) -> dict[str, Any]:
+    return {metadata_key(measure, group): _number(measure, value)
+            for group, value in measure.per_group(marts, window).items()}
 
 
 def firmware(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
@@ -122,7 +134,7 @@ def firmware(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> di
                round(100 * max(share_on_target), 1), max(attempts_success), max(attempts),
                max(devices_stuck)
         from latest where day = newest group by model_key, newest order by model_key""").fetchall()
-    table = _markdown_table(
+    table = markdown_table(
         ["model", "day", "target", "devices", "% on target", "OTA successes", "OTA attempts", "stuck"], rows)
     return {
         "models": MetadataValue.int(len(rows)),
@@ -137,7 +149,7 @@ def stock(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[
         where day = (select max(day) from {schema}.stock_daily) order by sku nulls last, product_name""").fetchall()
     return {
         "units_on_hand": MetadataValue.int(int(sum(r[2] or 0 for r in rows))),
-        "stock_by_product": MetadataValue.md(_markdown_table(["sku", "product", "on hand", "activations"], rows)),
+        "stock_by_product": MetadataValue.md(markdown_table(["sku", "product", "on hand", "activations"], rows)),
     }
 
 
@@ -146,6 +158,7 @@ FIGURES: dict[str, Callable[[duckdb.DuckDBPyConnection, str, Window], dict[str, 
     "parking_daily": parking,
     "parking_events": parking_events,
     "alarms_daily": alarms,
+    "utilisation_daily": utilisation,
     "firmware_rollout": firmware,
     "stock_daily": stock,
 }

@@ -1,349 +1,440 @@
-"""``fleet_report``: one self-contained HTML page of the fleet's key figures, read from the marts.
+"""``fleet_report``: one self-contained HTML file of the fleet's trends, read from the marts.
 
-The page has no external resource at all (inline CSS and SVG, no scripts, no fonts, no links), so
-it opens from a mail attachment or an air-gapped share. It reads the serving copy, not the working
-file, so it never takes the writer's lock. The marts evolve: every section finds its columns by
-name patterns and says "no data yet" instead of failing when a mart or column is missing or empty.
+The charts are plotly's, drawn by plotly.js written inline into the file (no CDN, no font, no
+link): the page opens from a mail attachment or an air-gapped share, with tooltips, zoom and
+legends. Each chart's figure is embedded as JSON (``<script type="application/json"
+class="chart-figure">``), which is what the page draws and what the tests read. The page reads the
+serving copy, never the working file, so it never takes the writer's lock; a mart that is not
+built yet gets a line saying so instead of a chart, and the other sections still render.
+
+The figures themselves are defined once, in ``figures.py``, and shared with the marts' Dagster
+metadata; their formats come from ``formats.py``.
 """
 
-from __future__ import annotations
-
 import html
+import json
 import os
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from dagster import AssetKey, MaterializeResult, MetadataValue, asset
+import plotly.graph_objects as go
+from dagster import AssetKey, Config, MaterializeResult, MetadataValue, asset
+from plotly.offline import get_plotlyjs
+from pydantic import Field
 
 from fleet_pipeline import settings
 from fleet_pipeline.ingest.source_assets import OWNERS
+from fleet_pipeline.reporting import figures, formats
+from fleet_pipeline.reporting.figures import Marts, Measure, NotBuilt, Window
+from fleet_pipeline.reporting.formats import Unit
 from fleet_pipeline.reporting.serving import SERVING_FILE
 
 REPORT_FILE = "fleet_report.html"
 # Share of a model's devices on its target firmware that counts as "rolled out".
 FIRMWARE_TARGET_SHARE = 0.9
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-DAY_COLUMNS = ("day", "date", "utc_day", "partition_date", "snapshot_date", "activity_date")
+# Colour-blind-safe (Okabe-Ito, its yellow swapped for colours that read on white); a series keeps
+# its colour in every chart of the page.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#882255", "#000000", "#999933",
+           "#117733")
+# Values written beside the points while a chart stays readable with them (a screenshot or a
+# print shows no tooltip).
+LABELLED_MAX_DAYS, LABELLED_MAX_SERIES = 14, 4
+# No "Share chart" button (plotly.js 4 uploads the chart to its cloud from it) and no server to
+# send to: the report's data stays in the file.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False, "plotlyServerURL": "",
+                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "sendChartToCloud"]}
 
 
 @dataclass
 class Section:
+    key: str
     title: str
-    body: str  # HTML fragment
-    figures: dict[str, Any] = field(default_factory=dict)
+    explanation: str
+    figure: dict[str, Any] | None = None  # plotly figure (data, layout); None = no chart
+    status: str | None = None              # why there is no chart: "utilisation_daily not built yet"
+    figures: dict[str, Any] = field(default_factory=dict)  # key figures for the asset's metadata
+    extra_html: str = ""
 
 
-class Marts:
-    """Read access to ``marts.<table>`` of the serving copy that tolerates absence."""
+class Colours:
+    """A colour per series name, the same in every chart."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection | None) -> None:
-        self.conn = conn
+    def __init__(self) -> None:
+        self._given: dict[str, str] = {}
 
-    def columns(self, table: str) -> list[str]:
-        if self.conn is None:
-            return []
-        rows = self.conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' "
-            "AND table_name = ? ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
-        return [row[0] for row in rows]
-
-    def query(self, sql: str) -> list[tuple]:
-        assert self.conn is not None
-        return self.conn.execute(sql).fetchall()
+    def __call__(self, name: str) -> str:
+        if name not in self._given:
+            self._given[name] = PALETTE[len(self._given) % len(PALETTE)]
+        return self._given[name]
 
 
-def pick(columns: Sequence[str], exact: Sequence[str] = (), contains: Sequence[str] = ()) -> str | None:
-    """The first column named exactly like one of ``exact``, else the first containing all of one
-    of the ``contains`` fragments (fragments separated by '+')."""
-    lowered = {c.lower(): c for c in columns}
-    for name in exact:
-        if name in lowered:
-            return lowered[name]
-    for pattern in contains:
-        parts = pattern.split("+")
-        for column in columns:
-            if all(part in column.lower() for part in parts):
-                return column
-    return None
+def _axis_days(window: Window) -> dict[str, Any]:
+    axis: dict[str, Any] = {"type": "date", "tickformat": formats.DATE_FORMAT, "title": {"text": "UTC day"},
+                            "showgrid": True}
+    if window.first is not None and window.last is not None:
+        # Half a day of margin each side, so the first and last points are not on the frame.
+        axis["range"] = [_half_day_before(window.first), _half_day_after(window.last)]
+        if len(window.days()) <= LABELLED_MAX_DAYS:
+            axis["dtick"] = 86_400_000  # one tick a day, in ms: no "12:00" ticks on a short window
+    return axis
 
 
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _half_day_before(day: date) -> str:
+    return f"{date.fromordinal(day.toordinal() - 1).isoformat()} 12:00"
 
 
-# ---- SVG -------------------------------------------------------------------------------------
-
-def _fmt(value: float) -> str:
-    # Counts (alarms, units) are whole numbers: "39 alarms", not "39.0 alarms".
-    if abs(value) >= 1000 or float(value).is_integer():
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+def _half_day_after(day: date) -> str:
+    return f"{day.isoformat()} 12:00"
 
 
-def line_chart(series: dict[str, list[tuple[str, float]]], unit: str, target: float | None = None,
-               width: int = 720, height: int = 260) -> str:
-    """Lines over a shared categorical x axis (days); ``target`` draws a dashed horizontal line."""
-    xs = sorted({x for points in series.values() for x, _ in points})
-    values = [v for points in series.values() for _, v in points] + ([target] if target is not None else [])
-    if not xs or not values:
-        return ""
-    top = max(values) or 1.0
-    left, bottom, pad = 60, 30, 10
-    plot_w, plot_h = width - left - pad, height - bottom - pad
+def _layout(unit: Unit, x_axis: dict[str, Any], *, height: int = 360, **extra: Any) -> dict[str, Any]:
+    return {
+        "height": height,
+        "margin": {"l": 70, "r": 20, "t": 20, "b": 60},
+        "yaxis": {"title": {"text": unit.axis_title}, "tickformat": unit.d3, "rangemode": "tozero",
+                  "zeroline": True},
+        "xaxis": x_axis,
+        "legend": {"orientation": "h", "y": -0.25},
+        "hovermode": "closest",
+        "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
+        "plot_bgcolor": "#fafafa",
+        **extra,
+    }
 
-    def px(index: int) -> float:
-        return left + (plot_w * index / max(len(xs) - 1, 1))
 
-    def py(value: float) -> float:
-        return pad + plot_h * (1 - value / top)
-
-    # Inline SVG in HTML5 needs no xmlns, which keeps the page free of any URL.
-    parts = [f'<svg width="{width}" height="{height}" role="img">']
-    parts.append(f'<line x1="{left}" y1="{py(0)}" x2="{width - pad}" y2="{py(0)}" stroke="#999"/>')
-    parts.append(f'<text x="4" y="{py(top) + 4}" font-size="11">{_fmt(top)} {html.escape(unit)}</text>')
-    parts.append(f'<text x="4" y="{py(0)}" font-size="11">0</text>')
-    for index in sorted({0, len(xs) - 1}):
-        # The last day's label ends at its point, so it is not cut off at the chart's right edge.
-        anchor = "end" if index == len(xs) - 1 and index > 0 else "middle"
-        parts.append(f'<text x="{px(index)}" y="{height - 8}" font-size="11" text-anchor="{anchor}">'
-                     f'{html.escape(xs[index])}</text>')
+def line_figure(series: dict[str, dict[date, float]], unit: Unit, window: Window, colours: Colours,
+                target: float | None = None) -> dict[str, Any]:
+    """One line per series over the window's days, values in tooltips (and beside the points on
+    a short window), an optional dashed target line."""
+    labelled = len(window.days()) <= LABELLED_MAX_DAYS and len(series) <= LABELLED_MAX_SERIES
+    fig = go.Figure()
+    for name in sorted(series):
+        days = sorted(series[name])
+        fig.add_trace(go.Scatter(
+            x=[d.isoformat() for d in days], y=[series[name][d] for d in days], name=name,
+            mode="lines+markers+text" if labelled else "lines+markers",
+            line={"color": colours(name), "width": 2}, marker={"size": 7},
+            text=[unit.text(series[name][d]) for d in days] if labelled else None,
+            textposition="top center", textfont={"size": 11},
+            hovertemplate=unit.hover()))
+    shapes = []
     if target is not None:
-        parts.append(f'<line x1="{left}" y1="{py(target)}" x2="{width - pad}" y2="{py(target)}" '
-                     'stroke="#d62728" stroke-dasharray="6 4"/>')
-        parts.append(f'<text x="{width - pad - 90}" y="{py(target) - 4}" font-size="11" fill="#d62728">'
-                     f'target {_fmt(target)} {html.escape(unit)}</text>')
-    position = {x: i for i, x in enumerate(xs)}
-    for number, (_name, points) in enumerate(sorted(series.items())):
-        colour = PALETTE[number % len(PALETTE)]
-        path = " ".join(f"{px(position[x]):.1f},{py(v):.1f}" for x, v in sorted(points))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        if len(points) == 1:
-            x, v = points[0]
-            parts.append(f'<circle cx="{px(position[x]):.1f}" cy="{py(v):.1f}" r="3" fill="{colour}"/>')
-    parts.append("</svg>")
-    legend = " ".join(
-        f'<span class="key" style="color:{PALETTE[n % len(PALETTE)]}">&#9632; {html.escape(name)}</span>'
-        for n, name in enumerate(sorted(series))
-    )
-    return "".join(parts) + (f'<div class="legend">{legend}</div>' if len(series) > 1 else "")
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": target, "y1": target,
+                       "line": {"color": "#D55E00", "dash": "dash", "width": 1.5}})
+    fig.update_layout(**_layout(unit, _axis_days(window), shapes=shapes, showlegend=True))
+    if target is not None:
+        fig.add_annotation(xref="paper", x=1, y=target, yanchor="bottom", xanchor="right", showarrow=False,
+                           text=f"target {unit.text(target)}", font={"color": "#D55E00"})
+    return fig.to_plotly_json()
 
 
-def bar_chart(bars: list[tuple[str, float]], unit: str, width: int = 720) -> str:
-    if not bars:
-        return ""
-    top = max(v for _, v in bars) or 1.0
-    row, label_w = 22, 160
-    height = row * len(bars) + 10
-    parts = [f'<svg width="{width}" height="{height}" role="img">']
-    for index, (label, value) in enumerate(bars):
-        y = 5 + index * row
-        bar_w = (width - label_w - 90) * value / top
-        parts.append(f'<text x="0" y="{y + 14}" font-size="12">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{bar_w:.1f}" height="{row - 6}" fill="{PALETTE[0]}"/>')
-        # "1 alarm", not "1 alarms"
-        shown_unit = unit[:-1] if value == 1 and unit.endswith("s") else unit
-        parts.append(f'<text x="{label_w + bar_w + 6:.1f}" y="{y + 14}" font-size="12">'
-                     f'{_fmt(value)} {html.escape(shown_unit)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def bar_figure(bars: dict[str, dict[str, float]], unit: Unit, colours: Colours) -> dict[str, Any]:
+    """Grouped bars: category -> series -> value, the value written on each bar."""
+    categories = sorted(bars, key=lambda c: (-sum(bars[c].values()), c))
+    names = sorted({name for values in bars.values() for name in values})
+    fig = go.Figure()
+    for name in names:
+        fig.add_trace(go.Bar(
+            x=categories, y=[bars[c].get(name, 0) for c in categories], name=name,
+            marker={"color": colours(name)}, text=[unit.text(bars[c][name]) if bars[c].get(name) else "" for c in categories],
+            textposition="outside", cliponaxis=False,
+            hovertemplate=f"%{{x}}<br>%{{fullData.name}}: %{{y:{unit.d3}}} {unit.label}<extra></extra>"))
+    fig.update_layout(**_layout(unit, {"type": "category", "title": {"text": "type"}}, barmode="group",
+                                showlegend=True))
+    return fig.to_plotly_json()
 
 
 # ---- sections ----------------------------------------------------------------------------------
 
-NO_DATA = '<p class="empty">no data yet</p>'
+@dataclass(frozen=True)
+class SectionSpec:
+    key: str
+    title: str
+    explanation: str
+    # Fills the section's figure and key figures; raises NotBuilt when its mart is missing.
+    fill: Callable[[Section, Marts, Window, Colours], None]
+    snapshots: bool = False  # drawn up to the newest snapshot day (figures.with_snapshots)
 
 
-def _daily_sum(marts: Marts, table: str, value: str, day: str, scale: float = 1.0) -> list[tuple[str, float]]:
-    rows = marts.query(
-        f"SELECT CAST({q(day)} AS DATE)::VARCHAR, sum({q(value)}) FROM marts.{q(table)} "
-        f"WHERE {q(value)} IS NOT NULL GROUP BY 1 ORDER BY 1"
-    )
-    return [(d, float(v) * scale) for d, v in rows if d is not None and v is not None]
+def _totals(measure: Measure, series: dict[str, dict[date, float]]) -> dict[str, Any]:
+    return {f"{measure.key}_total": measure.unit.round(sum(v for days in series.values() for v in days.values()))}
 
 
-def km_per_day(marts: Marts) -> Section:
-    cols = marts.columns("mileage_daily")
-    day = pick(cols, DAY_COLUMNS)
-    km = pick(cols, ("distance_km", "km", "chosen_km", "km_chosen"), ("chosen+km", "km"))
-    points = _daily_sum(marts, "mileage_daily", km, day) if day and km else []
-    if not points:
-        return Section("Kilometres per day", NO_DATA)
-    total = sum(v for _, v in points)
-    return Section("Kilometres per day", line_chart({"km": points}, "km"),
-                   {"km_total": round(total, 1), "km_last_day": round(points[-1][1], 1)})
+def _lines(measure: Measure, totals: Callable[[Marts, Window, dict], dict[str, Any]] | None = None):
+    """A section filler drawing ``measure`` per day, one line per vendor (and account)."""
+    def fill(section: Section, marts: Marts, window: Window, colours: Colours) -> None:
+        series = measure.per_day(marts, window)
+        if series:
+            section.figure = line_figure(series, measure.unit, window, colours)
+            section.figures = totals(marts, window, series) if totals else _totals(measure, series)
+    return fill
 
 
-def parking_hours(marts: Marts) -> Section:
-    cols = marts.columns("parking_daily")
-    day = pick(cols, DAY_COLUMNS)
-    seconds = pick(cols, ("parking_duration_s", "duration_s", "parked_s"), ("parking+_s", "duration_s"))
-    hours = pick(cols, ("parking_hours", "parked_hours", "hours"), ("hours",))
-    points: list[tuple[str, float]] = []
-    if day and seconds:
-        points = _daily_sum(marts, "parking_daily", seconds, day, 1 / 3600)
-    elif day and hours:
-        points = _daily_sum(marts, "parking_daily", hours, day)
-    if not points:
-        return Section("Parking hours per day", NO_DATA)
-    return Section("Parking hours per day", line_chart({"parking h": points}, "h"),
-                   {"parking_hours_total": round(sum(v for _, v in points), 1)})
+def _share_total(measure: Measure):
+    return lambda marts, window, series: {measure.key: measure.total(marts, window)}
 
 
-def alarms_by_type(marts: Marts) -> Section:
-    cols = marts.columns("alarms_daily")
-    kind = pick(cols, ("alarm_type", "canonical_type", "canonical_alarm_type", "type"), ("type",))
-    count = pick(cols, ("alarm_count", "alarms", "n_alarms", "count"), ("count",))
-    if not kind:
-        return Section("Alarms by type", NO_DATA)
-    measure = f"sum({q(count)})" if count else "count(*)"
-    rows = marts.query(f"SELECT {q(kind)}, {measure} FROM marts.alarms_daily GROUP BY 1 ORDER BY 2 DESC")
-    bars = [(str(k), float(v)) for k, v in rows if v]
-    if not bars:
-        return Section("Alarms by type", NO_DATA)
-    return Section("Alarms by type", bar_chart(bars, "alarms"),
-                   {"alarms_total": int(sum(v for _, v in bars))})
+def _alarms_per_100_km(section: Section, marts: Marts, window: Window, colours: Colours) -> None:
+    rates = figures.per_100_km(figures.ALARMS.per_day(marts, window), figures.KM.per_day(marts, window))
+    if rates:
+        section.figure = line_figure(rates, formats.PER_100_KM, window, colours)
+        section.figures = {"alarms_per_100km": figures.rate_per_100_km(
+            figures.ALARMS.total(marts, window), figures.KM.total(marts, window))}
 
 
-def model_column(cols: Sequence[str]) -> str | None:
-    return pick(cols, ("model_key", "model", "device_model", "model_name"), ("model",))
+def _alarms_by_type(section: Section, marts: Marts, window: Window, colours: Colours) -> None:
+    bars: dict[str, dict[str, float]] = {}
+    for name, value in figures.ALARMS_BY_TYPE.per_group(marts, window).items():
+        kind, _, group = name.partition(figures.GROUP_SEPARATOR)
+        bars.setdefault(kind, {})[group] = value
+    if bars:
+        section.figure = bar_figure(bars, figures.ALARMS_BY_TYPE.unit, colours)
+        section.figures = {"alarms_total": int(figures.ALARMS.total(marts, window) or 0)}
 
 
-def firmware_adoption(marts: Marts) -> Section:
-    title = f"Firmware adoption per model (share on target; target line {FIRMWARE_TARGET_SHARE:.0%})"
-    cols = marts.columns("firmware_rollout")
-    day = pick(cols, DAY_COLUMNS)
-    model = model_column(cols)
-    share = pick(cols, ("share_on_target", "target_share", "share_on_target_pct"), ("share+target", "share"))
-    if not (day and model and share):
-        return Section(title, NO_DATA)
-    # One share per model and day: the rows per version repeat it, so take the maximum.
-    rows = marts.query(
-        f"SELECT {q(model)}, CAST({q(day)} AS DATE)::VARCHAR, max({q(share)}) FROM marts.firmware_rollout "
-        f"WHERE {q(share)} IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"
-    )
-    series: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for name, d, value in rows:
-        series[str(name)].append((d, float(value)))
+def _rollout(section: Section, marts: Marts, window: Window, colours: Colours) -> None:
+    series = figures.ROLLOUT.per_day(marts, window)
     if not series:
-        return Section(title, NO_DATA)
-    scale_pct = max(v for points in series.values() for _, v in points) > 1.0
-    target = FIRMWARE_TARGET_SHARE * (100 if scale_pct else 1)
-    latest = {name: points[-1][1] for name, points in series.items()}
-    # Drawn in per cent whichever way the mart stores it, as the title words the target.
-    to_pct = 1 if scale_pct else 100
-    percent = {name: [(d, v * to_pct) for d, v in points] for name, points in series.items()}
-    return Section(title, line_chart(percent, "%", target=FIRMWARE_TARGET_SHARE * 100),
-                   {"models_at_target": sum(1 for v in latest.values() if v >= target), "models": len(latest)})
+        return
+    section.figure = line_figure(series, figures.ROLLOUT.unit, window, colours, target=FIRMWARE_TARGET_SHARE)
+    latest = {name: days[max(days)] for name, days in series.items()}
+    section.figures = {"models": len(latest),
+                       "models_at_target": sum(v >= FIRMWARE_TARGET_SHARE for v in latest.values())}
+    success, attempts = figures.ota_outcomes(marts, window)
+    if attempts:
+        rate = success / attempts
+        section.figures["ota_success_rate"] = formats.SHARE.round(rate)
+        section.extra_html = (f"<p>OTA attempts in the window: {formats.cell(attempts)}, successful "
+                              f"{formats.cell(success)} ({formats.SHARE.text(rate)}).</p>")
 
 
-def ota_success(marts: Marts) -> Section:
-    cols = marts.columns("firmware_rollout")
-    rate = pick(cols, ("ota_success_rate", "success_rate"), ("success+rate",))
-    succeeded = pick(cols, ("attempts_success", "ota_succeeded", "attempts_succeeded", "ota_attempts_succeeded"),
-                     ("succe",))
-    attempts = pick(cols, ("ota_attempts", "attempts", "ota_attempts_total"), ("attempt",))
-    model, day = model_column(cols), pick(cols, DAY_COLUMNS)
-    # The attempt counts are per model and day, repeated on each version row of that model-day.
-    per_model_day = (f"(SELECT DISTINCT {q(model)}, {q(day)}, {q(succeeded)}, {q(attempts)} FROM marts.firmware_rollout)"
-                     if model and day else "marts.firmware_rollout")
-    if succeeded and attempts and succeeded != attempts:
-        row = marts.query(f"SELECT sum({q(succeeded)}), sum({q(attempts)}) FROM {per_model_day}")[0]
-        if row[1]:
-            value = float(row[0] or 0) / float(row[1])
-            return Section("OTA success rate", f'<p class="big">{value:.1%}</p>'
-                           f"<p>{int(row[0] or 0):,} successful of {int(row[1]):,} attempts</p>",
-                           {"ota_success_rate": round(value, 4), "ota_attempts": int(row[1])})
-    if rate:
-        row = marts.query(f"SELECT avg({q(rate)}) FROM marts.firmware_rollout WHERE {q(rate)} IS NOT NULL")[0]
-        if row[0] is not None:
-            value = float(row[0])
-            value = value / 100 if value > 1 else value
-            return Section("OTA success rate", f'<p class="big">{value:.1%}</p><p>mean over models and days</p>',
-                           {"ota_success_rate": round(value, 4)})
-    return Section("OTA success rate", NO_DATA)
+def _stock_last_day(marts: Marts, window: Window, series: dict[str, dict[date, float]]) -> dict[str, Any]:
+    return {"units_on_hand_last_day": int(sum(days[max(days)] for days in series.values()))}
 
 
-def stock_vs_activations(marts: Marts) -> Section:
-    cols = marts.columns("stock_daily")
-    day = pick(cols, DAY_COLUMNS)
-    stock = pick(cols, ("stock_on_hand", "on_hand", "stock", "quantity_on_hand"), ("stock", "on_hand"))
-    activations = pick(cols, ("activations", "activated_devices", "n_activations"), ("activation",))
-    series: dict[str, list[tuple[str, float]]] = {}
-    if day and stock:
-        series["stock on hand"] = _daily_sum(marts, "stock_daily", stock, day)
-    if day and activations:
-        series["activations"] = _daily_sum(marts, "stock_daily", activations, day)
-    series = {name: points for name, points in series.items() if points}
-    if not series:
-        return Section("Stock on hand vs activations", NO_DATA)
-    figures = {f"{name.replace(' ', '_')}_last_day": points[-1][1] for name, points in series.items()}
-    return Section("Stock on hand vs activations", line_chart(series, "units"), figures)
+SECTIONS = (
+    SectionSpec("km", "Kilometres per day",
+                "Km driven per UTC day and vendor: each device-day's chosen figure of mileage_daily (odometer, "
+                "else trips, else track points); blocked trackers have no known km and are left out.",
+                _lines(figures.KM)),
+    SectionSpec("utilisation", "Utilisation: share of devices used per day",
+                "Devices used that day (utilisation_daily.is_used) over the devices with a row that day, "
+                "per vendor.", _lines(figures.UTILISATION, _share_total(figures.UTILISATION))),
+    SectionSpec("idle_share", "Idle share of engine-on time per day",
+                "Seconds idling (engine on, not driving) over seconds with the engine on, summed over the "
+                "vendor's devices that day (utilisation_daily: idle_s / engine_on_s).",
+                _lines(figures.IDLE_SHARE, _share_total(figures.IDLE_SHARE))),
+    SectionSpec("alarms_per_100km", "Alarms per 100 km per day",
+                "Alarms (alarms_daily without ignition and trip events) per 100 km driven (mileage_daily), "
+                "per vendor and UTC day; a day without km has no rate.", _alarms_per_100_km),
+    SectionSpec("alarms_by_type", "Alarms by type",
+                "Alarms in the window per canonical type and vendor (seed alarm_type_map; 'other' is a vendor "
+                "code not mapped yet). Ignition and trip events are not alarms: they have their own section.",
+                _alarms_by_type),
+    SectionSpec("events", "Ignition and trip events per day",
+                "Ignition on/off and trip start/end events per vendor and UTC day (Navixy reports them in its "
+                "event feed beside its alarms), counted apart from the alarms.",
+                _lines(figures.EVENTS_BY_TYPE, lambda marts, window, series: {
+                    "ignition_trip_events_total": int(figures.EVENTS.total(marts, window) or 0)})),
+    SectionSpec("parking", "Parking hours per day",
+                "Hours parked with the ignition off within each UTC day (parking_daily), per vendor.",
+                _lines(figures.PARKING_HOURS)),
+    SectionSpec("rollout", "Firmware rollout per model",
+                "Share of each model's devices of known version that run its target firmware, per UTC day "
+                f"with a device snapshot (firmware_rollout); the dashed line is the {FIRMWARE_TARGET_SHARE:.0%} "
+                "that counts as rolled out.", _rollout, snapshots=True),
+    SectionSpec("stock", "Stock on hand per product",
+                "Units in stock per product at each day's Telesto snapshot (stock_daily); a day without a "
+                "snapshot or without a figure has no point.", _lines(figures.STOCK, _stock_last_day), snapshots=True),
+)
+
+# The table at the top: per vendor (and account), the window's figures.
+SUMMARY = (figures.KM, figures.ALARMS, figures.EVENTS, figures.UTILISATION, figures.IDLE_SHARE)
 
 
-SECTIONS = (km_per_day, parking_hours, alarms_by_type, firmware_adoption, ota_success, stock_vs_activations)
-
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:800px}
-h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-.empty{color:#888;font-style:italic} .big{font-size:2em;margin:.2em 0} .legend{font-size:12px}
-.key{margin-right:1em} .meta{color:#666;font-size:.9em}
-"""
-
-
-def build_sections(marts: Marts) -> list[Section]:
-    sections = []
-    for build in SECTIONS:
+def summary_table(marts: Marts, window: Window) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the table at the top: per vendor (and account), the window's figures;
+    measures of marts not built yet are left out."""
+    values: dict[str, dict[str, float]] = {}
+    shown: list[Measure] = []
+    for measure in SUMMARY:
         try:
-            sections.append(build(marts))
+            per_group = measure.per_group(marts, window)
+        except NotBuilt:
+            continue
+        shown.append(measure)
+        for name, value in per_group.items():
+            values.setdefault(name, {})[measure.key] = value
+    if not values:
+        return [], []
+    header = ["vendor", *(m.title if m.unit.label and m.unit.label in m.title.lower() else f"{m.title} ({m.unit.axis_title})"
+                          for m in shown)]
+    rate = figures.KM in shown and figures.ALARMS in shown
+    if rate:
+        header.append("Alarms per 100 km")
+    rows = []
+    for name in sorted(values):
+        row = [name, *(_number(m.unit, values[name].get(m.key)) for m in shown)]
+        if rate:
+            row.append(_number(formats.PER_100_KM, figures.rate_per_100_km(
+                values[name].get(figures.ALARMS.key), values[name].get(figures.KM.key))))
+        rows.append(row)
+    return header, rows
+
+
+def _number(unit: Unit, value: float | None) -> str:
+    """The value as the unit writes it, without the unit (the column header names it)."""
+    text = unit.text(value)
+    return text.removesuffix(f" {unit.label}") if unit.label and not unit.share else text.removesuffix(" %")
+
+
+def build_sections(marts: Marts, window: Window, snapshots: Window | None = None) -> list[Section]:
+    """Every section over ``window``; those of snapshot marts over ``snapshots`` (default: the same)."""
+    colours = Colours()
+    sections = []
+    for spec in SECTIONS:
+        section = Section(spec.key, spec.title, spec.explanation)
+        try:
+            spec.fill(section, marts, (snapshots or window) if spec.snapshots else window, colours)
+            if section.figure is None:
+                section.status = "no data in this window"
+        except NotBuilt as missing:
+            section.status = str(missing)
         except duckdb.Error as exc:
             # A mart whose shape this page does not understand must not hide the others.
-            name = build.__name__.replace("_", " ")
-            sections.append(Section(name, f'<p class="empty">no data yet ({html.escape(type(exc).__name__)})</p>'))
+            section.status = f"could not be read ({type(exc).__name__}: {exc})"
+        sections.append(section)
     return sections
 
 
-def render(sections: list[Section], source: Path, generated_at: datetime) -> str:
-    body = "\n".join(f"<section><h2>{html.escape(s.title)}</h2>{s.body}</section>" for s in sections)
+# ---- the page ----------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;color:#222;max-width:1100px;
+padding:0 1em} h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+.meta{color:#555} .explain{color:#444;font-size:.92em;margin:.3em 0 .6em} .empty{color:#888;font-style:italic}
+table{border-collapse:collapse;font-size:.92em} th,td{padding:.3em .8em;border-bottom:1px solid #e5e5e5}
+th{text-align:left;background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
+nav a{margin-right:1em;font-size:.9em}
+"""
+
+# Draws every chart from its embedded figure; plotly.js is inline above it.
+RENDER_SCRIPT = (
+    'var config = ' + json.dumps(PLOTLY_CONFIG) + ';\n'
+    'document.querySelectorAll("script.chart-figure").forEach(function (node) {\n'
+    '  var figure = JSON.parse(node.textContent);\n'
+    '  Plotly.newPlot(node.dataset.chart, figure.data, figure.layout, config);\n'
+    '});\n')
+
+
+def _embedded_json(value: Any) -> str:
+    # "</" would end the script element early (a series named by a vendor could contain it).
+    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
+
+
+def _table_html(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(
+        f'<td{" class=n" if i else ""}>{html.escape(v)}</td>' for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section_html(section: Section) -> str:
+    parts = [f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>']
+    if section.explanation:
+        parts.append(f'<p class="explain">{html.escape(section.explanation)}</p>')
+    if section.figure is not None:
+        chart = f"chart-{section.key}"
+        parts.append(f'<div class="chart" id="{chart}"></div>'
+                     f'<script type="application/json" class="chart-figure" data-chart="{chart}">'
+                     f"{_embedded_json(section.figure)}</script>")
+    else:
+        parts.append(f'<p class="empty">{html.escape(section.status or "no data")}</p>')
+    parts.append(section.extra_html + "</section>")
+    return "".join(parts)
+
+
+def render(sections: list[Section], summary: tuple[list[str], list[list[str]]], window: Window, snapshots: Window,
+           source: Path, generated_at: datetime) -> str:
+    header, rows = summary
+    nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections)
+    overview = (_table_html(header, rows) if rows else '<p class="empty">no vendor data in this window</p>')
+    charts = any(s.figure is not None for s in sections)
+    snapshot_note = (f"; rollout and stock up to the newest snapshot, {snapshots.last:{formats.DATE_FORMAT}}"
+                     if snapshots.last != window.last else "")
+    script = (f"<script>{get_plotlyjs()}</script><script>{RENDER_SCRIPT}</script>" if charts else "")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Fleet report</title>"
         f"<style>{STYLE}</style></head><body><h1>Fleet report</h1>"
-        f'<p class="meta">Generated {generated_at:%Y-%m-%d %H:%M} UTC from {html.escape(source.name)}</p>'
-        f"{body}</body></html>\n"
+        f'<p class="meta">Window: <strong id="window">{html.escape(window.label())}</strong>{snapshot_note} · generated '
+        f"{generated_at:%Y-%m-%d %H:%M} UTC from {html.escape(source.name)}</p>"
+        f"<nav>{nav}</nav><h2>The window per vendor</h2>{overview}"
+        + "\n".join(_section_html(s) for s in sections)
+        + f"{script}</body></html>\n"
     )
 
 
-def write_report(serving_db: Path, destination: Path, now: datetime | None = None) -> list[Section]:
+@dataclass(frozen=True)
+class Report:
+    window: Window
+    sections: list[Section]
+    snapshots: Window  # the window of the rollout and stock sections
+
+
+def write_report(serving_db: Path, destination: Path, now: datetime | None = None, first: date | None = None,
+                 last: date | None = None, days: int = figures.DEFAULT_WINDOW_DAYS) -> Report:
     """Render the report from ``serving_db`` (which may not exist yet) into ``destination``,
-    replacing it atomically."""
+    replacing it atomically, over ``first``..``last`` (see ``figures.resolve_window``)."""
     generated_at = now or datetime.now(timezone.utc).replace(tzinfo=None)
-    if serving_db.exists():
-        with duckdb.connect(str(serving_db), read_only=True) as conn:
-            sections = build_sections(Marts(conn))
-    else:
-        sections = build_sections(Marts(None))
+    conn = duckdb.connect(str(serving_db), read_only=True) if serving_db.exists() else None
+    try:
+        marts = Marts(conn)
+        window = figures.resolve_window(marts, first, last, days)
+        # A window asked to end on a day ends there for the snapshots too.
+        snapshots = window if (last is not None or conn is None) else figures.with_snapshots(marts, window)
+        sections = build_sections(marts, window, snapshots)
+        summary = summary_table(marts, window)
+    finally:
+        if conn is not None:
+            conn.close()
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    partial.write_text(render(sections, serving_db, generated_at), encoding="utf-8")
+    partial.write_text(render(sections, summary, window, snapshots, serving_db, generated_at), encoding="utf-8")
     os.replace(partial, destination)
-    return sections
+    return Report(window, sections, snapshots)
 
 
 def _figures_markdown(sections: list[Section]) -> str:
-    lines = ["| section | figure | value |", "|---|---|---:|"]
+    rows = []
     for section in sections:
-        for name, value in section.figures.items():
-            lines.append(f"| {section.title} | {name} | {value:,} |" if isinstance(value, (int, float))
-                         else f"| {section.title} | {name} | {value} |")
+        rows += [(section.title, name, value) for name, value in section.figures.items()]
         if not section.figures:
-            lines.append(f"| {section.title} | - | no data yet |")
-    return "\n".join(lines)
+            rows.append((section.title, "-", section.status or "no data"))
+    return formats.markdown_table(("section", "figure", "value"), rows)
+
+
+class ReportConfig(Config):
+    """The report's window of UTC days (both ends included)."""
+
+    date_from: str | None = Field(default=None, description="First day, YYYY-MM-DD; default: `days` days "
+                                  "before the last day (not before the oldest day in the daily marts).")
+    date_to: str | None = Field(default=None, description="Last day, YYYY-MM-DD; default: the newest day "
+                                "in the daily marts.")
+    days: int = Field(default=figures.DEFAULT_WINDOW_DAYS, description="Length of the window when "
+                      "date_from is not given.")
+
+
+def parse_day(value: str | None, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a day as YYYY-MM-DD, got {value!r}") from None
 
 
 @asset(
@@ -352,19 +443,28 @@ def _figures_markdown(sections: list[Section]) -> str:
     deps=[AssetKey("serving_copy")],
     owners=OWNERS,
     kinds={"python", "html"},
-    description="Self-contained HTML report (reports/fleet_report.html) of km, parking, alarms, "
-    "firmware rollout, OTA success and stock, read from the serving copy.",
+    description="Self-contained HTML report (reports/fleet_report.html, plotly inline, no network) of km, "
+    "utilisation, idle share, alarms per 100 km, alarms by type, ignition and trip events, parking, firmware "
+    "rollout and stock, per vendor (and account) over a window of days, read from the serving copy.",
 )
-def fleet_report(context) -> MaterializeResult:  # untyped context: string annotations are not resolved
+def fleet_report(context, config: ReportConfig) -> MaterializeResult:  # untyped context: see definitions
     destination = settings.reports_dir() / REPORT_FILE
-    sections = write_report(settings.serving_dir() / SERVING_FILE, destination)
-    empty = [s.title for s in sections if not s.figures]
+    report = write_report(settings.serving_dir() / SERVING_FILE, destination,
+                          first=parse_day(config.date_from, "fleet_report config date_from"),
+                          last=parse_day(config.date_to, "fleet_report config date_to"),
+                          days=config.days)
+    empty = [f"{s.title} ({s.status})" for s in report.sections if s.figure is None]
     if empty:
-        context.log.info("sections without data yet: " + ", ".join(empty))
+        context.log.info("sections without a chart: " + ", ".join(empty))
+    numbers = {name: value for s in report.sections for name, value in s.figures.items() if value is not None}
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(destination)),
-            "sections_with_data": MetadataValue.int(len(sections) - len(empty)),
-            "key_figures": MetadataValue.md(_figures_markdown(sections)),
+            "window": MetadataValue.text(report.window.label()),
+            "file_bytes": MetadataValue.int(destination.stat().st_size),
+            "sections_with_data": MetadataValue.int(sum(s.figure is not None for s in report.sections)),
+            **{name: (MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(float(value)))
+               for name, value in numbers.items()},
+            "key_figures": MetadataValue.md(_figures_markdown(report.sections)),
         }
     )

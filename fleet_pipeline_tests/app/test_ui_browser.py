@@ -31,7 +31,10 @@ from fleet_pipeline.automation import schedules
 from fleet_pipeline.automation.freshness import OVERDUE_SECONDS, expected_partition
 from fleet_pipeline.automation.freshness import SENSOR_NAME as FRESHNESS_SENSOR
 from fleet_pipeline.reporting.dbt_translator import LAYERS
+from fleet_pipeline.reporting.figures import EVENT_TYPES
+from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.registry import VENDORS as REGISTRY
+from fleet_pipeline_tests.reporting import world_figures
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -313,18 +316,59 @@ def test_a_passed_freshness_check_is_not_plotted_overdue(project: Project, page:
     screenshot(page, "10_freshness_check")
 
 
+# What the report's charts were drawn with, read back from plotly's own graph divs in the page.
+RENDERED_CHARTS = """() => Array.from(document.querySelectorAll('.chart')).map(chart => ({
+    id: chart.id,
+    drawn: chart.querySelectorAll('.scatterlayer .trace, .barlayer .trace').length,
+    points: chart.querySelectorAll('.scatterlayer .point, .barlayer .point').length,
+    yTicks: Array.from(chart.querySelectorAll('.ytick text')).map(t => t.textContent),
+    xTicks: Array.from(chart.querySelectorAll('.xtick text')).map(t => t.textContent),
+    series: (chart.data || []).map(t => ({name: t.name, x: Array.from(t.x), y: Array.from(t.y)})),
+}))"""
+
+
 def test_the_html_report_shows_the_demo_days(project: Project, page: Page) -> None:
     report = project.data_dir / "reports" / "fleet_report.html"
     assert report.exists(), f"the demo wrote no report at {report}"
+    fetched: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(("file:", "data:", "blob:", "about:"))
+            else fetched.append(request.url))
     page.goto(report.as_uri())
     expect(page.get_by_role("heading", name="Fleet report")).to_be_visible()
-    for section in ("Kilometres per day", "Parking hours per day", "Alarms by type"):
+    first, last = project.days[0], project.days[-1]
+    expect(page.locator("#window")).to_have_text(f"{first} – {last} ({DEMO_DAYS} days, UTC)")
+    for section in ("Kilometres per day", "Alarms per 100 km per day", "Alarms by type",
+                    "Ignition and trip events per day", "Parking hours per day", "Firmware rollout per model",
+                    "Stock on hand per product"):
         expect(page.get_by_role("heading", name=section)).to_be_visible()
+    expect(page.locator("#chart-km .scatterlayer .trace").first).to_be_visible()  # plotly has drawn
+    charts = {chart["id"]: chart for chart in page.evaluate(RENDERED_CHARTS)}
+    for chart in charts.values():  # every chart drawn with axes that carry values
+        assert chart["drawn"] == len(chart["series"]) > 0 and chart["points"] > 0, chart["id"]
+        assert any(tick.strip() not in ("", "0") for tick in chart["yTicks"]), (chart["id"], chart["yTicks"])
+    assert [t for t in charts["chart-km"]["xTicks"] if t] == [d.isoformat() for d in project.days]
+
+    # The report's figures are the World's: km and alarms per vendor and day, alarms without events.
+    world = World(seed=settings.sandbox_seed({}), n_devices=N_DEVICES)
+    km = {(s["name"], x[:10]): y for s in charts["chart-km"]["series"] for x, y in zip(s["x"], s["y"])}
+    rates = {(s["name"], x[:10]): y for s in charts["chart-alarms_per_100km"]["series"]
+             for x, y in zip(s["x"], s["y"])}
     for day in project.days:
-        expect(page.get_by_text(day.isoformat()).first).to_be_visible()
-    alarms = _warehouse(project, "select canonical_type, sum(alarm_count)::bigint from marts.alarms_daily "
-                                 "group by 1 order by 2 desc limit 1")
-    kind, count = alarms[0]
-    expect(page.get_by_text(f"{count} alarms").first).to_be_visible()  # a count, not "39.0 alarms"
-    expect(page.get_by_text("target 90 %")).to_be_visible()
+        true_km = world_figures.km_per_vendor(world, day)
+        alarms = world_figures.alarms_per_vendor(world, day)
+        for platform, expected in true_km.items():
+            assert km[(platform, day.isoformat())] == pytest.approx(expected, rel=0.01), (platform, day)
+            assert rates[(platform, day.isoformat())] == pytest.approx(
+                100 * alarms.get(platform, 0) / expected, rel=0.01, abs=0.01), (platform, day)
+    bars = charts["chart-alarms_by_type"]["series"]
+    assert not {x for s in bars for x in s["x"]} & set(EVENT_TYPES), "ignition or trip events counted as alarms"
+    assert {s["name"].split(" · ")[-1] for s in charts["chart-events"]["series"]} <= set(EVENT_TYPES)
+    # The rollout as of the newest snapshot (taken today, after the demo's days), against its target.
+    expect(page.get_by_text("target 90.0 %")).to_be_visible()
+    assert page.get_by_role("button", name="Share chart...").count() == 0, "a button uploads the chart to a cloud"
+    assert fetched == [], f"the report fetched from the network: {fetched}"
+
     screenshot(page, "11_html_report")
+    for key in ("km", "alarms_per_100km", "alarms_by_type", "events", "rollout", "stock"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator(f"section#{key}").screenshot(path=str(SCREENSHOTS / f"11_html_report_{key}.png"))
