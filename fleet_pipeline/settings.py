@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleet_pipeline.ingest.env import ConfigError, days_between, env_value, report_config_errors_briefly, whole_number
 from fleet_pipeline.sources.registry import VENDORS
@@ -193,11 +194,88 @@ def step_retry_delay_s(env: Mapping[str, str] | None = None) -> float:
     return delay
 
 
+# --- KPI marts (dbt reads the same variables through env_var in dbt_project.yml; these readers
+# refuse a bad value before a run instead of letting dbt fail on it half-way).
+DEFAULT_TIME_ZONE = "UTC"
+DEFAULT_WORKING_HOURS = "Mon-Fri 08:00-18:00"
+DEFAULT_OFFLINE_DAYS = 2
+DEFAULT_LONG_STOP_DAYS = 7
+DEFAULT_SPEED_LIMIT_KMH = 90
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def default_time_zone(env: Mapping[str, str] | None = None) -> str:
+    """IANA zone of devices whose vendor tells none (Navixy tells its user's zone)."""
+    value = env_value(os.environ if env is None else env, "FLEET_DEFAULT_TIME_ZONE") or DEFAULT_TIME_ZONE
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"FLEET_DEFAULT_TIME_ZONE must be an IANA time zone like Europe/Paris, got {value!r}") from None
+    return value
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """Working days (ISO weekday numbers, Monday = 1) and the local hours worked on them."""
+
+    days: frozenset[int]
+    start_minute: int
+    end_minute: int
+
+
+def working_hours(env: Mapping[str, str] | None = None) -> WorkingHours:
+    """FLEET_WORKING_HOURS: days (``Mon-Fri``, ``Mon,Wed,Sat``, ``Mon-Fri,Sun``) and ``HH:MM-HH:MM``."""
+    raw = env_value(os.environ if env is None else env, "FLEET_WORKING_HOURS") or DEFAULT_WORKING_HOURS
+    problem = ConfigError(f"FLEET_WORKING_HOURS must look like 'Mon-Fri 08:00-18:00' (days, then local "
+                          f"hours with the end after the start), got {raw!r}")
+    parts = raw.split()
+    if len(parts) != 2:
+        raise problem
+    days: set[int] = set()
+    for item in parts[0].split(","):
+        first, _, last = item.partition("-")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            raise problem
+        a, b = WEEKDAYS.index(first) + 1, WEEKDAYS.index(last or first) + 1
+        if b < a:
+            raise problem
+        days.update(range(a, b + 1))
+    try:
+        start, end = (datetime.strptime(t, "%H:%M") for t in parts[1].split("-"))
+    except ValueError:
+        raise problem from None
+    start_minute, end_minute = start.hour * 60 + start.minute, end.hour * 60 + end.minute
+    if end_minute <= start_minute:
+        raise problem
+    return WorkingHours(frozenset(days), start_minute, end_minute)
+
+
+def offline_days(env: Mapping[str, str] | None = None) -> int:
+    """Days without a fix after which device_health_daily calls a device offline."""
+    return days_between(os.environ if env is None else env, "FLEET_OFFLINE_DAYS", DEFAULT_OFFLINE_DAYS, 1, 365)
+
+
+def long_stop_days(env: Mapping[str, str] | None = None) -> int:
+    """Days standing still after which long_stops calls a vehicle not moved."""
+    return days_between(os.environ if env is None else env, "FLEET_LONG_STOP_DAYS", DEFAULT_LONG_STOP_DAYS, 1, 365)
+
+
+def speed_limit_kmh(env: Mapping[str, str] | None = None) -> int:
+    """The fleet's speed limit for speeding_daily's time above the limit (the devices' own overspeed
+    alarms keep the threshold configured on each device)."""
+    limit = whole_number(os.environ if env is None else env, "FLEET_SPEED_LIMIT_KMH", DEFAULT_SPEED_LIMIT_KMH,
+                         "a whole number of km/h")
+    if not 10 <= limit <= 250:
+        raise ConfigError(f"FLEET_SPEED_LIMIT_KMH must be between 10 and 250, got {limit}")
+    return limit
+
+
 # Every reader of a setting, each checking its own variables: the vendors' from their specs, then the
 # general ones (a new general setting adds its reader here).
 READERS = (
     *(read for spec in VENDORS for read in spec.readers), partitions_start, late_data_days, schedules_running,
     sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s,
+    default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh,
 )
 
 

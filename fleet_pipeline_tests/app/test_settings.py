@@ -154,3 +154,22 @@ def test_only_a_configuration_error_loses_its_traceback(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "fleet_pipeline: configuration error: FLEET_LATE_DATA_DAYS must be a whole number of days, got 'three'\n")
     assert seen == [bug]
+
+
+def test_kpi_settings_default_to_the_documented_values_and_refuse_bad_ones():
+    # docs/configuration.md: UTC, Mon-Fri 08:00-18:00, 2 days offline, 7 days not moved, 90 km/h.
+    assert settings.default_time_zone({}) == "UTC"
+    assert settings.working_hours({}) == settings.WorkingHours(frozenset({1, 2, 3, 4, 5}), 480, 1080)
+    assert (settings.offline_days({}), settings.long_stop_days({}), settings.speed_limit_kmh({})) == (2, 7, 90)
+    assert settings.working_hours({"FLEET_WORKING_HOURS": "Mon,Wed-Thu,Sat 07:30-16:15"}) == settings.WorkingHours(
+        frozenset({1, 3, 4, 6}), 450, 975)
+    bad = {"FLEET_DEFAULT_TIME_ZONE": "Mars/Olympus", "FLEET_WORKING_HOURS": "Fri-Mon 08:00-18:00",
+           "FLEET_OFFLINE_DAYS": "0", "FLEET_LONG_STOP_DAYS": "week", "FLEET_SPEED_LIMIT_KMH": "900"}
+    problems = settings.configuration_problems(bad)
+    assert len(problems) == len(bad)
+    for name, value in bad.items():
+        [message] = [p for p in problems if p.startswith(name)]
+        assert value in message and "\n" not in message
+    for hours in ("Mon-Fri", "Mon-Fri 18:00-08:00", "Weekdays 08:00-18:00", "Mon-Fri 8h-18h"):
+        with pytest.raises(settings.ConfigError, match="FLEET_WORKING_HOURS"):
+            settings.working_hours({"FLEET_WORKING_HOURS": hours})

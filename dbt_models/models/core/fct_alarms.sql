@@ -17,7 +17,11 @@ with alarms as (
             when vendor_code = 'input_change' and vendor_name ilike '%ignition off%' then 'input_change:ignition_off'
             else vendor_code
         end as lookup_code,
-        lat, lng, cast(null as double) as speed_kmh, cast(null as varchar) as geofence_id
+        lat, lng, cast(null as double) as speed_kmh,
+        -- the zone of a zone event: its message ends with the zone's name ("...: Entered zone X")
+        case
+            when vendor_code in ('inzone', 'outzone') then nullif(regexp_extract(vendor_name, ' zone (.+)$', 1), '')
+        end as geofence_id
     from {{ ref('stg_navixy__events') }}
     where true {{ partition_filter('partition_date') }}
 )

@@ -2,13 +2,15 @@
 -- Alarm counts per device, UTC day and canonical type; unmapped vendor codes count as 'other'
 -- and are also counted separately so a new vendor code is visible.
 select
-    imei,
-    partition_date,
-    partition_date as day,
-    canonical_type,
-    any_value(platform) as platform,
+    a.imei,
+    a.partition_date,
+    a.partition_date as day,
+    {{ local_date('a.partition_date', device_zone('any_value(d.time_zone)')) }} as local_date,
+    a.canonical_type,
+    any_value(a.platform) as platform,
     count(*) as alarm_count,
-    count(*) filter (where not is_mapped) as unmapped_count
-from {{ ref('fct_alarms') }}
-where true {{ partition_filter('partition_date') }}
-group by imei, partition_date, canonical_type
+    count(*) filter (where not a.is_mapped) as unmapped_count
+from {{ ref('fct_alarms') }} as a
+left join {{ ref('dim_devices') }} as d using (imei)
+where true {{ partition_filter('a.partition_date') }}
+group by a.imei, a.partition_date, a.canonical_type

@@ -95,6 +95,7 @@ select
     d.model_key,
     d.firmware_version,
     d.day,
+    {{ local_date('d.day', "'" ~ var('default_time_zone') ~ "'") }} as local_date,
     d.devices_on_version,
     m.model_devices,
     m.devices_known_version,

@@ -76,6 +76,7 @@ select
     imei,
     partition_date,
     partition_date as day,
+    {{ local_date('partition_date', device_zone('z.time_zone')) }} as local_date,
     platform,
     trips_km,
     trip_count,
@@ -99,3 +100,4 @@ select
         select 1 from unseen_movement as u where u.imei = chosen.imei and u.partition_date = chosen.partition_date
     ) as is_provisional
 from chosen
+left join (select imei, time_zone from {{ ref('dim_devices') }}) as z using (imei)

@@ -60,6 +60,7 @@ select
     m.imei,
     m.covered_day as partition_date,
     m.covered_day as day,
+    {{ local_date('m.covered_day', device_zone('any_value(z.time_zone)')) }} as local_date,
     any_value(m.platform) as platform,
     case when count(distinct m.stop_source) > 1 then 'vendor+derived' else any_value(m.stop_source) end
         as stop_source,
@@ -77,4 +78,5 @@ select
     bool_or(m.is_provisional) or bool_or(u.imei is not null) as is_provisional
 from measured as m
 left join unseen_movement as u on u.imei = m.imei and u.partition_date = m.covered_day
+left join {{ ref('dim_devices') }} as z on z.imei = m.imei
 group by m.imei, m.covered_day

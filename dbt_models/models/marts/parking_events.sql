@@ -65,6 +65,7 @@ night as (
 
 select
     stop_id, imei, platform, stop_source, stop_kind, partition_date, partition_date as day,
+    {{ local_date('partition_date', device_zone('z.time_zone')) }} as local_date,
     started_at, ended_at, duration_s, ignition_on, lat, lng,
     greatest(date_diff('second', greatest(started_at, partition_date::timestamp), least(ended_at, early_to)), 0)
     + greatest(date_diff('second', greatest(started_at, evening_from), least(ended_at, evening_to)), 0)
@@ -78,3 +79,4 @@ select
           and u.partition_date between night.partition_date and cast(night.ended_at as date)
     ) as is_provisional
 from night
+left join (select imei, time_zone from {{ ref('dim_devices') }}) as z using (imei)

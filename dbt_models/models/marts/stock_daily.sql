@@ -54,6 +54,7 @@ grid as (
 
 select
     *,
+    {{ local_date('day', "'" ~ var('default_time_zone') ~ "'") }} as local_date,
     -- Units received since the day before, for a tracker product whose installs are its only
     -- consumption: the change in stock plus that day's activations (needs both days' counts).
     case

@@ -195,6 +195,13 @@ class World:
             day = day.date()
         return self._day(self.device(imei).index, day)
 
+    def motion(self, imei: str, day: date) -> timeline.Timeline:
+        """The device's motion that UTC day (segments with their speeds, trips, parkings with their
+        ignition): what the KPI truths in `kpis.py` measure, without sampling fixes."""
+        if isinstance(day, datetime):
+            day = day.date()
+        return self._timeline(self.device(imei).index, day)[1]
+
     def odometer_km(self, imei: str, at: datetime) -> float:
         """The device odometer at an instant, without generating any fix.
 
