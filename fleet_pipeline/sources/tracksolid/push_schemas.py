@@ -338,4 +338,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "item_json": "The item as received, JSON text.",
     "lat": "Latitude, WGS84 degrees.",
     "lng": "Longitude, WGS84 degrees.",
+    "begin_lat": "Latitude where the trip started, WGS84 degrees.",
+    "begin_lng": "Longitude where the trip started, WGS84 degrees.",
+    "end_lat": "Latitude where the trip ended, WGS84 degrees.",
+    "end_lng": "Longitude where the trip ended, WGS84 degrees.",
 }
