@@ -7,9 +7,9 @@ a line, ``msg_id`` = sha256 hex of the push path + the item's canonical JSON, fi
 ``.jsonl.open`` and renamed when closed.
 
 The push items follow docs/vendor-apis/tracksolid-pro.md section 10 and the push samples: GPS
-fixes and alarms are the World's own (each fix pushed when the platform received it, so the late
+fixes, alarms and trips are the World's own (each fix pushed when the platform received it, so the late
 ones land days later); the kinds the World has no truth for (heartbeats, OBD, DTC codes, trip
-reports, login/logout) are the documents' example items placed at the World's fix times.
+login/logout) are the documents' example items placed at the World's fix times.
 """
 
 from __future__ import annotations
@@ -162,8 +162,23 @@ def event_pushes(world: World, imei: str, day: date) -> Iterator[Pushed]:
                                     "timezone": "GMT+00:00"}, moment)
 
 
+def trip_report_pushes(world: World, imei: str, day: date) -> Iterator[Pushed]:
+    """The World's trips as /pushtripreport items (10.22): a start report, then an end report with
+    the distance; times in the document's BCD format (yyMMddHHmmss)."""
+    for seq, trip in enumerate(world.day(imei, day).trips, start=1):
+        common = {"deviceImei": imei, "tripSeq": seq, "beginTime": trip.start.strftime("%y%m%d%H%M%S"),
+                  "beginLat": round(trip.start_lat, 6), "beginLng": round(trip.start_lng, 6)}
+        yield Pushed("/pushtripreport", {**common, "gateTime": fmt(trip.start), "properties": 1}, trip.start)
+        yield Pushed("/pushtripreport", {**common, "gateTime": fmt(trip.end), "properties": 2,
+                                         "endTime": trip.end.strftime("%y%m%d%H%M%S"),
+                                         "endLat": round(trip.end_lat, 6), "endLng": round(trip.end_lng, 6),
+                                         "miles": round(trip.distance_km, 3), "idleTimes": int(trip.idle_s)},
+                     trip.end)
+
+
 WORLD_KINDS = {"push_gps": gps_pushes, "push_alarms": alarm_pushes, "push_heartbeats": heartbeat_pushes,
-               "push_fault_codes": fault_code_pushes, "push_obd": obd_pushes, "push_events": event_pushes}
+               "push_fault_codes": fault_code_pushes, "push_obd": obd_pushes, "push_events": event_pushes,
+               "push_trip_reports": trip_report_pushes}
 
 
 def world_pushes(world: World, imeis: Iterable[str], day: date, kinds: Iterable[str] = tuple(WORLD_KINDS)) -> list[Pushed]:

@@ -103,6 +103,15 @@ def test_a_days_landed_messages_load_equal_to_the_world(tmp_path, push_world, im
     assert faults == Counter((m.item["deviceImei"], str(m.item["faultCodeList"]).replace("'", '"'),
                               m.item["faultNum"]) for m in pushed if m.push_path == "/pushfaultinfo")
     assert sum(faults.values()) > 0
+    # Trips: each World trip once, from its end report (BCD times typed), its start report beside it.
+    ended = Counter(_query(resources, "select imei, begin_time, end_time, distance_km from "
+                                      "raw_tracksolid.push_trip_reports where report_kind = 2"))
+    truth_trips = Counter((imei, trip.start.replace(microsecond=0), trip.end.replace(microsecond=0),
+                           round(trip.distance_km, 3))
+                          for imei in imeis for trip in push_world.day(imei, DAY).trips)
+    assert sum(truth_trips.values()) > 0 and ended == truth_trips
+    assert _query(resources, "select count(*) from raw_tracksolid.push_trip_reports where report_kind = 1 "
+                             "and end_time is null") == [(sum(truth_trips.values()),)]
     for table, path in (("push_obd", "/pushobd"), ("push_events", "/pushevent")):
         loaded = _query(resources, f"select count(*) from raw_tracksolid.{table}")
         assert loaded == [(sum(m.push_path == path for m in pushed),)], table
