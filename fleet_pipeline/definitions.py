@@ -21,10 +21,16 @@ from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, 
 from fleet_pipeline.reporting.report import fleet_report
 from fleet_pipeline.reporting.serving import build_serving_asset
 from fleet_pipeline.sources.registry import VENDORS
+from fleet_pipeline.sources.tracksolid.push_assets import PushLandingResource, push_assets
+from fleet_pipeline.sources.tracksolid.push_sensor import build_push_landing_sensor, build_push_load_job
 
 # Every vendor of the registry: its assets, its own jobs and its resource.
 assets_by_vendor = {spec.name: spec.load_assets() for spec in VENDORS}
-source_assets = [asset for assets in assets_by_vendor.values() for asset in assets]
+# The Tracksolid push tables read the receiver's landing files, not a vendor API: their own group
+# and job (and the landing sensor below), and part of every day's load.
+source_assets = [asset for assets in assets_by_vendor.values() for asset in assets] + push_assets
+push_landing = PushLandingResource.from_env()
+push_load_job = build_push_load_job(push_assets)
 per_vendor_jobs = [job for spec in VENDORS for job in vendor_jobs(spec, assets_by_vendor[spec.name])]
 _partitioned = [a for a in source_assets if a.partitions_def is not None]
 _snapshots = [a for a in source_assets if a.partitions_def is None]
@@ -61,8 +67,9 @@ reporting_job = define_asset_job(
 # Schedules and sensors start stopped unless FLEET_SCHEDULES_RUNNING=1 (see schedules.py).
 freshness_checks = build_freshness_checks(source_assets)
 schedules = [build_daily_schedule(all_daily_job), build_snapshot_schedule(all_snapshots_job)]
-sensors = [build_reporting_sensor(all_daily_job, reporting_job), build_freshness_sensor(freshness_checks),
-           build_abandoned_runs_sensor()]
+sensors = [build_reporting_sensor(all_daily_job, reporting_job, push_load_job), build_freshness_sensor(freshness_checks),
+           build_abandoned_runs_sensor(),
+           build_push_landing_sensor(push_load_job, push_landing.landing_dir, push_landing.late_data_days)]
 
 # The executor of the reporting job and of assets materialized from the UI or the CLI: step
 # processes forked from one that imported the code location (fleet_pipeline.executors).
@@ -70,12 +77,13 @@ defs = Definitions(
     executor=DEFAULT_EXECUTOR,
     assets=[*source_assets, *reporting_assets],
     asset_checks=freshness_checks,
-    jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, reporting_job],
+    jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, push_load_job, reporting_job],
     schedules=schedules,
     sensors=sensors,
     resources={
         "dbt": dbt_resource(dbt_project),
         **{spec.resource_key: spec.from_env() for spec in VENDORS},
+        "tracksolid_push": push_landing,
         "duckdb": WarehouseResource(database=str(settings.duckdb_path())),
     },
 )

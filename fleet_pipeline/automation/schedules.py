@@ -168,21 +168,23 @@ def reporting_request_after(run: DagsterRun) -> RunRequest | SkipReason:
 
 
 def build_reporting_sensor(
-    all_daily_job: UnresolvedAssetJobDefinition, reporting_job: UnresolvedAssetJobDefinition
+    all_daily_job: UnresolvedAssetJobDefinition, reporting_job: UnresolvedAssetJobDefinition,
+    *other_loads: UnresolvedAssetJobDefinition,
 ) -> SensorDefinition:
     """An explicit run-status sensor rather than declarative automation: the reporting job mixes
     partitioned and unpartitioned dbt models with the serving copy and the report, which one
     request per loaded partition keeps together, and the upstream run id in its tags links each
-    reporting run to the load that caused it."""
+    reporting run to the load that caused it. ``other_loads``: further partitioned load jobs (the
+    Tracksolid push load) whose successful runs are followed the same way."""
 
     @run_status_sensor(
         name=REPORTING_SENSOR,
         run_status=DagsterRunStatus.SUCCESS,
-        monitored_jobs=[all_daily_job],
+        monitored_jobs=[all_daily_job, *other_loads],
         request_job=reporting_job,
         default_status=automation_status()[1],
-        description="When an all_daily run succeeds (scheduled or launched by hand, not part of a "
-        "backfill), runs the reporting job for the same partition: dbt models, serving copy, report.",
+        description="When an all_daily run (or a push load) succeeds (scheduled or launched by hand, not "
+        "part of a backfill), runs the reporting job for the same partition: dbt models, serving copy, report.",
     )
     def reporting_after_all_daily(context: RunStatusSensorContext) -> RunRequest | SkipReason:
         return reporting_request_after(context.dagster_run)

@@ -156,6 +156,7 @@ def validate_batch(
     key_values: Sequence[date],
     unique_key: Sequence[str] | None = None,
     vendor: str | None = None,
+    require_some_valid: bool = True,
 ) -> ValidatedBatch:
     """Validate ``typed`` (which carries the raw records), partition by partition.
 
@@ -163,7 +164,9 @@ def validate_batch(
     of devices: each chunk is validated as it arrives, and only its valid rows (typed columns,
     without the raw records) and its problems are kept, so a day never exists as Python objects
     all at once. Every row must already carry its partition in ``key_column``. Rows repeating
-    ``unique_key`` are dropped and counted (see the module docstring).
+    ``unique_key`` are dropped and counted (see the module docstring). ``require_some_valid=False``
+    is for sources whose rows are independent messages rather than one vendor answer (pushed
+    items): their rejects are kept even when no row of the batch passed.
     """
     keys = sorted(set(key_values))
     batch = ValidatedBatch(table, key_column, keys, {key: [] for key in keys}, {key: [] for key in keys},
@@ -180,7 +183,8 @@ def validate_batch(
             merged, dropped = drop_duplicates(pl.concat(batch.valid_parts[key], how="vertical"), unique_key)
             batch.valid_parts[key][:] = [merged]
             batch.duplicates[key] += dropped
-    _require_some_valid(batch)
+    if require_some_valid:
+        _require_some_valid(batch)
     return batch
 
 

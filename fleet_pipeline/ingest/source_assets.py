@@ -370,6 +370,7 @@ def load(
     typed: pl.DataFrame | Iterable[pl.DataFrame],
     extra_checks: tuple[AssetCheckResult, ...] = (),
     per_partition: Mapping[date, Mapping[str, Any]] | None = None,
+    require_some_valid: bool = True,
     **extra_metadata: Any,
 ) -> MaterializeResult:
     """Validate the batch, swap it into its partitions, judge the row counts, describe it all.
@@ -377,7 +378,8 @@ def load(
     ``typed`` is one frame, or the frames of consecutive chunks (:meth:`Extraction.per_device`):
     all of them are fetched and validated before the warehouse is opened, so the writer's lock
     is held for the write alone and a failed extraction writes nothing. ``per_partition`` adds
-    metadata to single days' materializations (values that differ by day).
+    metadata to single days' materializations (values that differ by day). A batch whose rows were
+    all rejected fails the step unless ``require_some_valid`` is False (see ``validate_batch``).
     """
     key_column, key_values = run.key
     # A history asset (unpartitioned, its rows filed by day) replaces days too, but has no
@@ -387,7 +389,8 @@ def load(
     declared = source.table(table)
     try:
         batch = validate_batch(ref, typed, declared.model, key_column, key_values,
-                               unique_key=declared.key, vendor=source.vendor)
+                               unique_key=declared.key, vendor=source.vendor,
+                               require_some_valid=require_some_valid)
     except AllRowsRejected as error:
         # One line at the top of the failure, not a traceback through the loader.
         raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None

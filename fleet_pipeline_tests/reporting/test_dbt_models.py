@@ -33,7 +33,7 @@ BIN = Path(sys.executable).parent
 N_DEVICES = 20
 SEED = 42
 
-pytestmark = pytest.mark.timeout(1200)  # the session fixture runs the demo: 7+ minutes on a loaded 2-core machine
+pytestmark = pytest.mark.timeout(1500)
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def test_blocked_trackers_stay_in_mileage_daily_flagged_with_unknown_km(warehous
             assert km is None and source == "none", (imei, day)
 
 
-def test_alarms_daily_counts_equal_the_world_alarms(warehouse: Warehouse) -> None:
+def _world_alarm_counts(warehouse: Warehouse) -> Counter[tuple[str, date, str]]:
     world = warehouse.world
     # Blocked (and deleted) Navixy trackers answer 217, so they have no rows at all.
     absent = navixy.default_blocked_tracker_ids(world) | navixy.default_deleted_tracker_ids(world)
@@ -193,13 +193,22 @@ def test_alarms_daily_counts_equal_the_world_alarms(warehouse: Warehouse) -> Non
         for day in warehouse.days:
             for alarm in world.day(d.imei, day).alarms:
                 expected[(d.imei, day, alarm.kind)] += 1
+    return expected
+
+
+def _alarms_daily(db: Path, expected: Counter[tuple[str, date, str]]) -> Counter[tuple[str, date, str]]:
     kinds = sorted({k for (_, _, k) in expected} | {"overspeed", "sos"})
     in_list = ", ".join(f"'{k}'" for k in kinds)
-    rows = query(warehouse, "select imei, day, canonical_type, alarm_count from marts.alarms_daily "
-                            f"where canonical_type in ({in_list})")
-    actual = Counter({(imei, day, kind): n for imei, day, kind, n in rows})
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("select imei, day, canonical_type, alarm_count from marts.alarms_daily "
+                           f"where canonical_type in ({in_list})").fetchall()
+    return Counter({(imei, day, kind): n for imei, day, kind, n in rows})
+
+
+def test_alarms_daily_counts_equal_the_world_alarms(warehouse: Warehouse) -> None:
+    expected = _world_alarm_counts(warehouse)
     assert sum(expected.values()) > 0
-    assert actual == expected
+    assert _alarms_daily(warehouse.path, expected) == expected
 
 
 def test_every_alarm_code_of_the_sandbox_is_mapped(warehouse: Warehouse) -> None:
@@ -214,6 +223,60 @@ def test_navixy_ignition_and_trip_events_are_split_by_state(warehouse: Warehouse
     raw = dict(query(warehouse, "select event_type, count(*) from raw_navixy.events group by all"))
     assert counts.get("ignition_on", 0) + counts.get("ignition_off", 0) == raw.get("input_change", 0)
     assert counts.get("trip_start", 0) == raw.get("track_start", 0) > 0
+
+
+PUSH_MODELS = ("stg_tracksolid__push_alarms stg_tracksolid__push_heartbeats stg_tracksolid__push_fault_codes "
+               "fct_alarms alarms_daily fct_device_heartbeats fct_dtc_codes")
+
+
+def test_pushed_and_polled_alarms_count_once_and_heartbeats_and_dtc_reach_core(
+        warehouse: Warehouse, tmp_path: Path) -> None:
+    # Every World alarm of the demo's days is in the warehouse already, polled; the same alarms
+    # pushed (as the receiver lands them) must not add one, and each is marked seen by both.
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
+    from fleet_pipeline.sources.tracksolid.push_assets import PushLandingResource, push_assets
+    from fleet_pipeline_tests.sources.tracksolid.push_landing_writer import land, world_pushes
+
+    db = _copy_warehouse(warehouse, tmp_path)
+    world = warehouse.world
+    imeis = [d.imei for d in world.devices_on("tracksolid", at=warehouse.extracted_from)]
+    pushed = [m for day in warehouse.days
+              for m in world_pushes(world, imeis, day, kinds=("push_alarms", "push_heartbeats", "push_fault_codes"))]
+    land(tmp_path / "landing", pushed)
+    resources = {"tracksolid_push": PushLandingResource(landing_dir=str(tmp_path / "landing")),
+                 "duckdb": WarehouseResource(database=str(db))}
+    chosen = [a for a in push_assets if a.key.path[-1] in ("push_alarms", "push_heartbeats", "push_fault_codes")]
+    for day in warehouse.days:
+        assert materialize(chosen, partition_key=day.isoformat(), resources=resources,
+                           instance=DagsterInstance.ephemeral()).success
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*) from raw_tracksolid.push_alarms").fetchall() == [
+            (sum(m.push_path == "/pushalarm" for m in pushed),)]
+    run_dbt(tmp_path, db, "build", "--select", PUSH_MODELS, "--indirect-selection", "cautious")
+
+    expected = _world_alarm_counts(warehouse)
+    assert _alarms_daily(db, expected) == expected
+    with duckdb.connect(str(db), read_only=True) as con:
+        via = dict(con.execute("select received_via, count(*) from core.fct_alarms where platform = 'tracksolid' "
+                               "group by all").fetchall())
+        heartbeats = con.execute("select imei, partition_date, heartbeats, last_heartbeat_at, last_power_level_pct, "
+                                 "last_gsm_signal from core.fct_device_heartbeats").fetchall()
+        codes = Counter(con.execute("select imei, partition_date, dtc_code from core.fct_dtc_codes").fetchall())
+    tracksolid_alarms = sum(n for (imei, _, _), n in expected.items() if world.device(imei).platform == "tracksolid")
+    assert via == {"poll+push": tracksolid_alarms}
+
+    # The last heartbeat of each device-day, and what it said, as pushed.
+    last: dict[tuple[str, date], tuple[int, datetime, int, int]] = {}
+    for m in (m for m in pushed if m.push_path == "/pushhb"):
+        at = datetime.fromisoformat(m.item["gateTime"])
+        key = (m.item["deviceImei"], at.date())
+        seen = last.get(key, (0, datetime.min, 0, 0))
+        newest = (at, m.item["powerLevel"], m.item["gsmSign"]) if at > seen[1] else seen[1:]
+        last[key] = (seen[0] + 1, *newest)
+    assert last and {(imei, day): rest for imei, day, *rest in heartbeats} == {k: list(v) for k, v in last.items()}
+    expected_codes = Counter((m.item["deviceImei"], datetime.fromisoformat(m.item["gateTime"]).date(), code)
+                             for m in pushed if m.push_path == "/pushfaultinfo" for code in m.item["faultCodeList"])
+    assert expected_codes and codes == expected_codes
 
 
 def _served_devices(world: World) -> list:
