@@ -344,6 +344,7 @@ def push_receiver(host: str, port: int, workers: int, landing_dir: str | None) -
         os.environ["FLEET_PUSH_LANDING_DIR"] = str(Path(landing_dir).resolve())  # read by every worker
     try:
         settings.check_configuration()
+        server.receiver_from_env()  # refuses to start without a token
         root = landing.landing_root()
     except settings.ConfigError as exc:
         return _fail(f"configuration error: {exc}")
