@@ -32,8 +32,9 @@ from fleet_pipeline.sources.tracksolid.settings import DEFAULT_PUSH_MAX_BODY_BYT
 
 log = logging.getLogger("fleet_pipeline.push")
 
-# How many msg_ids the process remembers to skip re-sent messages (~150 bytes each).
-RECENT_IDS = 1_000_000
+# How many msg_ids the process remembers to skip re-sent messages: 39 MiB measured for 200,000,
+# over three minutes of pushes at 1,000 messages a second (a sender retries within seconds).
+RECENT_IDS = 200_000
 
 
 def _answer(status: int, msg: str, **extra: Any) -> JSONResponse:
