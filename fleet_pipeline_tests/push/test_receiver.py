@@ -70,22 +70,27 @@ def test_every_documented_push_path_and_both_encodings_are_accepted(tmp_path):
     documented = re.findall(r"`\{YourURL\}(/\w+)`", VENDOR_DOC.read_text())
     assert len(documented) == 22
     samples = json.loads(SAMPLES.read_text())
-    with receiver_thread(tmp_path) as (url, _):
+    with receiver_thread(tmp_path) as (url, _), httpx.Client(base_url=url) as http:
         for path in documented:
             item = {"deviceImei": "868120246598152", "gateTime": "2026-01-13 02:24:37", "path": path}
-            assert httpx.post(url + path, content=form([item]), headers=FORM).json() == ACK, path
+            assert http.post(path, content=form([item]), headers=FORM).json() == ACK, path
         # The samples as sent (with this receiver's token): form bodies, a JSON body whose data_list is an array.
         for name, body in samples.items():
             if name.endswith("_form"):
                 path = "/" + name.split("_")[0]
                 sent = urlencode({**body, "token": TOKEN}).encode()
-                assert httpx.post(url + path, content=sent, headers=FORM).json() == ACK
-        assert httpx.post(url + "/pushalarm", json={**samples["pushalarm_removal_json"], "token": TOKEN}).json() == ACK
+                assert http.post(path, content=sent, headers=FORM).json() == ACK
+        assert http.post("/pushalarm", json={**samples["pushalarm_removal_json"], "token": TOKEN}).json() == ACK
         # JSON whose data_list is a JSON string, and a bare object without data_list.
-        assert httpx.post(url + "/pushhb", json={"token": TOKEN, "data_list": json.dumps(GPS[:1])}).json() == ACK
+        assert http.post("/pushhb", json={"token": TOKEN, "data_list": json.dumps(GPS[:1])}).json() == ACK
         bare = {"deviceImei": "868120246598152", "eventType": "UploadAlarmFileEnd", "gateTime": "2026-01-13 02:24:37"}
-        assert httpx.post(url + "/pushIothubEvent", json={"token": TOKEN, **bare}).json() == ACK
+        assert http.post("/pushIothubEvent", json={"token": TOKEN, **bare}).json() == ACK
+        # Section 10.16: msgType beside token, data_list one JSON object.
+        response = {"_code": "100", "_msg": "ok", "_imei": "868120246598152", "_serverFlagId": "7", "_content": "x"}
+        sent = urlencode({"token": TOKEN, "msgType": "2", "data_list": json.dumps(response)}).encode()
+        assert http.post("/pushInstructResponse", content=sent, headers=FORM).json() == ACK
     lines = landed(tmp_path)
+    assert {**response, "msgType": "2"} in [line["item"] for line in lines if line["push_path"] == "/pushInstructResponse"]
     assert {line["push_path"] for line in lines} >= set(documented)
     assert json.loads(samples["pushalarm_jtt808_protocol_form"]["data_list"])[0] in [line["item"] for line in lines]
     assert samples["pushalarm_removal_json"]["data_list"][0] in [line["item"] for line in lines]
