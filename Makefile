@@ -68,7 +68,8 @@ sandbox: install
 
 # Issue 7's benchmark (minutes, not part of the tests): BENCH_ARGS="--devices 10000 --latency-ms 0" etc.
 # Issue 17's peer comparison (the CLI-launched run, one process, dlt, the bare insert):
-# BENCH_ARGS="peer --devices 200 --latency-ms 0". Only the benchmark installs the bench extra (dlt),
+# BENCH_ARGS="peer --devices 200 --latency-ms 0". Issue 19's push receiver load test (docs/push.md):
+# BENCH_ARGS="push --seconds 60 --rate 1000 --batch-size 50" (add --kill-at 20 for the SIGKILL run). Only the benchmark installs the bench extra (dlt),
 # from its own lock whose shared pins are requirements.lock's.
 bench: install $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

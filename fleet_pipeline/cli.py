@@ -3,6 +3,8 @@
     fleet-pipeline demo [--days 7]        materialize every source for the last N complete UTC days
     fleet-pipeline backfill --days 30     backfill every source and model (or --start/--end)
     fleet-pipeline sandbox serve ...      run a vendor sandbox on a loopback port
+    fleet-pipeline sandbox push --day D   push the World's Tracksolid events of a day to a receiver
+    fleet-pipeline push-receiver          receive Tracksolid pushes (token: FLEET_TRACKSOLID_PUSH_TOKEN)
     fleet-pipeline ui                     open the Dagster UI on the project's instance and warehouse
     fleet-pipeline report [--from --to]   render the HTML report from the serving copy for a window of days
     fleet-pipeline config                 show the resolved configuration (secrets masked)
@@ -336,6 +338,46 @@ def sandbox_serve(vendor: str, host: str, port: int, seed: int, devices: int) ->
     return 0
 
 
+def push_receiver(host: str, port: int, workers: int, landing_dir: str | None) -> int:
+    from fleet_pipeline.push import landing, server
+
+    if landing_dir:
+        os.environ["FLEET_PUSH_LANDING_DIR"] = str(Path(landing_dir).resolve())  # read by every worker
+    try:
+        settings.check_configuration()
+        server.receiver_from_env()  # refuses to start without a token
+        root = landing.landing_root()
+    except settings.ConfigError as exc:
+        return _fail(f"configuration error: {exc}")
+    print(f"Tracksolid push receiver on http://{host}:{port} ({workers} worker(s)), landing files in {root}. "
+          "Ctrl-C stops it.", flush=True)
+    server.serve(host, port, workers)
+    return 0
+
+
+def sandbox_push(url: str, day: str, token: str | None, encoding: str, batch_size: int, seed: int,
+                 devices: int) -> int:
+    from fleet_pipeline.sandbox.tracksolid.push import PushSender, push_messages
+    from fleet_pipeline.sandbox.world import World
+    from fleet_pipeline.sources.tracksolid.settings import PUSH_TOKEN_VAR, push_token
+
+    try:
+        token = token or push_token()
+        wanted = date.fromisoformat(day)
+    except (settings.ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    if not token:
+        return _fail(f"give --token or set {PUSH_TOKEN_VAR}")
+    messages = push_messages(World(seed=seed, n_devices=devices), wanted)
+    started = time.monotonic()
+    with PushSender(url, token, encoding=encoding, batch_size=batch_size) as sender:
+        report = sender.send(messages)
+    print(f"pushed {report.acknowledged:,} of {len(messages):,} messages of {wanted} to {url} in "
+          f"{report.requests:,} requests ({report.retries} retried, {report.refused} refused) in "
+          f"{time.monotonic() - started:.1f}s", flush=True)
+    return 0 if report.acknowledged == len(messages) else 1
+
+
 def ui(port: int) -> int:
     try:
         settings.duckdb_path()
@@ -421,6 +463,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=defaults.seed)
     serve.add_argument("--devices", type=int, default=defaults.n_devices)
 
+    push_cmd = sandbox_sub.add_parser("push", help="push the World's Tracksolid events of a UTC day to a "
+                                      "receiver, as Jimi does (batches of up to 50, retried until acknowledged)")
+    push_cmd.add_argument("--url", default="http://127.0.0.1:8930", help="the receiver's root URL")
+    push_cmd.add_argument("--day", required=True, help="UTC day, YYYY-MM-DD")
+    push_cmd.add_argument("--token", help="default: FLEET_TRACKSOLID_PUSH_TOKEN")
+    push_cmd.add_argument("--encoding", choices=("form", "json"), default="form")
+    push_cmd.add_argument("--batch-size", type=int, default=50)
+    push_cmd.add_argument("--seed", type=int, default=defaults.seed)
+    push_cmd.add_argument("--devices", type=int, default=defaults.n_devices)
+
+    receiver_cmd = commands.add_parser("push-receiver", help="receive Tracksolid pushes into landing files "
+                                       "(docs/push.md; token from FLEET_TRACKSOLID_PUSH_TOKEN)")
+    receiver_cmd.add_argument("--host", default="127.0.0.1")
+    receiver_cmd.add_argument("--port", type=int, default=8930)
+    receiver_cmd.add_argument("--workers", type=int, default=1)
+    receiver_cmd.add_argument("--landing-dir", help="default: FLEET_PUSH_LANDING_DIR, else <FLEET_DATA_DIR>/push_landing")
+
     ui_cmd = commands.add_parser("ui", help="open the Dagster UI on this project's instance")
     ui_cmd.add_argument("--port", type=int, default=3000)
 
@@ -441,6 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(args.days)
     if args.command == "backfill":
         return backfill(args.days, args.start, args.end, args.resume, args.reporting)
+    if args.command == "sandbox" and args.sandbox_command == "push":
+        return sandbox_push(args.url, args.day, args.token, args.encoding, args.batch_size, args.seed,
+                            args.devices)
+    if args.command == "push-receiver":
+        return push_receiver(args.host, args.port, args.workers, args.landing_dir)
     if args.command == "sandbox":
         return sandbox_serve(args.vendor, args.host, args.port, args.seed, args.devices)
     if args.command == "ui":

@@ -143,6 +143,12 @@ SLOW = {
     "sources/tracksolid/test_assets.py::test_partitions_match_the_world_and_reruns_change_nothing":
         "loads days twice",
     "sources/navixy/test_assets.py::test_reruns_change_nothing": "loads days twice",
+    "push/test_receiver.py::test_sigkill_mid_load_loses_no_acknowledged_message":
+        "the receiver in a subprocess under load, killed and restarted",
+    "sandbox/test_tracksolid_push.py::test_a_day_of_the_world_is_pushed_in_batches_and_landed_once_each":
+        "a day of 60 devices pushed over HTTP",
+    "push/test_push_settings_and_cli.py::test_sandbox_push_command_lands_a_day_of_a_small_world":
+        "the World's day through the CLI",
     "ingest/test_bad_input.py::test_a_bad_field_costs_its_row_at_most":
         "a matrix: every raw table x three kinds of bad field, one load each",
 }

@@ -75,11 +75,15 @@ def parking_row(d: Device, stop: Any) -> dict[str, Any]:
     return row
 
 
-def alarm_row(d: Device, alarm: Any) -> dict[str, Any]:
+def alarm_type(d: Device, alarm: Any) -> tuple[str, str]:
+    """(type id, display name) of a World alarm: the same for the alarm list and the alarm push."""
     if alarm.kind == "overspeed":
-        type_id, type_name = _OVERSPEED_DEVICE if d.index % 2 == 0 else _OVERSPEED_PLATFORM
-    else:
-        type_id, type_name = _ALARM_TYPES[alarm.kind]
+        return _OVERSPEED_DEVICE if d.index % 2 == 0 else _OVERSPEED_PLATFORM
+    return _ALARM_TYPES[alarm.kind]
+
+
+def alarm_row(d: Device, alarm: Any) -> dict[str, Any]:
+    type_id, type_name = alarm_type(d, alarm)
     name_key = "alertTypeName" if (d.index + alarm.time.second) % 5 == 0 else "alarmTypeName"
     row: dict[str, Any] = {"deviceName": d.device_name, "imei": d.imei, "model": d.model,
                            "account": d.account_id, "alertTypeId": type_id, name_key: type_name,

@@ -14,5 +14,5 @@ SPEC = VendorSpec(
     resource="fleet_pipeline.sources.tracksolid.resources:TracksolidResource",
     snapshot_contents="the Tracksolid device list and last positions",
     sandbox_env=settings.sandbox_env,
-    extra_readers=(settings.tracksolid_mileage_unit,),
+    extra_readers=(settings.tracksolid_mileage_unit, settings.push_token, settings.push_max_body_bytes),
 )

@@ -92,3 +92,33 @@ def sandbox_env(url: str) -> dict[str, str]:
         "TRACKSOLID_USER_ID": tracksolid.USER_ID,
         "TRACKSOLID_USER_PASSWORD": tracksolid.USER_PASSWORD,
     }
+
+
+# The push receiver (issue 19, docs/push.md): Jimi sends this token in every push body.
+PUSH_TOKEN_VAR = "FLEET_TRACKSOLID_PUSH_TOKEN"
+PUSH_MAX_BODY_VAR = "FLEET_TRACKSOLID_PUSH_MAX_BODY_BYTES"
+DEFAULT_PUSH_MAX_BODY_BYTES = 1024 * 1024  # 50 OBD items are ~100 KB: ten times that is no push
+PUSH_MAX_BODY_RANGE = (4 * 1024, 64 * 1024 * 1024)
+
+
+def push_token(env: Mapping[str, str] | None = None) -> str | None:
+    """The token the push receiver requires (None when unset: the receiver then refuses to start)."""
+    token = env_value(os.environ if env is None else env, PUSH_TOKEN_VAR)
+    if token is not None and (len(token) < 8 or any(ch.isspace() for ch in token)):
+        raise ConfigError(f"{PUSH_TOKEN_VAR} must be at least 8 characters without blanks "
+                          "(the token configured for the push in Tracksolid Pro)")
+    return token
+
+
+def push_max_body_bytes(env: Mapping[str, str] | None = None) -> int:
+    """The largest push body the receiver reads; a larger one is refused with 413."""
+    env = os.environ if env is None else env
+    raw = env_value(env, PUSH_MAX_BODY_VAR)
+    least, most = PUSH_MAX_BODY_RANGE
+    try:
+        value = int(raw) if raw else DEFAULT_PUSH_MAX_BODY_BYTES
+    except ValueError:
+        raise ConfigError(f"{PUSH_MAX_BODY_VAR} must be a number of bytes, got {raw!r}") from None
+    if not least <= value <= most:
+        raise ConfigError(f"{PUSH_MAX_BODY_VAR} must be between {least} and {most} bytes, got {value}")
+    return value
