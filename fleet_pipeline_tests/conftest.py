@@ -146,7 +146,8 @@ SLOW = {
         "a matrix: every raw table x three kinds of bad field, one load each",
 }
 # Fixtures that cost seconds to build: the tests using them are slow wherever they are.
-SLOW_FIXTURES = {"month": "thirty days of a 60-device World"}
+SLOW_FIXTURES = {"month": "thirty days of a 60-device World",
+                 "week": "a week of every vendor loaded from the sandboxes, then replayed from the archive"}
 TESTS_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
