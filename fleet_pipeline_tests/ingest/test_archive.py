@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,8 +69,13 @@ def _assets(partitioned: bool) -> list:
 def _succeeded(result) -> None:
     if result.success:
         return
-    errors = [event.step_failure_data.error.message.strip().splitlines()[-1]
-              for event in result.all_events if event.is_step_failure and event.step_failure_data]
+    errors = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            errors.append(f"{event.step_key}: {error.message.strip()}")
     raise AssertionError(f"run {result.run_id} failed: {errors}")
 
 
@@ -301,3 +309,42 @@ def test_the_archive_root_follows_the_warehouse_or_sits_beside_the_lake(tmp_path
     assert settings.configuration_problems({"FLEET_ARCHIVE_RETENTION_DAYS": "-1"}) == [
         "FLEET_ARCHIVE_RETENTION_DAYS must not be negative (0 keeps the archive forever), got -1"]
     assert settings.archive_retention_days({}) == settings.DEFAULT_ARCHIVE_RETENTION_DAYS == 120
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith((*settings.VENDOR_ENV_PREFIXES, "FLEET_", "DAGSTER_"))}
+    (tmp_path / "dagster_home").mkdir()
+    return env | {"FLEET_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+                  "FLEET_SANDBOX_DEVICES": str(DEVICES), "FLEET_STEP_RETRIES": "0"}
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "fleet-pipeline"), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.timeout(1300)
+def test_the_replay_command_rebuilds_a_wiped_table_and_names_a_day_it_cannot(tmp_path):
+    env = _cli_env(tmp_path)
+    day = WEEK[-1].isoformat()
+    loaded = _cli(env, "backfill", "--start", day, "--end", day, "--no-reporting")
+    assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr[-3000:]
+    warehouse = tmp_path / "data" / "sandbox.duckdb"
+    assert (tmp_path / "data" / "archive" / "sandbox" / "navixy" / "track_points" / day).is_dir()
+    before = _contents(warehouse)
+    assert before["raw_navixy.track_points"].height > 0
+    _wipe(warehouse, ["raw_navixy.track_points"])
+
+    replayed = _cli(env, "replay", "--vendor", "navixy", "--from", day, "--to", day, "--table", "track_points")
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    assert f"[1/1] navixy track_points {day} from run " in replayed.stdout
+    assert "no vendor is called" in replayed.stdout and "0 API calls" in replayed.stdout
+    after = _contents(warehouse)
+    assert all(after[table].equals(frame) for table, frame in before.items())
+
+    earlier = (WEEK[-1] - timedelta(days=1)).isoformat()
+    refused = _cli(env, "replay", "--vendor", "navixy", "--from", earlier, "--to", day)
+    assert refused.returncode == 2
+    assert f"navixy.track_points: no archive for {earlier}" in refused.stderr
+    assert "Traceback" not in refused.stderr
