@@ -7,7 +7,9 @@ of the benchmark) from the embedded sandboxes over ``World(seed=42, n_devices=N)
 DuckDB file in one process (``dagster.materialize``), then reads the archive those loads wrote:
 compressed bytes per vendor and table, and per device-day (bytes / devices / days; a snapshot's
 bytes count once per day, as the daily snapshot job takes one a day), beside the raw rows and the
-answers archived. Nothing is kept: the folder is temporary.
+answers archived. Per device-day twice: over the whole fleet, and over the vendor's own devices in
+the World (the devices on its platform; Telesto's stock is the whole fleet's). Nothing is kept:
+the folder is temporary.
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from fleet_pipeline import settings
 from fleet_pipeline.automation.backfill import RANGE_END_TAG, RANGE_START_TAG
 from fleet_pipeline.ingest.archive import Archive
 from fleet_pipeline.ingest.warehouse import WarehouseResource
+from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.sandbox.world.world import PLATFORMS
 from fleet_pipeline.sources.registry import VENDORS
+
+
+def vendor_devices(world: World, vendor: str) -> int:
+    """The World's devices a vendor reports on: tracked on its platform, or updated by it."""
+    if vendor in PLATFORMS:
+        return len(world.devices_on(vendor))
+    # The World names Teltonika's firmware platform "teltonika_fota".
+    updated = sum((d.firmware_platform or "").split("_")[0] == vendor for d in world.devices)
+    return updated or len(world.devices)
 
 
 def measure(devices: int, days: int, folder: Path) -> list[dict]:
@@ -34,7 +47,9 @@ def measure(devices: int, days: int, folder: Path) -> list[dict]:
     last = datetime.now(timezone.utc).date() - timedelta(days=5)
     first = last - timedelta(days=days - 1)
     figures = []
+    world = World(seed=42, n_devices=devices)
     for spec in VENDORS:
+        own = vendor_devices(world, spec.name)
         resources = {"duckdb": WarehouseResource(database=str(database)),
                      spec.resource_key: spec.resource_class()(sandbox_devices=devices, cache_dir=str(folder / "cache"))}
         assets = spec.load_assets()
@@ -59,24 +74,28 @@ def measure(devices: int, days: int, folder: Path) -> list[dict]:
                 per_day = step.size / days if partitioned else step.size
                 figures.append({"vendor": spec.name, "table": step.table, "snapshot": not partitioned,
                                 "bytes": step.size, "answers": answers, "rows": rows,
-                                "bytes_per_device_day": per_day / devices})
+                                "own_devices": own, "bytes_per_device_day": per_day / devices,
+                                "bytes_per_own_device_day": per_day / own})
     return figures
 
 
 def report(figures: list[dict], devices: int, days: int) -> str:
     lines = [f"raw archive, {devices} devices, {days} day(s), World seed 42 (zstd Parquet)", "",
-             "| vendor | table | archived bytes | answers | raw rows | bytes per device-day |",
+             "| vendor | table | archived bytes | answers | raw rows | bytes per fleet device-day |",
              "|---|---|---:|---:|---:|---:|"]
     for f in figures:
         lines.append(f"| {f['vendor']} | {f['table']}{' (snapshot)' if f['snapshot'] else ''} | {f['bytes']:,} | "
                      f"{f['answers']:,} | {f['rows']:,} | {f['bytes_per_device_day']:,.0f} |")
-    lines += ["", "| vendor | bytes per device-day, all its tables |", "|---|---:|"]
+    lines += ["", "| vendor | its devices | bytes a day, all its tables | per fleet device-day | per own device-day |",
+              "|---|---:|---:|---:|---:|"]
     total = 0.0
     for vendor in dict.fromkeys(f["vendor"] for f in figures):
-        per_vendor = sum(f["bytes_per_device_day"] for f in figures if f["vendor"] == vendor)
-        total += per_vendor
-        lines.append(f"| {vendor} | {per_vendor:,.0f} |")
-    lines.append(f"| all five | {total:,.0f} |")
+        mine = [f for f in figures if f["vendor"] == vendor]
+        per_fleet = sum(f["bytes_per_device_day"] for f in mine)
+        total += per_fleet
+        lines.append(f"| {vendor} | {mine[0]['own_devices']} | {per_fleet * devices:,.0f} | {per_fleet:,.0f} | "
+                     f"{sum(f['bytes_per_own_device_day'] for f in mine):,.0f} |")
+    lines.append(f"| all five | {devices} | {total * devices:,.0f} | {total:,.0f} | |")
     return "\n".join(lines)
 
 
