@@ -1,20 +1,20 @@
-"""``python -m benchmarks``: see ``benchmarks/__init__.py``; ``python -m benchmarks peer``: ``benchmarks/peer.py``;
-``python -m benchmarks push``: ``benchmarks/push_load.py``."""
+"""``python -m benchmarks``: see ``benchmarks/__init__.py``. A first argument naming one of
+:data:`SUBCOMMANDS` runs that module's ``main`` with the rest of the arguments instead."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-if sys.argv[1:2] == ["peer"]:  # issue 17's comparison with dlt: see benchmarks/peer.py
-    from benchmarks.peer import main
+SUBCOMMANDS = {
+    "peer": "benchmarks.peer",  # issue 17's comparison with dlt
+    "push": "benchmarks.push_load",  # issue 19's load test of the push receiver
+    "archive": "benchmarks.archive_size",  # issue 19's raw archive, its size per device-day
+}
 
-    sys.exit(main(sys.argv[2:]))
+if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
+    sys.exit(importlib.import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
 
-if sys.argv[1:2] == ["push"]:  # issue 19's load test of the push receiver: see benchmarks/push_load.py
-    from benchmarks.push_load import main
-
-    sys.exit(main(sys.argv[2:]))
-
-from benchmarks.run import main
+from benchmarks.run import main  # noqa: E402
 
 sys.exit(main())

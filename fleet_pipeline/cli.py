@@ -2,6 +2,7 @@
 
     fleet-pipeline demo [--days 7]        materialize every source for the last N complete UTC days
     fleet-pipeline backfill --days 30     backfill every source and model (or --start/--end)
+    fleet-pipeline replay --vendor V ...  rebuild raw partitions from the raw archive, calling no vendor
     fleet-pipeline sandbox serve ...      run a vendor sandbox on a loopback port
     fleet-pipeline sandbox push --day D   push the World's Tracksolid events of a day to a receiver
     fleet-pipeline push-receiver          receive Tracksolid pushes (token: FLEET_TRACKSOLID_PUSH_TOKEN)
@@ -262,6 +263,61 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
     return 0
 
 
+def vendor_tables(vendor: str) -> dict[str, bool]:
+    """The raw tables of a vendor: name -> daily-partitioned (else a snapshot)."""
+    return {asset.key.path[-1]: asset.partitions_def is not None for asset in BY_NAME[vendor].load_assets()}
+
+
+def replay(vendor: str, start: str, end: str, table: str | None) -> int:
+    """Rebuild ``vendor``'s raw partitions of ``start``..``end`` from the raw archive: the current
+    code over the archived answers, each day swapped in one transaction; no vendor is called."""
+    from fleet_pipeline.automation.replay import NothingToReplay, plan_replay
+    from fleet_pipeline.ingest.archive import Archive
+
+    if vendor not in BY_NAME:
+        return _fail(f"unknown vendor {vendor!r}; available: {', '.join(BY_NAME)}")
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError as exc:
+        return _fail(f"dates must look like 2026-11-20: {exc}")
+    try:
+        settings.check_configuration()
+        root = settings.archive_root()
+        runs = plan_replay(Archive(root), vendor, first, last, vendor_tables(vendor), table)
+        warehouse = settings.duckdb_path()
+        prepare_instance_home()
+        defs = _load_definitions()
+        location = _code_location()
+    except (NothingToReplay, ValueError) as exc:  # settings.ConfigError included
+        return _fail(str(exc))
+
+    from dagster import AssetKey, DagsterInstance
+
+    instance = DagsterInstance.get()
+    schema = f"raw_{vendor}"
+    print(f"fleet-pipeline replay: {vendor} {first} .. {last}" + (f", table {table}" if table else ""))
+    print(f"  archive        {root}")
+    print(f"  warehouse      {warehouse}")
+    print(f"  runs           {len(runs)} archived run(s) to replay, no vendor is called")
+    failures, api_calls, started = [], 0, time.monotonic()
+    for index, run in enumerate(runs, start=1):
+        label = f"[{index}/{len(runs)}] {run.describe()}"
+        print(f"{label} ...", flush=True)
+        succeeded, calls = _execute(location, defs.resolve_job_def(run.job_name), label, time.monotonic(),
+                                    instance=instance, partition_key=run.partition_key, tags=run.tags(root),
+                                    asset_selection=[AssetKey([schema, name]) for name in run.tables])
+        api_calls += calls
+        if not succeeded:
+            failures.append(run.describe())
+    # The vendor calls the replayed steps counted (none, unless one escaped the archive).
+    _print_summary(warehouse, api_calls, time.monotonic() - started)
+    if failures:
+        print(f"{len(failures)} replay run(s) failed: " + "; ".join(failures) + ". Their days are unchanged "
+              "(each run replaces its days in one transaction).", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _event_error(event):
     """The error a failure event carries: a step's, a resource's (set up before any step), a run's."""
     if event.is_step_failure and event.step_failure_data:
@@ -453,6 +509,13 @@ def _parser() -> argparse.ArgumentParser:
     backfill_cmd.add_argument("--no-reporting", dest="reporting", action="store_false",
                               help="load the sources only, do not run the reporting job")
 
+    replay_cmd = commands.add_parser(
+        "replay", help="rebuild raw partitions from the raw archive with the current code, calling no vendor")
+    replay_cmd.add_argument("--vendor", required=True, help=", ".join(BY_NAME))
+    replay_cmd.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    replay_cmd.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (UTC, included)")
+    replay_cmd.add_argument("--table", help="one raw table of the vendor (default: all of them)")
+
     sandbox_cmd = commands.add_parser("sandbox", help="vendor API sandboxes")
     sandbox_sub = sandbox_cmd.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_sub.add_parser("serve", help="serve a vendor sandbox on a loopback port")
@@ -505,6 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             args.devices)
     if args.command == "push-receiver":
         return push_receiver(args.host, args.port, args.workers, args.landing_dir)
+    if args.command == "replay":
+        return replay(args.vendor, args.start, args.end, args.table)
     if args.command == "sandbox":
         return sandbox_serve(args.vendor, args.host, args.port, args.seed, args.devices)
     if args.command == "ui":

@@ -99,6 +99,46 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return data_dir(env) / "cache"
 
 
+# Vendors keep about three months of history: a month more lets a fix be replayed over anything
+# the vendor could still have served when it was made.
+DEFAULT_ARCHIVE_RETENTION_DAYS = 120
+
+
+def archive_root(env: Mapping[str, str] | None = None, database: str | Path | None = None) -> str:
+    """Where the raw archive of a warehouse lives (``fleet_pipeline.ingest.archive``).
+
+    In the distributed mode (FLEET_LAKE_DATA_PATH set) beside the lake's data path: the folder
+    ``archive`` next to it, not inside it, where the lake's own clean-up would take the files for
+    orphans. Otherwise ``archive/<warehouse file's name>`` beside the warehouse file (``database``,
+    the working file by default; ``data/archive/sandbox`` in the sandbox), so that the sandbox's
+    answers and the live ones, like their warehouses, never mix.
+    """
+    env = os.environ if env is None else env
+    lake = env_value(env, "FLEET_LAKE_DATA_PATH")
+    if lake:
+        scheme, _, rest = lake.rstrip("/").rpartition("://")
+        parent, _, leaf = rest.rpartition("/")
+        if not leaf or (scheme and not parent):
+            raise ConfigError(f"FLEET_LAKE_DATA_PATH {lake!r} has no parent folder to keep the raw archive "
+                              "beside it: give the lake's data a folder of its own, e.g. s3://bucket/lake")
+        return f"{scheme}://{parent}/archive" if scheme else str(Path(parent or "/").resolve() / "archive")
+    text = str(database if database is not None else duckdb_path(env))
+    if text == ":memory:" or text.startswith("md:"):
+        # No file to sit beside: the data folder, under the database's name.
+        return str(data_dir(env) / "archive" / (text.removeprefix("md:").strip(":") or "memory"))
+    path = Path(text).resolve()
+    return str(path.parent / "archive" / path.stem)
+
+
+def archive_retention_days(env: Mapping[str, str] | None = None) -> int:
+    """How many days of raw archive are kept (0: forever)."""
+    days = whole_number(os.environ if env is None else env, "FLEET_ARCHIVE_RETENTION_DAYS",
+                        DEFAULT_ARCHIVE_RETENTION_DAYS, "a whole number of days (0 keeps the archive forever)")
+    if days < 0:
+        raise ConfigError(f"FLEET_ARCHIVE_RETENTION_DAYS must not be negative (0 keeps the archive forever), got {days}")
+    return days
+
+
 def dagster_home(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     configured = env_value(env, "DAGSTER_HOME")
@@ -274,7 +314,7 @@ def speed_limit_kmh(env: Mapping[str, str] | None = None) -> int:
 # general ones (a new general setting adds its reader here).
 READERS = (
     *(read for spec in VENDORS for read in spec.readers), partitions_start, late_data_days, schedules_running,
-    sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s,
+    sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days, archive_root,
     default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh,
 )
 

@@ -127,6 +127,8 @@ SLOW = {
     "ingest/test_concurrency.py": "runs in subprocesses with the multiprocess executor, then killed",
     "automation/test_abandoned_runs.py": "runs launched in subprocesses and left behind",
     "sources/test_faults.py": "every vendor fault against the sandbox, one run each",
+    "ingest/test_archive.py::test_the_replay_command_rebuilds_a_wiped_table_and_names_a_day_it_cannot":
+        "a backfill and two replays through the CLI",
     "automation/test_backfill.py::test_the_cli_reports_a_failed_run_then_resumes_to_completion":
         "a failing then a resumed backfill through the CLI",
     "automation/test_backfill.py::test_a_tracksolid_range_run_equals_three_day_runs_with_fewer_calls":
@@ -153,7 +155,8 @@ SLOW = {
         "a matrix: every raw table x three kinds of bad field, one load each",
 }
 # Fixtures that cost seconds to build: the tests using them are slow wherever they are.
-SLOW_FIXTURES = {"month": "thirty days of a 60-device World"}
+SLOW_FIXTURES = {"month": "thirty days of a 60-device World",
+                 "week": "a week of every vendor loaded from the sandboxes, then replayed from the archive"}
 TESTS_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 

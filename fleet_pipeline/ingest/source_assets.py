@@ -47,6 +47,7 @@ from fleet_pipeline.automation.anomaly import (
 )
 from fleet_pipeline.automation.partitions import daily_partitions, partition_day, range_bounds
 from fleet_pipeline.executors import forked_step_executor
+from fleet_pipeline.ingest.archiving import StepRecording, attach_replay, replay_of
 from fleet_pipeline.ingest.fanout import chunked
 from fleet_pipeline.ingest.http import (
     RetryableVendorError,
@@ -123,6 +124,16 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, VendorHTTPError):
         return error.status is None or error.status >= 500 or error.status == 429
     return isinstance(error, _TRANSIENT)
+
+
+def _archive(context: AssetExecutionContext, duckdb: WarehouseResource, run: Extraction, table: str,
+             days: Sequence[date]) -> dict[str, Any]:
+    """Write the step's recorded answers to the raw archive; what to say about it in the metadata."""
+    if run.recording is None:
+        return {"replayed_from_archive": True}
+    written = run.recording.write(duckdb.database, table, days, run.now)
+    context.log.info(f"archived {written.path} ({written.size:,} bytes)")
+    return {"archive_file": written.path, "archive_bytes": written.size}
 
 
 def utc_now() -> datetime:
@@ -260,6 +271,8 @@ class Extraction:
     days: tuple[date, ...]
     started: float = field(default_factory=time.monotonic)
     now: datetime = field(default_factory=utc_now)
+    # The answers the client reads, archived before the swap (None in a replay run).
+    recording: StepRecording | None = None
 
     def _require_days(self) -> tuple[date, ...]:
         if not self.days:
@@ -350,7 +363,7 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
         raise configuration_failure(error) from None
     with contextlib.closing(client):
         try:
-            yield Extraction(client=client, days=days)
+            yield _archived(context, client, days)
         except Failure:
             raise
         except _CONFIGURATION_ERRORS as error:
@@ -359,6 +372,23 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
             if STEP_RETRY_POLICY is not None and not is_transient(error):
                 raise Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
             raise
+
+
+def _archived(context: AssetExecutionContext, client: Any, days: tuple[date, ...]) -> Extraction:
+    """The step's extraction with its client's answers recorded, or, in a replay run, served from
+    the archive, at the time the original step extracted."""
+    vendor = context.assets_def.group_names_by_key[context.asset_key]
+    replay = replay_of(context.run.tags)
+    if replay is None:
+        return Extraction(client=client, days=days,
+                          recording=StepRecording.attach(vendor, context.run_id, client.http))
+    run_id, root = replay
+    try:
+        now = attach_replay(client.http, vendor, context.asset_key.path[-1], run_id, root)
+    except LookupError as missing:
+        raise Failure(description=f"replay: {missing}", allow_retries=False) from None
+    context.log.info(f"replaying {vendor} run {run_id} from the archive {root} (extracted at {now}): no vendor call")
+    return Extraction(client=client, days=days, now=now)
 
 
 def load(
@@ -392,8 +422,12 @@ def load(
                                unique_key=declared.key, vendor=source.vendor,
                                require_some_valid=require_some_valid)
     except AllRowsRejected as error:
+        # Every answer arrived, only its rows failed: kept, so a fix can be replayed over it.
+        _archive(context, duckdb, run, table, key_values)
         # One line at the top of the failure, not a traceback through the loader.
         raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None
+    # Before the swap: a partition never holds rows whose answers are not archived.
+    extra_metadata.update(_archive(context, duckdb, run, table, key_values))
     hold = Hold()
     with duckdb.get_connection(holder=f"{ref} (run {context.run_id[:8]})", on_wait=context.log.info,
                                hold=hold) as conn:

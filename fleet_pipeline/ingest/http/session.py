@@ -8,6 +8,10 @@ each vendor client say what its envelope means through a ``check`` callback that
 ``RetryableVendorError`` (try again, optionally after a vendor-chosen wait) or ``VendorAPIError``
 (give up). Nothing in here knows any vendor's protocol.
 
+Archive: every answer ``check`` accepted is handed to ``recorder`` when one is attached, and with a
+``replay`` attached the answers come from it instead of the network (``recording``): the raw
+archive and ``fleet-pipeline replay`` hook in here, the one place every vendor answer passes.
+
 Secrets: every string that can leave this module (exception text, log lines) goes through
 ``Secrets.redact`` first, and exceptions are raised ``from None`` so that a chained ``requests``
 exception (whose text may contain a URL with credentials) never reaches a traceback.
@@ -35,6 +39,7 @@ from fleet_pipeline.ingest.http.errors import (
     VendorTransportError,
 )
 from fleet_pipeline.ingest.http.limits import RateLimiter, RetryPolicy, retry_after_s
+from fleet_pipeline.ingest.http.recording import MissingAnswer, Recorder, Replay, answer_key, path_of, request_record
 from fleet_pipeline.ingest.http.redaction import Secrets
 from fleet_pipeline.ingest.http.stats import CallStats
 
@@ -102,6 +107,7 @@ class HttpSession:
         limiter: RateLimiter | None = None,
         headers: Mapping[str, str] | None = None,
         pool_maxsize: int = 8,
+        volatile_fields: tuple[str, ...] = (),
     ) -> None:
         self.vendor = vendor
         self.timeout_s = timeout_s
@@ -111,6 +117,12 @@ class HttpSession:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.limiter = limiter
+        # Request fields new on every attempt (a timestamp, a signature): not archived, and not part
+        # of what identifies a call to the archive.
+        self.volatile_fields = frozenset(volatile_fields)
+        # Set for one step by the source layer: where accepted answers go, and where they come from.
+        self.recorder: Recorder | None = None
+        self.replay: Replay | None = None
         self._session = requests.Session()
         # Our own retry loop decides; urllib3's hidden retries would double-send and skew stats.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_maxsize, max_retries=0)
@@ -248,6 +260,8 @@ class HttpSession:
                 self.vendor, method,
                 f"server answered {status}: {self._snippet(body)}", status=status,
             )
+        if self.recorder is not None:
+            self.recorder.record(method, http_method, url, parts.data, parts.json, parts.params, status, body)
         return value
 
     def _send(
@@ -258,6 +272,8 @@ class HttpSession:
         http_method: str,
         timeout_s: float | tuple[float, float] | None,
     ) -> requests.Response:
+        if self.replay is not None:
+            return self._replayed(method, url, parts, http_method)
         request = requests.Request(
             http_method, url,
             data=parts.data, json=parts.json, params=parts.params, headers=parts.headers,
@@ -294,6 +310,22 @@ class HttpSession:
             raise VendorTransportError(
                 self.vendor, method, f"request could not be sent ({type(exc).__name__}): {exc}"
             ) from None
+
+    def _replayed(self, method: str, url: str, parts: RequestParts, http_method: str) -> requests.Response:
+        """The archived answer to this call, as the response the network would have given."""
+        assert self.replay is not None
+        # Not counted as a request: the stats say what the vendor was asked, and it was not.
+        request = request_record(parts.data, parts.json, parts.params, self.volatile_fields, self.secrets)
+        try:
+            status, body = self.replay.answer(answer_key(method, http_method, path_of(url, self.secrets), request))
+        except MissingAnswer as missing:
+            raise VendorAPIError(self.vendor, method, f"replay: {missing}") from None
+        response = requests.Response()
+        response.status_code = status
+        response._content = body
+        response.encoding = "utf-8"
+        response.url = url
+        return response
 
     def _undecodable(self, body: bytes) -> str:
         """What a body that does not decode looks like, without risking a secret.

@@ -109,6 +109,8 @@ class TracksolidClient(VendorClient):
             timeout_s=timeout_s,
             rng=self._rng,
             pool_maxsize=concurrency,
+            # New on every attempt: not archived, and not what tells one call from another.
+            volatile_fields=("timestamp", "sign"),
             # A burst of ~25 calls triggers 1006 and costs 15+ s of backoff; pacing below it is
             # far cheaper. 22 a second, not 23: at 23 the arrivals of calls sent evenly still
             # bunched into 26 a second now and then on a loaded 2-core machine (one 1006 in 1,000
