@@ -392,9 +392,9 @@ def load(
         # One line at the top of the failure, not a traceback through the loader.
         raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None
     hold = Hold()
-    with duckdb.get_connection(holder=f"{ref} (run {context.run_id[:8]})", on_wait=context.log.info,
-                               hold=hold) as conn:
-        outcome = write_batch(conn, batch)
+    holder = f"{ref} (run {context.run_id[:8]})"
+    with duckdb.get_connection(holder=holder, on_wait=context.log.info, hold=hold) as conn:
+        outcome = write_batch(conn, batch, lambda tables: duckdb.table_turns(tables, holder, context.log.info))
         # After the commit, on the same connection: the check sees exactly what was written, in
         # the same turn on the warehouse.
         checks = [rejects_check(outcome),

@@ -14,12 +14,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from dagster import AssetKey, MetadataValue, Output
 
 from fleet_pipeline.automation.partitions import days_between
+from fleet_pipeline.ingest.warehouse import connect
+
+if TYPE_CHECKING:
+    from fleet_pipeline.settings import LakeSettings
 
 MARTS_LAYER = "marts"
 
@@ -152,7 +156,8 @@ FIGURES: dict[str, Callable[[duckdb.DuckDBPyConnection, str, Window], dict[str, 
 
 
 def _marts_schema(conn: duckdb.DuckDBPyConnection) -> str | None:
-    names = [r[0] for r in conn.execute("select schema_name from duckdb_schemas()").fetchall()]
+    names = [r[0] for r in conn.execute(
+        "select schema_name from duckdb_schemas() where database_name = current_database()").fetchall()]
     candidates = [n for n in names if n == MARTS_LAYER or n.endswith("_" + MARTS_LAYER)]
     return min(candidates, key=len) if candidates else None
 
@@ -163,7 +168,7 @@ AddPartitionMetadata = Callable[[AssetKey, str, dict[str, Any]], None]
 
 def with_key_figures(
     events: Iterable[Any], keys_by_output: dict[str, AssetKey], database: Path, window: Window,
-    add_partition_metadata: AddPartitionMetadata | None = None,
+    add_partition_metadata: AddPartitionMetadata | None = None, lake: LakeSettings | None = None,
 ) -> Iterator[Any]:
     """The dbt events, with each mart's key figures added to its materialization.
 
@@ -176,7 +181,8 @@ def with_key_figures(
     if not any(isinstance(e, Output) and e.output_name in wanted for e in events):
         yield from events
         return
-    with duckdb.connect(str(database), read_only=True) as conn:
+    # Read inside the caller's turn on the file (re-entrant), or the lake's latest snapshot.
+    with connect(database, lake, read_only=True) as conn:
         schema = _marts_schema(conn)
         for event in events:
             if isinstance(event, Output) and event.output_name in wanted and schema is not None:
