@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test test-fast lint lint-sql ui sandbox lock clean bench
+.PHONY: install demo test test-fast lint lint-sql ui sandbox lock clean bench services
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,17 @@ lint: install
 # The dbt models and macros against dbt_models/.sqlfluff (dialect duckdb, jinja with dbt's builtins).
 lint-sql: install
 	$(BIN)/sqlfluff lint dbt_models/models dbt_models/macros
+
+# PostgreSQL and Redis for the distributed mode (docs/distributed.md): Debian's packages, installed
+# only where their binaries are missing. Nothing is started here: the tests start throwaway servers
+# on loopback themselves (fleet_pipeline_tests/services.py), and fail asking for this target when
+# the binaries are not there. Debian keeps the Postgres server binaries in /usr/lib/postgresql/<N>/bin.
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then \
+		echo "services: postgresql and redis-server already installed"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server; \
+	fi
 
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium

@@ -112,24 +112,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
-    from fleet_pipeline_tests.services import start_postgres
+    from fleet_pipeline_tests.services import create_database, start_postgres
 
     with tempfile.TemporaryDirectory(prefix="lake-writes-") as scratch, start_postgres(scratch) as dsn:
         for strategy in STRATEGIES:
-            # Each lake its own catalog schema would share one database; a database each keeps them apart.
-            print(run_strategy(_new_database(dsn, strategy), Path(scratch), strategy, args.writers, args.rounds,
+            # A catalog database and a data path per lake: nothing of one strategy's run is left to the other.
+            print(run_strategy(create_database(dsn, strategy), Path(scratch), strategy, args.writers, args.rounds,
                                args.rows), flush=True)
-
-
-def _new_database(dsn: str, name: str) -> str:
-    import psycopg2
-
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return dsn.rsplit("/", 1)[0] + "/" + name
 
 
 if __name__ == "__main__":

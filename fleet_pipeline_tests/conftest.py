@@ -124,6 +124,7 @@ SLOW = {
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":
         "a run launched in a subprocess with the multiprocess executor",
     "ingest/test_concurrency.py": "runs in subprocesses with the multiprocess executor, then killed",
+    "ingest/test_lake.py": "a Postgres server, DuckLake writers in subprocesses, one killed",
     "automation/test_abandoned_runs.py": "runs launched in subprocesses and left behind",
     "sources/test_faults.py": "every vendor fault against the sandbox, one run each",
     "automation/test_backfill.py::test_the_cli_reports_a_failed_run_then_resumes_to_completion":

@@ -137,6 +137,20 @@ def _create_database(bin_dir: Path, port: int, user: str, database: str, log: Pa
         time.sleep(0.2)
 
 
+def create_database(dsn: str, name: str) -> str:
+    """A new database ``name`` on the server of ``dsn``; its DSN (tests keep their state apart so)."""
+    import psycopg2
+
+    admin = psycopg2.connect(dsn)
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    return dsn.rsplit("/", 1)[0] + "/" + name
+
+
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if not found:

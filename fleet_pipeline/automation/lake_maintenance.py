@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import Definitions, OpExecutionContext, ScheduleDefinition, job, op
+from dagster import Definitions, ScheduleDefinition, job, op
 
 from fleet_pipeline.automation.schedules import automation_status
 from fleet_pipeline.ingest.warehouse import TableRef, connect, table_turns
@@ -72,7 +72,7 @@ def build_lake_maintenance(lake: LakeSettings, retention_days: int) -> Definitio
 
     @op(name="maintain_lake", description=f"Expire lake snapshots older than {retention_days} days, merge "
         "small files, rewrite files of deleted rows, delete files nothing refers to.")
-    def maintain_lake(context: OpExecutionContext) -> None:
+    def maintain_lake(context) -> None:  # untyped: under `from __future__ import annotations` Dagster sees a string
         maintain(lake, retention_days, context.log.info)
 
     @job(name=MAINTENANCE_JOB, description="The lake's upkeep (FLEET_WAREHOUSE=ducklake): snapshots, "

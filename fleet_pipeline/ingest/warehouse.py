@@ -171,6 +171,7 @@ LAKE_ALIAS = "lake"
 # DuckDB extension -> the PyPI wheel that ships it for exactly one DuckDB version.
 _EXTENSION_WHEELS = {"ducklake": "duckdb_extension_ducklake", "postgres_scanner": "duckdb_extension_postgres_scanner"}
 LAKE_EXTENSIONS = tuple(_EXTENSION_WHEELS)
+_ATTACH_ATTEMPTS = 5
 
 
 def sql_string(value: str) -> str:
@@ -222,11 +223,18 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, lake: LakeSettings, alias: str 
     Postgres database, the data under the data path)."""
     load_lake_extensions(conn, lake)
     options = f"DATA_PATH {sql_string(lake.data_path)}" + (", READ_ONLY" if read_only else "")
-    try:
-        conn.execute(f"ATTACH {sql_string('ducklake:postgres:' + lake.catalog_libpq)} AS {alias} ({options})")
-    except duckdb.Error as exc:
-        raise LakeError(f"attaching the DuckLake catalog {lake.catalog_shown} (data {lake.data_path}) failed: "
-                        f"{_without_password(str(exc))}") from None
+    for attempt in range(1, _ATTACH_ATTEMPTS + 1):
+        try:
+            conn.execute(f"ATTACH {sql_string('ducklake:postgres:' + lake.catalog_libpq)} AS {alias} ({options})")
+            return
+        except duckdb.Error as exc:
+            # Two processes attaching a new catalog at once both create its tables; the second
+            # fails on "already exists" and finds the catalog made when it tries again.
+            if "already exists" in str(exc) and attempt < _ATTACH_ATTEMPTS:
+                time.sleep(0.2 * attempt)
+                continue
+            raise LakeError(f"attaching the DuckLake catalog {lake.catalog_shown} (data {lake.data_path}) failed: "
+                            f"{_without_password(str(exc))}") from None
 
 
 def _without_password(text: str) -> str:

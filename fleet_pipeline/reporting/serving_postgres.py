@@ -21,7 +21,7 @@ from fleet_pipeline.ingest.warehouse import load_extensions, sql_string
 from fleet_pipeline.settings import postgres_libpq, redacted_url
 
 INCOMING, PREVIOUS = "__incoming", "__previous"
-_ALIAS = "serving_postgres"
+_ALIAS, _SERVED = "serving_postgres", "served"
 
 
 class ServingPostgresError(RuntimeError):
@@ -36,7 +36,9 @@ def publish_postgres(serving_db: Path, dsn: str, extension_directory: Path, exte
     """Publish every table of ``serving_db``'s schemas to the Postgres database ``dsn`` (same
     schema and table names), swapped in atomically; the rows of each ``schema.table`` published."""
     published: dict[str, int] = {}
-    with duckdb.connect(str(serving_db), read_only=True) as conn:
+    # An in-memory connection: Postgres attached to a read-only one would be read-only too.
+    with duckdb.connect() as conn:
+        conn.execute(f"ATTACH {sql_string(str(serving_db))} AS {_SERVED} (READ_ONLY)")
         load_extensions(conn, ("postgres_scanner",), extension_directory, extensions_from)
         try:
             conn.execute(f"ATTACH {sql_string(postgres_libpq(dsn))} AS {_ALIAS} (TYPE postgres)")
@@ -49,7 +51,7 @@ def publish_postgres(serving_db: Path, dsn: str, extension_directory: Path, exte
             _postgres_execute(conn, f"DROP SCHEMA IF EXISTS {incoming} CASCADE; CREATE SCHEMA {incoming}")
             for table in tables:
                 conn.execute(f"CREATE TABLE {_ALIAS}.{incoming}.{_quote(table)} AS "
-                             f"SELECT * FROM {_quote(layer)}.{_quote(table)}")
+                             f"SELECT * FROM {_SERVED}.{_quote(layer)}.{_quote(table)}")
                 published[f"{layer}.{table}"] = conn.execute(
                     f"SELECT count(*) FROM {_ALIAS}.{incoming}.{_quote(table)}").fetchone()[0]
         # One multi-statement string is one transaction in Postgres (its simple query protocol):
@@ -64,7 +66,7 @@ def publish_postgres(serving_db: Path, dsn: str, extension_directory: Path, exte
 def _tables_by_schema(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     rows = conn.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_catalog = current_database() AND table_schema <> 'main' ORDER BY 1, 2").fetchall()
+        "WHERE table_catalog = ? AND table_schema <> 'main' ORDER BY 1, 2", [_SERVED]).fetchall()
     found: dict[str, list[str]] = {}
     for schema, table in rows:
         found.setdefault(schema, []).append(table)
