@@ -152,22 +152,12 @@ def test_two_processes_writing_days_of_one_table_at_once_lose_and_double_nothing
 # rather than being inlined in the catalog), killed at the last moment: every statement has run, the
 # table's turn is held, and COMMIT is the next statement.
 KILLED_AT_COMMIT = """
-import json, os, signal, sys
+import json, sys
 from datetime import date
 from pathlib import Path
 from fleet_pipeline.ingest.warehouse import TableRef, connect, replace_partitions, table_turns
+from fleet_pipeline_tests.dies_at_commit import DiesAtCommit
 from fleet_pipeline.settings import LakeSettings
-
-class DiesAtCommit:
-    def __init__(self, conn):
-        self._conn = conn
-    def execute(self, sql, *args):
-        if sql.strip().upper() == "COMMIT":
-            print("killed at commit", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self._conn.execute(sql, *args)
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
 
 settings, day = json.loads(sys.argv[1]), date.fromisoformat(sys.argv[2])
 lake = LakeSettings(**{**settings, "extension_directory": Path(settings["extension_directory"])})
