@@ -307,7 +307,7 @@ def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float, lake: sett
     for name, per_table in rejects.items():
         detail = ", ".join(f"{table} {count}" for table, count in per_table) or "none"
         print(f"  {name.ljust(width)}  {sum(c for _, c in per_table):>12,}  ({detail})")
-    print(f"  warehouse: {warehouse if lake is None else settings.warehouse_description()}")
+    print(f"  DuckDB file: {warehouse}" if lake is None else f"  warehouse: {settings.warehouse_description()}")
     print("  Open the runs and assets in the Dagster UI with: make ui")
 
 
