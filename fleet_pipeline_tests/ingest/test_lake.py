@@ -9,6 +9,7 @@ wheels, installed offline as the pipeline installs them.
   turn is free at once, the next run loads the day, and the maintenance job deletes the killed
   writer's orphan files.
 * A COMMIT that fails on a write conflict is reported as that conflict (ROLLBACK used to hide it).
+* The maintenance job merges the one-file-a-day of daily writes and keeps every row.
 """
 
 from __future__ import annotations
@@ -253,3 +254,24 @@ def test_a_commit_that_fails_on_a_conflict_reports_the_conflict(lake):
         # The failed write left its day as it was; the other write is there; the connection works on.
         assert dict(first.execute(f"select partition_date, count(*) from {table.sql} group by 1").fetchall()) == \
             {DAY_A: 3, DAY_B: 4}
+
+
+def test_the_maintenance_job_merges_the_small_files_of_daily_writes_and_keeps_every_row(lake):
+    table = TableRef("raw_test", "points")
+    days = [DAY_A + timedelta(days=n) for n in range(4)]
+    with connect("", lake) as conn:
+        for day in days:  # one write a day, as the daily loads do: one file each
+            replace_partitions(conn, table, _points(day, 5_000), "partition_date", [day])
+        files = "select count(*) from ducklake_list_files('lake', 'points', schema => 'raw_test')"
+        files_before = conn.execute(files).fetchone()[0]
+    assert files_before == len(days)
+
+    definitions = lake_maintenance.build_lake_maintenance(lake, retention_days=1)
+    result = definitions.resolve_job_def(lake_maintenance.MAINTENANCE_JOB).execute_in_process()
+    assert result.success
+    with connect("", lake, read_only=True) as conn:
+        assert conn.execute(files).fetchone()[0] == 1
+        assert dict(conn.execute(f"select partition_date, count(*) from {table.sql} group by 1").fetchall()) == \
+            {day: 5_000 for day in days}
+    [schedule] = definitions.schedules
+    assert schedule.cron_schedule == lake_maintenance.MAINTENANCE_CRON and schedule.job.name == "lake_maintenance"
