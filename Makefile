@@ -33,10 +33,11 @@ demo: install
 	$(BIN)/fleet-pipeline demo
 
 # Test files are spread over two worker processes (a file stays on one worker: its fixtures are shared).
-# The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
+# The UI test drives Debian's chromium (Playwright's own browser download is not reachable); the
+# distributed mode's tests start Postgres and Redis (`services`).
 # PYTEST_ARGS adds options, e.g. PYTEST_ARGS="--durations=20" or a path.
 PYTEST := $(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
-test: install lint $(CHROMIUM)
+test: install lint $(CHROMIUM) services
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The quick loop while editing: every test but those marked slow (dbt, Dagster runs in subprocesses,
