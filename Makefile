@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test test-fast lint lint-sql ui sandbox lock clean bench
+.PHONY: install demo test test-fast lint lint-sql ui sandbox lock clean bench services
 
 install: $(VENV)/.installed
 
@@ -33,10 +33,11 @@ demo: install
 	$(BIN)/fleet-pipeline demo
 
 # Test files are spread over two worker processes (a file stays on one worker: its fixtures are shared).
-# The UI test drives Debian's chromium (Playwright's own browser download is not reachable).
+# The UI test drives Debian's chromium (Playwright's own browser download is not reachable); the
+# distributed mode's tests start Postgres and Redis (`services`).
 # PYTEST_ARGS adds options, e.g. PYTEST_ARGS="--durations=20" or a path.
 PYTEST := $(BIN)/pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
-test: install lint $(CHROMIUM)
+test: install lint $(CHROMIUM) services
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The quick loop while editing: every test but those marked slow (dbt, Dagster runs in subprocesses,
@@ -56,6 +57,17 @@ lint: install
 # The dbt models and macros against dbt_models/.sqlfluff (dialect duckdb, jinja with dbt's builtins).
 lint-sql: install
 	$(BIN)/sqlfluff lint dbt_models/models dbt_models/macros
+
+# PostgreSQL and Redis for the distributed mode (docs/distributed.md): Debian's packages, installed
+# only where their binaries are missing. Nothing is started here: the tests start throwaway servers
+# on loopback themselves (fleet_pipeline_tests/services.py), and fail asking for this target when
+# the binaries are not there. Debian keeps the Postgres server binaries in /usr/lib/postgresql/<N>/bin.
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then \
+		echo "services: postgresql and redis-server already installed"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server; \
+	fi
 
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium

@@ -121,7 +121,7 @@ def demo(days: int) -> int:
         return _fail("--days must be at least 1")
     try:
         sandbox = settings.is_sandbox_mode()
-        warehouse = settings.duckdb_path()
+        warehouse, lake = settings.duckdb_path(), settings.lake_settings()
         prepare_instance_home()
         defs = _load_definitions()
         location = _code_location()
@@ -139,7 +139,7 @@ def demo(days: int) -> int:
     partitions = [(today - timedelta(days=n)).isoformat() for n in range(days, 0, -1)]
     mode = "embedded sandbox (no vendor credentials set)" if sandbox else "live vendor APIs"
     print(f"fleet-pipeline demo: {mode}")
-    print(f"  warehouse      {warehouse}")
+    print(f"  warehouse      {settings.warehouse_description()}")
     print(f"  dagster home   {settings.dagster_home()}")
     print(f"  partitions     {partitions[0]} .. {partitions[-1]} ({len(partitions)} UTC days)")
 
@@ -167,7 +167,7 @@ def demo(days: int) -> int:
         if not succeeded:
             failures.append(label)
 
-    _print_summary(warehouse, api_calls, time.monotonic() - started)
+    _print_summary(warehouse, api_calls, time.monotonic() - started, lake)
     if failures:
         print(f"{len(failures)} run(s) failed: " + "; ".join(failures), file=sys.stderr)
         return 1
@@ -208,7 +208,7 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
         if wanted[0] < first_partition:
             return _fail(f"{wanted[0]} is before the first partition {first_partition} (FLEET_PARTITIONS_START)")
         sandbox = settings.is_sandbox_mode()
-        warehouse = settings.duckdb_path()
+        warehouse, lake = settings.duckdb_path(), settings.lake_settings()
         prepare_instance_home()
         defs = _load_definitions()
         location = _code_location()
@@ -224,7 +224,7 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
     label = f"{wanted[0]}...{wanted[-1]}"
     mode = "embedded sandbox (no vendor credentials set)" if sandbox else "live vendor APIs"
     print(f"fleet-pipeline backfill: {mode}")
-    print(f"  warehouse      {warehouse}")
+    print(f"  warehouse      {settings.warehouse_description()}")
     print(f"  dagster home   {settings.dagster_home()}")
     print(f"  partitions     {wanted[0]} .. {wanted[-1]} ({len(wanted)} UTC day{'s' if len(wanted) > 1 else ''})")
     print("  snapshots      not backfilled: they are the fleet's state, which vendors only report as of now"
@@ -249,7 +249,7 @@ def backfill(days: int | None, start: str | None, end: str | None, resume: bool,
         if not succeeded:
             failures.append(run.describe())
 
-    _print_summary(warehouse, api_calls, time.monotonic() - started)
+    _print_summary(warehouse, api_calls, time.monotonic() - started, lake)
     if failures:
         print(
             f"{len(failures)} run(s) failed: " + "; ".join(failures) + ". The days of a failed run are "
@@ -341,18 +341,15 @@ def _first_error(result) -> str:
     return "see the run in the Dagster UI (make ui)"
 
 
-def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
-    import duckdb
-
-    from fleet_pipeline.ingest.warehouse import exclusive_access, table_row_counts
+def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float, lake: settings.LakeSettings | None = None) -> None:
+    from fleet_pipeline.ingest.warehouse import reading, table_row_counts
 
     print()
     print(f"Summary ({elapsed_s:.0f}s, {api_calls:,} API calls)")
-    if not warehouse.exists():
+    if lake is None and not warehouse.exists():
         print("  the warehouse was not created")
         return
-    with exclusive_access(warehouse, "fleet-pipeline summary", print), \
-            duckdb.connect(str(warehouse), read_only=True) as conn:
+    with reading(warehouse, lake, "fleet-pipeline summary", print) as conn:
         counts = table_row_counts(conn)
         rejects = {
             name: conn.execute(
@@ -369,7 +366,7 @@ def _print_summary(warehouse: Path, api_calls: int, elapsed_s: float) -> None:
     for name, per_table in rejects.items():
         detail = ", ".join(f"{table} {count}" for table, count in per_table) or "none"
         print(f"  {name.ljust(width)}  {sum(c for _, c in per_table):>12,}  ({detail})")
-    print(f"  DuckDB file: {warehouse}")
+    print(f"  DuckDB file: {warehouse}" if lake is None else f"  warehouse: {settings.warehouse_description()}")
     print("  Open the runs and assets in the Dagster UI with: make ui")
 
 
@@ -453,7 +450,7 @@ def show_config() -> int:
         settings.check_configuration()
         sandbox = settings.is_sandbox_mode()
         print(f"mode:            {'sandbox' if sandbox else 'live'}")
-        print(f"warehouse:       {settings.duckdb_path()}")
+        print(f"warehouse:       {settings.warehouse_description()}")
         print(f"dagster home:    {settings.dagster_home()}")
         print(f"cache dir:       {settings.cache_dir()}")
         print(f"partitions from: {settings.partitions_start()}")

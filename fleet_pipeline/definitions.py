@@ -11,11 +11,12 @@ from fleet_pipeline import settings
 settings.check_configuration()
 from fleet_pipeline.automation.freshness import build_freshness_checks, build_freshness_sensor, without_freshness_checks
 from fleet_pipeline.automation.jobs import vendor_jobs
+from fleet_pipeline.automation.lake_maintenance import build_lake_maintenance
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.automation.schedules import build_daily_schedule, build_reporting_sensor, build_snapshot_schedule
 from fleet_pipeline.executors import DEFAULT_EXECUTOR
 from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
-from fleet_pipeline.ingest.warehouse import WarehouseResource
+from fleet_pipeline.ingest.warehouse import warehouse_resource
 from fleet_pipeline.instance import build_abandoned_runs_sensor
 from fleet_pipeline.reporting.dbt_assets import build_dbt_assets, dbt_resource, load_project
 from fleet_pipeline.reporting.report import fleet_report
@@ -73,7 +74,7 @@ sensors = [build_reporting_sensor(all_daily_job, reporting_job, push_load_job), 
 
 # The executor of the reporting job and of assets materialized from the UI or the CLI: step
 # processes forked from one that imported the code location (fleet_pipeline.executors).
-defs = Definitions(
+pipeline_defs = Definitions(
     executor=DEFAULT_EXECUTOR,
     assets=[*source_assets, *reporting_assets],
     asset_checks=freshness_checks,
@@ -84,6 +85,10 @@ defs = Definitions(
         "dbt": dbt_resource(dbt_project),
         **{spec.resource_key: spec.from_env() for spec in VENDORS},
         "tracksolid_push": push_landing,
-        "duckdb": WarehouseResource(database=str(settings.duckdb_path())),
+        "duckdb": warehouse_resource(),
     },
 )
+# The lake's upkeep exists only where there is a lake (FLEET_WAREHOUSE=ducklake).
+_lake = settings.lake_settings()
+defs = pipeline_defs if _lake is None else Definitions.merge(
+    pipeline_defs, build_lake_maintenance(_lake, settings.lake_retention_days()))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fleet_pipeline.ingest.env import ConfigError, days_between, env_value, report_config_errors_briefly, whole_number
 from fleet_pipeline.sources.registry import VENDORS
@@ -308,6 +309,140 @@ def speed_limit_kmh(env: Mapping[str, str] | None = None) -> int:
     if not 10 <= limit <= 250:
         raise ConfigError(f"FLEET_SPEED_LIMIT_KMH must be between 10 and 250, got {limit}")
     return limit
+WAREHOUSE_MODES = ("duckdb", "ducklake")
+# What the lake keeps of its history: a snapshot older than this is expired by the maintenance job
+# (time travel reaches back this far; every dbt build adds dozens of snapshots).
+DEFAULT_LAKE_RETENTION_DAYS = 7
+EXTENSION_SOURCES = ("wheels", "repository")
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def warehouse_mode(env: Mapping[str, str] | None = None) -> str:
+    """``duckdb`` (the one working file, the default) or ``ducklake`` (a Postgres catalog and Parquet
+    files: several machines write at once, docs/distributed.md)."""
+    env = os.environ if env is None else env
+    mode = (env_value(env, "FLEET_WAREHOUSE") or "duckdb").lower()
+    if mode not in WAREHOUSE_MODES:
+        raise ConfigError(f"FLEET_WAREHOUSE must be one of {', '.join(WAREHOUSE_MODES)}, got {mode!r}")
+    return mode
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """Where the DuckLake warehouse lives: its catalog (a Postgres database) and its data files."""
+
+    catalog: str  # postgresql://user:password@host:port/database (may hold a secret: never print it)
+    data_path: str  # a local folder (absolute) or an object-store URL (s3://...)
+    extension_directory: Path
+    extensions_from: str  # "wheels" (PyPI's, offline) or "repository" (DuckDB's INSTALL)
+
+    @property
+    def catalog_libpq(self) -> str:
+        """The catalog as a libpq connection string (what DuckLake's ``ducklake:postgres:`` takes)."""
+        return postgres_libpq(self.catalog)
+
+    @property
+    def catalog_shown(self) -> str:
+        return redacted_url(self.catalog)
+
+
+def postgres_url(env: Mapping[str, str], name: str) -> str | None:
+    """A ``postgresql://`` URL from ``name``, or None when unset."""
+    value = env_value(env, name)
+    if value is None:
+        return None
+    if not value.startswith(_POSTGRES_SCHEMES):
+        raise ConfigError(f"{name} must be a postgresql://user@host:port/database URL, got {redacted_url(value)!r}")
+    parts = urlsplit(value)
+    try:
+        _ = parts.port  # urlsplit checks the port only when asked for it
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {redacted_url(value)!r}") from None
+    if not parts.hostname or not parts.path.strip("/"):
+        raise ConfigError(f"{name} must name a host and a database, got {redacted_url(value)!r}")
+    return value
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def postgres_libpq(url: str) -> str:
+    """A ``postgresql://`` URL as libpq's ``key=value`` string (query parameters such as sslmode kept)."""
+    parts = urlsplit(url)
+    fields = {"host": parts.hostname, "port": parts.port, "user": unquote(parts.username or "") or None,
+              "password": unquote(parts.password or "") or None, "dbname": unquote(parts.path.lstrip("/"))}
+    fields.update(parse_qsl(parts.query))
+    return " ".join(f"{key}={_libpq_value(str(value))}" for key, value in fields.items() if value is not None)
+
+
+def _libpq_value(value: str) -> str:
+    if value and not any(c.isspace() or c in "'\\" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def duckdb_extensions_from(env: Mapping[str, str] | None = None) -> str:
+    """Where the DuckDB extensions of the lake and the Postgres serving target come from
+    (FLEET_DUCKDB_EXTENSIONS): ``wheels`` (PyPI's, installed offline) or ``repository`` (DuckDB's)."""
+    env = os.environ if env is None else env
+    source = (env_value(env, "FLEET_DUCKDB_EXTENSIONS") or "wheels").lower()
+    if source not in EXTENSION_SOURCES:
+        raise ConfigError(f"FLEET_DUCKDB_EXTENSIONS must be one of {', '.join(EXTENSION_SOURCES)}, got {source!r}")
+    return source
+
+
+def duckdb_extension_directory(env: Mapping[str, str] | None = None) -> Path:
+    """Where DuckDB extensions are installed for this machine (versioned subfolders inside)."""
+    return data_dir(env) / "duckdb_extensions"
+
+
+def lake_settings(env: Mapping[str, str] | None = None) -> LakeSettings | None:
+    """The lake in ``ducklake`` mode; None in ``duckdb`` mode (where no FLEET_LAKE_* may be set)."""
+    env = os.environ if env is None else env
+    catalog = postgres_url(env, "FLEET_LAKE_CATALOG")
+    data_path = env_value(env, "FLEET_LAKE_DATA_PATH")
+    extensions_from = duckdb_extensions_from(env)
+    if warehouse_mode(env) != "ducklake":
+        stray = [name for name in ("FLEET_LAKE_CATALOG", "FLEET_LAKE_DATA_PATH") if env_value(env, name)]
+        if stray:
+            raise ConfigError(f"{' and '.join(stray)} set but FLEET_WAREHOUSE is not ducklake "
+                              "(set FLEET_WAREHOUSE=ducklake, or unset them)")
+        return None
+    missing = [name for name, value in (("FLEET_LAKE_CATALOG", catalog), ("FLEET_LAKE_DATA_PATH", data_path))
+               if value is None]
+    if missing:
+        raise ConfigError(f"FLEET_WAREHOUSE=ducklake needs {' and '.join(missing)} "
+                          "(the catalog's postgresql:// URL and the folder or URL of the lake's files)")
+    assert catalog is not None and data_path is not None
+    if "://" not in data_path:
+        data_path = str(Path(data_path).resolve())
+    return LakeSettings(catalog=catalog, data_path=data_path.rstrip("/") + "/",
+                        extension_directory=duckdb_extension_directory(env), extensions_from=extensions_from)
+
+
+def lake_retention_days(env: Mapping[str, str] | None = None) -> int:
+    """How many days of lake snapshots the maintenance job keeps (FLEET_LAKE_RETENTION_DAYS)."""
+    return days_between(os.environ if env is None else env, "FLEET_LAKE_RETENTION_DAYS",
+                        DEFAULT_LAKE_RETENTION_DAYS, 1, 3650)
+
+
+def warehouse_description(env: Mapping[str, str] | None = None) -> str:
+    """The warehouse in one line for people (no password): the file, or the lake's catalog and data."""
+    lake = lake_settings(env)
+    if lake is None:
+        return str(duckdb_path(env))
+    return f"DuckLake, catalog {lake.catalog_shown}, data {lake.data_path}"
+
+
+def serving_postgres(env: Mapping[str, str] | None = None) -> str | None:
+    """The Postgres database the marts are also published to (FLEET_SERVING_POSTGRES), or None."""
+    return postgres_url(os.environ if env is None else env, "FLEET_SERVING_POSTGRES")
 
 
 # Every reader of a setting, each checking its own variables: the vendors' from their specs, then the
@@ -316,6 +451,8 @@ READERS = (
     *(read for spec in VENDORS for read in spec.readers), partitions_start, late_data_days, schedules_running,
     sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days, archive_root,
     default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh,
+    sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, warehouse_mode, lake_settings,
+    lake_retention_days, serving_postgres, duckdb_extensions_from,
 )
 
 

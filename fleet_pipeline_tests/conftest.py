@@ -120,11 +120,13 @@ SLOW = {
     "reporting/test_dbt_models.py": "dbt builds the models on a loaded warehouse",
     "reporting/test_reporting.py": "dbt builds the marts the report and the BI copy read",
     "reporting/test_kpi_marts.py": "a demo and dbt builds of the KPI marts",
+    "reporting/test_lake_reporting.py": "the demo on a DuckLake and Postgres, then the reporting job on a file",
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":
         "a run launched in a subprocess with the multiprocess executor",
     "ingest/test_concurrency.py": "runs in subprocesses with the multiprocess executor, then killed",
+    "ingest/test_lake.py": "a Postgres server, DuckLake writers in subprocesses, one killed",
     "automation/test_abandoned_runs.py": "runs launched in subprocesses and left behind",
     "sources/test_faults.py": "every vendor fault against the sandbox, one run each",
     "ingest/test_archive.py::test_the_replay_command_rebuilds_a_wiped_table_and_names_a_day_it_cannot":

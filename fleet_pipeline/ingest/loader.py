@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -222,12 +223,13 @@ def _require_some_valid(batch: ValidatedBatch) -> None:
     )
 
 
-def write_batch(conn: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> LoadOutcome:
+def write_batch(conn: duckdb.DuckDBPyConnection, batch: ValidatedBatch,
+                turns: Callable[[Sequence[TableRef]], AbstractContextManager[Any]] | None = None) -> LoadOutcome:
     """Replace the batch's partitions in one transaction; each one is replaced, also when the
-    batch has no row for it."""
+    batch has no row for it. ``turns``: the warehouse's write turns on the tables (the lake's)."""
     valid = batch.valid()
     written = replace_partitions(conn, batch.table, valid, batch.key_column, batch.keys, batch.rejects_frame(),
-                                 field_issues=batch.field_issues_frame())
+                                 field_issues=batch.field_issues_frame(), turns=turns)
     partitions = [
         PartitionLoad(key=key, rows=sum(part.height for part in batch.valid_parts[key]),
                       reasons=batch.reasons[key], written=written[key],

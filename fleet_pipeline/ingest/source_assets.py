@@ -429,9 +429,9 @@ def load(
     # Before the swap: a partition never holds rows whose answers are not archived.
     extra_metadata.update(_archive(context, duckdb, run, table, key_values))
     hold = Hold()
-    with duckdb.get_connection(holder=f"{ref} (run {context.run_id[:8]})", on_wait=context.log.info,
-                               hold=hold) as conn:
-        outcome = write_batch(conn, batch)
+    holder = f"{ref} (run {context.run_id[:8]})"
+    with duckdb.get_connection(holder=holder, on_wait=context.log.info, hold=hold) as conn:
+        outcome = write_batch(conn, batch, lambda tables: duckdb.table_turns(tables, holder, context.log.info))
         # After the commit, on the same connection: the check sees exactly what was written, in
         # the same turn on the warehouse.
         checks = [rejects_check(outcome),

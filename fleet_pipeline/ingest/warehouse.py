@@ -15,28 +15,39 @@ Every process that opens the working file holds its lock meanwhile (:func:`exclu
 so the sources, dbt and the serving copy take turns on the file instead of failing on DuckDB's
 own lock, and hold it only while they use it.
 
-Storage is kept behind this module so a move to MotherDuck (an ``md:`` path) is configuration.
+Storage is kept behind this module so the warehouse is configuration: the one DuckDB file
+(``FLEET_WAREHOUSE=duckdb``, the default), or a DuckLake (``ducklake``: the catalog in Postgres, the
+data as Parquet files in a folder or object storage) that processes on several machines write at
+once. In the lake there is no file to lock: readers keep a consistent snapshot, and writers take a
+Postgres advisory lock per table they write (:func:`table_turns`) because DuckLake detects
+conflicts per table, not per partition. Every connection to the lake is opened by
+:func:`connect` or :func:`attach_warehouse`, which install its extensions (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
 from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
+
+if TYPE_CHECKING:
+    from fleet_pipeline.settings import LakeSettings
 
 REJECTS_TABLE = "rejects"
 # Kept rows whose optional field did not convert (stored NULL): same columns as the rejects.
@@ -153,6 +164,178 @@ def _holder_of(path: Path) -> str:
         return ""
 
 
+# --- The lake (FLEET_WAREHOUSE=ducklake) ---------------------------------------------------------
+
+# The name the lake is attached under in every connection (dbt's profile uses the same).
+LAKE_ALIAS = "lake"
+# DuckDB extension -> the PyPI wheel that ships it for exactly one DuckDB version.
+_EXTENSION_WHEELS = {"ducklake": "duckdb_extension_ducklake", "postgres_scanner": "duckdb_extension_postgres_scanner"}
+LAKE_EXTENSIONS = tuple(_EXTENSION_WHEELS)
+_ATTACH_ATTEMPTS = 5
+
+
+def sql_string(value: str) -> str:
+    """``value`` as an SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LakeError(RuntimeError):
+    """The lake's catalog or extensions could not be reached or loaded (the message names which)."""
+
+
+def extension_file(name: str) -> Path:
+    """The ``.duckdb_extension`` file of ``name`` in its PyPI wheel, for the running DuckDB version."""
+    module = importlib.import_module(_EXTENSION_WHEELS[name])
+    shipped = Path(module.__file__).parent / "extensions"
+    path = shipped / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.exists():
+        versions = sorted(p.name for p in shipped.iterdir()) if shipped.is_dir() else []
+        raise LakeError(f"the {name} extension wheel ({_EXTENSION_WHEELS[name]}) has no build for DuckDB "
+                        f"{duckdb.__version__} (it ships {', '.join(versions) or 'none'}); an extension loads only "
+                        "into its own DuckDB version: install the wheel of the same version as duckdb")
+    return path
+
+
+def load_extensions(conn: duckdb.DuckDBPyConnection, names: Sequence[str], directory: Path, source: str) -> None:
+    """Install (once per extension directory) and load the extensions ``names``: from PyPI's wheels
+    offline (``source="wheels"``: ``INSTALL '<file>'``), or from DuckDB's own repository
+    (``"repository"``: ``INSTALL ducklake``, what production machines with internet access run)."""
+    conn.execute(f"SET extension_directory = {sql_string(str(directory))}")
+    installed = {row[0] for row in conn.execute(
+        "SELECT extension_name FROM duckdb_extensions() WHERE installed").fetchall()}
+    for name in names:
+        if name not in installed:
+            what = sql_string(str(extension_file(name))) if source == "wheels" else name
+            try:
+                conn.execute(f"INSTALL {what}")
+            except duckdb.Error as exc:
+                raise LakeError(f"INSTALL {name} (from {source}) into {directory} failed: {exc}") from None
+        conn.execute(f"LOAD {name}")
+
+
+def load_lake_extensions(conn: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
+    load_extensions(conn, LAKE_EXTENSIONS, lake.extension_directory, lake.extensions_from)
+
+
+def attach_lake(conn: duckdb.DuckDBPyConnection, lake: LakeSettings, alias: str = LAKE_ALIAS,
+                read_only: bool = False) -> None:
+    """Attach the lake to ``conn`` as ``alias`` (created on first use: the catalog's tables in the
+    Postgres database, the data under the data path)."""
+    load_lake_extensions(conn, lake)
+    options = f"DATA_PATH {sql_string(lake.data_path)}" + (", READ_ONLY" if read_only else "")
+    for attempt in range(1, _ATTACH_ATTEMPTS + 1):
+        try:
+            conn.execute(f"ATTACH {sql_string('ducklake:postgres:' + lake.catalog_libpq)} AS {alias} ({options})")
+            return
+        except duckdb.Error as exc:
+            # Two processes attaching a new catalog at once both create its tables; the second
+            # fails on "already exists" and finds the catalog made when it tries again.
+            if "already exists" in str(exc) and attempt < _ATTACH_ATTEMPTS:
+                time.sleep(0.2 * attempt)
+                continue
+            raise LakeError(f"attaching the DuckLake catalog {lake.catalog_shown} (data {lake.data_path}) failed: "
+                            f"{_without_password(str(exc))}") from None
+
+
+def _without_password(text: str) -> str:
+    return re.sub(r"password=('(?:[^'\\]|\\.)*'|\S+)", "password=***", text)
+
+
+def connect(database: str | Path, lake: LakeSettings | None = None, read_only: bool = False,
+            config: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse: the DuckDB file ``database``, or with ``lake`` the lake, in use
+    as the connection's default catalog (so unqualified ``schema.table`` names mean the lake's)."""
+    if lake is None:
+        return duckdb.connect(str(database), read_only=read_only, config=dict(config or {}))
+    conn = duckdb.connect(":memory:", config=dict(config or {}))
+    try:
+        attach_lake(conn, lake, read_only=read_only)
+        conn.execute(f"USE {LAKE_ALIAS}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def attach_warehouse(conn: duckdb.DuckDBPyConnection, alias: str, database: str | Path,
+                     lake: LakeSettings | None = None) -> None:
+    """Attach the warehouse read-only to ``conn`` as ``alias`` (the serving copy reads it so)."""
+    if lake is None:
+        conn.execute(f"ATTACH {sql_string(str(database))} AS {alias} (READ_ONLY)")
+    else:
+        attach_lake(conn, lake, alias, read_only=True)
+
+
+def whole_turn(database: str | Path, lake: LakeSettings | None, holder: str,
+               on_wait: Callable[[str], None] | None = None) -> AbstractContextManager[Any]:
+    """The turn of a step that uses the warehouse throughout (dbt, the serving copy): the file's
+    lock (:func:`exclusive_access`); nothing in the lake, whose readers keep a consistent snapshot
+    and whose writers take turns per table."""
+    return nullcontext() if lake is not None else exclusive_access(database, holder, on_wait)
+
+
+def ensure_lake(lake: LakeSettings) -> None:
+    """Install the lake's extensions and create its catalog if new (before dbt, which cannot install)."""
+    connect("", lake).close()
+
+
+@contextmanager
+def reading(database: str | Path, lake: LakeSettings | None, holder: str,
+            on_wait: Callable[[str], None] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection: the file in this process's turn on it, or the lake's latest snapshot
+    (no turn to wait for: DuckLake readers never block writers)."""
+    with whole_turn(database, lake, holder, on_wait):
+        conn = connect(database, lake, read_only=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def _advisory_key(table: TableRef) -> int:
+    """A stable 63-bit key per table for ``pg_advisory_lock`` (the same in every process and machine)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"fleet_pipeline:{table}".encode()).digest()[:8], "big") >> 1
+
+
+@contextmanager
+def table_turns(lake: LakeSettings | None, tables: Sequence[TableRef], holder: str = "a warehouse write",
+                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold a write turn on each of ``tables`` (a no-op for the file, which its flock serializes).
+
+    DuckLake detects conflicts per table: two processes replacing different days of one table
+    would see one of them fail at COMMIT. So each writer first takes a Postgres advisory lock per
+    table on the lake's own catalog database, in one order (no deadlock between two writers of the
+    same tables), and holds them until its transaction is over; the locks belong to a session of
+    their own, which Postgres ends (releasing them) when the process dies, killed or not. Measured
+    against retrying a conflicted transaction in docs/distributed.md.
+    """
+    if lake is None:
+        yield
+        return
+    import psycopg2
+
+    keys = sorted({_advisory_key(table) for table in tables})
+    session = psycopg2.connect(lake.catalog, application_name=f"fleet_pipeline table turn: {holder}"[:63])
+    try:
+        session.autocommit = True
+        with session.cursor() as cursor:
+            started = time.monotonic()
+            for key in keys:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+                if not cursor.fetchone()[0]:
+                    if on_wait is not None:
+                        on_wait(f"waiting for another writer of {', '.join(str(t) for t in tables)} in the lake")
+                    cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+            waited = time.monotonic() - started
+            if on_wait is not None and waited > LOCK_WAIT_REPORT_S:
+                on_wait(f"waited {waited:.0f} s for the lake's tables {', '.join(str(t) for t in tables)}")
+        yield
+    finally:
+        session.close()  # ending the session releases its advisory locks
+
+
 # A source step's write: one batch from a Parquet file, by one thread under a small memory limit.
 # DuckDB keeps the new row groups in memory until the commit; each of its threads builds row groups
 # of its own, and the buffer pool grows to its limit before it spills. The write takes a second or
@@ -163,10 +346,35 @@ SOURCE_WRITE_CONFIG = {"threads": 1, "memory_limit": "64MB"}
 
 
 class WarehouseResource(DuckDBResource):
-    """The working DuckDB file. Like ``DuckDBResource``, but creates the file's folder, opens it
-    only in this process's turn (:func:`exclusive_access`), and always closes the connection,
-    also when the step fails (the parent leaves it to the garbage collector, which keeps the file
-    locked against the next writer)."""
+    """The warehouse: the working DuckDB file, or the lake when ``lake_catalog`` is set.
+
+    Like ``DuckDBResource``, but creates the file's folder, opens it only in this process's turn
+    (:func:`exclusive_access`), and always closes the connection, also when the step fails (the
+    parent leaves it to the garbage collector, which keeps the file locked against the next
+    writer). In the lake there is no file to take turns on: writers take turns per table instead
+    (:meth:`table_turns`).
+    """
+
+    # The lake (FLEET_WAREHOUSE=ducklake); given as EnvVar("FLEET_LAKE_CATALOG") by
+    # :func:`warehouse_resource`, so the UI shows the variable's name, never the URL's password.
+    lake_catalog: str | None = None
+    lake_data_path: str | None = None
+    extension_directory: str | None = None
+    lake_extensions_from: str = "wheels"
+
+    @property
+    def lake(self) -> LakeSettings | None:
+        if not self.lake_catalog:
+            return None
+        from fleet_pipeline.settings import LakeSettings
+
+        return LakeSettings(catalog=self.lake_catalog, data_path=self.lake_data_path or "",
+                            extension_directory=Path(self.extension_directory or "duckdb_extensions"),
+                            extensions_from=self.lake_extensions_from)
+
+    def table_turns(self, tables: Sequence[TableRef], holder: str = "a warehouse write",
+                    on_wait: Callable[[str], None] | None = None) -> AbstractContextManager[None]:
+        return table_turns(self.lake, tables, holder, on_wait)
 
     @contextmanager
     def get_connection(
@@ -175,6 +383,17 @@ class WarehouseResource(DuckDBResource):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection, held under the file's lock; ``hold`` (if given) is filled
         with how long this waited for its turn and when it had the file."""
+        lake = self.lake
+        if lake is not None:
+            hold = hold if hold is not None else Hold()
+            hold.held_from = _utcnow()
+            conn = connect(self.database, lake, config=self.connection_config)
+            try:
+                yield conn
+            finally:
+                conn.close()
+                hold.held_until = _utcnow()
+            return
         with exclusive_access(self.database, holder, on_wait, hold):  # (creates the file's folder)
             # A process that ignores the lock (a BI tool opened on the working file, say) may
             # still hold DuckDB's own lock for a moment: retry instead of failing.
@@ -189,6 +408,20 @@ class WarehouseResource(DuckDBResource):
                 yield conn
             finally:
                 conn.close()
+
+
+def warehouse_resource(env: Mapping[str, str] | None = None) -> WarehouseResource:
+    """The warehouse the settings name: the file, or the lake (its catalog URL passed by name)."""
+    from dagster import EnvVar
+
+    from fleet_pipeline import settings
+
+    lake = settings.lake_settings(env)
+    if lake is None:
+        return WarehouseResource(database=str(settings.duckdb_path(env)))
+    return WarehouseResource(database=LAKE_ALIAS, lake_catalog=EnvVar("FLEET_LAKE_CATALOG"),
+                             lake_data_path=lake.data_path, extension_directory=str(lake.extension_directory),
+                             lake_extensions_from=lake.extensions_from)
 
 
 @dataclass(frozen=True)
@@ -223,7 +456,8 @@ def _duckdb_columns(conn: duckdb.DuckDBPyConnection, relation: str) -> dict[str,
 
 def _table_exists(conn: duckdb.DuckDBPyConnection, table: TableRef) -> bool:
     found = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ?",
         [table.schema, table.name],
     ).fetchone()
     return bool(found and found[0])
@@ -337,6 +571,7 @@ def replace_partitions(
     key_values: Sequence[date],
     rejects: pl.DataFrame | None = None,
     field_issues: pl.DataFrame | None = None,
+    turns: Callable[[Sequence[TableRef]], AbstractContextManager[Any]] | None = None,
 ) -> dict[date, ReplaceResult]:
     """Atomically swap the rows of several partitions (a backfill run's days) for ``frame``.
 
@@ -344,7 +579,8 @@ def replace_partitions(
     was, never some days new and some old. A partition that ``frame`` has no rows for is emptied
     (the vendor reported nothing that day). ``rejects`` carry their partition in ``partition_key``
     and replace the rejects of exactly these partitions; so do ``field_issues``, in
-    ``<schema>.field_issues`` (created the first time a batch has any).
+    ``<schema>.field_issues`` (created the first time a batch has any). The transaction runs inside
+    ``turns`` of the tables it writes (the lake's per-table turns, :func:`table_turns`).
     """
     keys = list(dict.fromkeys(key_values))
     if not keys:
@@ -363,19 +599,21 @@ def replace_partitions(
         rejected = _counts_by(rejects, "partition_key", [str(k) for k in keys])
     placeholders = ", ".join("?" for _ in keys)
     rejects_table = TableRef(table.schema, REJECTS_TABLE)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        before = _replace_rows(conn, table, frame, f'"{key_column}" IN ({placeholders})', keys, key_column)
-        of_partitions = f"table_name = ? AND partition_key IN ({placeholders})"
-        if rejects is not None:
-            _replace_rows(conn, rejects_table, rejects, of_partitions, [table.name, *(str(k) for k in keys)])
-        issues_table = TableRef(table.schema, FIELD_ISSUES_TABLE)
-        if field_issues is not None and (field_issues.height or _table_exists(conn, issues_table)):
-            _replace_rows(conn, issues_table, field_issues, of_partitions, [table.name, *(str(k) for k in keys)])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    issues_table = TableRef(table.schema, FIELD_ISSUES_TABLE)
+    with turns([table, rejects_table, issues_table]) if turns is not None else nullcontext():
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            before = _replace_rows(conn, table, frame, f'"{key_column}" IN ({placeholders})', keys, key_column)
+            of_partitions = f"table_name = ? AND partition_key IN ({placeholders})"
+            if rejects is not None:
+                _replace_rows(conn, rejects_table, rejects, of_partitions, [table.name, *(str(k) for k in keys)])
+            if field_issues is not None and (field_issues.height or _table_exists(conn, issues_table)):
+                _replace_rows(conn, issues_table, field_issues, of_partitions,
+                              [table.name, *(str(k) for k in keys)])
+            conn.execute("COMMIT")
+        except BaseException as error:
+            _roll_back(conn, error)
+            raise
     return {
         key: ReplaceResult(
             rows_before=before.get(key, 0), rows_written=written.get(key, 0),
@@ -383,6 +621,20 @@ def replace_partitions(
         )
         for key in keys
     }
+
+
+def _roll_back(conn: duckdb.DuckDBPyConnection, error: BaseException) -> None:
+    """Roll the failed transaction back without hiding why it failed.
+
+    A COMMIT that fails (a DuckLake write conflict, a full disk) has already ended the transaction,
+    and ROLLBACK then raises "no transaction is active": raised from here, that would replace the
+    real error. Whatever ROLLBACK says is added to ``error`` as a note instead.
+    """
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error as rollback_error:
+        if "no transaction is active" not in str(rollback_error):
+            error.add_note(f"(the ROLLBACK after it failed too: {rollback_error})")
 
 
 def _counts_by(frame: pl.DataFrame, column: str, keys: Sequence[Any]) -> dict[Any, int]:
@@ -423,7 +675,7 @@ def table_row_counts(conn: duckdb.DuckDBPyConnection, schema_prefix: str = "raw_
     """Row count of every table whose schema starts with ``schema_prefix`` (for summaries)."""
     tables = conn.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_schema LIKE ? ORDER BY 1, 2",
+        "WHERE table_catalog = current_database() AND table_schema LIKE ? ORDER BY 1, 2",
         [schema_prefix + "%"],
     ).fetchall()
     return {f"{s}.{t}": count_rows(conn, TableRef(s, t)) for s, t in tables}

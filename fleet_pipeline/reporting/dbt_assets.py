@@ -47,7 +47,7 @@ from dagster._serdes import deserialize_value, serialize_value
 from fleet_pipeline import settings
 from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.ingest.source_assets import WRITER_POOL
-from fleet_pipeline.ingest.warehouse import exclusive_access
+from fleet_pipeline.ingest.warehouse import ensure_lake, whole_turn
 from fleet_pipeline.reporting.dbt_selections import SELECTIONS, DbtSelection
 from fleet_pipeline.reporting.key_figures import Window, with_key_figures
 
@@ -90,12 +90,22 @@ class DbtParseError(RuntimeError):
 
 def dbt_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables every dbt invocation needs: the warehouse of this pipeline, no telemetry, logs in
-    the project's git-ignored ``logs/``."""
-    return {
+    the project's git-ignored ``logs/``; in the lake mode the profile's ``lake`` target and where the
+    lake and its extensions are (``profiles.yml``)."""
+    values = {
         "FLEET_DUCKDB_PATH": str(settings.duckdb_path(env)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_LOG_PATH": str(DBT_PROJECT_DIR / "logs"),
     }
+    lake = settings.lake_settings(env)
+    if lake is not None:
+        values.update({
+            "FLEET_DBT_TARGET": "lake",
+            "FLEET_LAKE_ATTACH_LIBPQ": lake.catalog_libpq,
+            "FLEET_LAKE_DATA_PATH": lake.data_path,
+            "FLEET_DUCKDB_EXTENSION_DIR": str(lake.extension_directory),
+        })
+    return values
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
@@ -219,8 +229,10 @@ def _dbt_build(context: AssetExecutionContext, dbt: DbtResource, selection: DbtS
     from fleet_pipeline.reporting.dbt_translator import run_dbt  # dagster-dbt: only the dbt step imports it
 
     events: list[Any] = []
-    database = settings.duckdb_path()
-    with exclusive_access(database, f"dbt {args[0]} (run {context.run_id[:8]})", context.log.info):
+    database, lake = settings.duckdb_path(), settings.lake_settings()
+    if lake is not None:
+        ensure_lake(lake)
+    with whole_turn(database, lake, f"dbt {args[0]} (run {context.run_id[:8]})", context.log.info):
         with _environment(dbt_env()):
             try:
                 events.extend(run_dbt(context, Path(dbt.project_dir), selection, dbt.dbt_executable, args))
@@ -230,7 +242,7 @@ def _dbt_build(context: AssetExecutionContext, dbt: DbtResource, selection: DbtS
         keys_by_output = dict(context.assets_def.keys_by_output_name)
         figures = list(with_key_figures(
             events, keys_by_output, database, window,
-            lambda key, day, metadata: context.add_asset_metadata(metadata, asset_key=key, partition_key=day)))
+            lambda key, day, metadata: context.add_asset_metadata(metadata, asset_key=key, partition_key=day), lake))
     yield from figures
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from dagster import AssetKey, MetadataValue, Output
@@ -21,6 +21,11 @@ from dagster import AssetKey, MetadataValue, Output
 from fleet_pipeline.reporting import figures as kpi
 from fleet_pipeline.reporting.figures import Marts, Measure, Window
 from fleet_pipeline.reporting.formats import markdown_table
+from fleet_pipeline.automation.partitions import days_between
+from fleet_pipeline.ingest.warehouse import connect
+
+if TYPE_CHECKING:
+    from fleet_pipeline.settings import LakeSettings
 
 MARTS_LAYER = "marts"
 
@@ -165,7 +170,8 @@ FIGURES: dict[str, Callable[[duckdb.DuckDBPyConnection, str, Window], dict[str, 
 
 
 def _marts_schema(conn: duckdb.DuckDBPyConnection) -> str | None:
-    names = [r[0] for r in conn.execute("select schema_name from duckdb_schemas()").fetchall()]
+    names = [r[0] for r in conn.execute(
+        "select schema_name from duckdb_schemas() where database_name = current_database()").fetchall()]
     candidates = [n for n in names if n == MARTS_LAYER or n.endswith("_" + MARTS_LAYER)]
     return min(candidates, key=len) if candidates else None
 
@@ -176,7 +182,7 @@ AddPartitionMetadata = Callable[[AssetKey, str, dict[str, Any]], None]
 
 def with_key_figures(
     events: Iterable[Any], keys_by_output: dict[str, AssetKey], database: Path, window: Window,
-    add_partition_metadata: AddPartitionMetadata | None = None,
+    add_partition_metadata: AddPartitionMetadata | None = None, lake: LakeSettings | None = None,
 ) -> Iterator[Any]:
     """The dbt events, with each mart's key figures added to its materialization.
 
@@ -189,7 +195,8 @@ def with_key_figures(
     if not any(isinstance(e, Output) and e.output_name in wanted for e in events):
         yield from events
         return
-    with duckdb.connect(str(database), read_only=True) as conn:
+    # Read inside the caller's turn on the file (re-entrant), or the lake's latest snapshot.
+    with connect(database, lake, read_only=True) as conn:
         schema = _marts_schema(conn)
         for event in events:
             if isinstance(event, Output) and event.output_name in wanted and schema is not None:

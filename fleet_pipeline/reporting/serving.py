@@ -18,7 +18,9 @@ from dagster import AssetKey, MaterializeResult, MetadataValue, asset
 
 from fleet_pipeline import settings
 from fleet_pipeline.ingest.source_assets import OWNERS, WRITER_POOL
-from fleet_pipeline.ingest.warehouse import exclusive_access
+from fleet_pipeline.ingest.warehouse import attach_warehouse, sql_string, whole_turn
+from fleet_pipeline.reporting.serving_postgres import publish_postgres
+from fleet_pipeline.settings import LakeSettings, redacted_url
 
 SERVING_FILE = "fleet.duckdb"
 PARQUET_DIR = "parquet"
@@ -65,10 +67,12 @@ def _remove(path: Path) -> None:
         candidate.unlink(missing_ok=True)
 
 
-def publish(working: Path, serving_dir: Path, on_wait: Callable[[str], None] | None = None) -> PublishResult:
-    """Copy the core and marts layers of ``working`` into a new serving file and Parquet files,
-    then swap each into place with ``os.replace`` (atomic on one filesystem). The working file is
-    read in this process's turn on it (a writer elsewhere would keep it locked)."""
+def publish(working: Path, serving_dir: Path, on_wait: Callable[[str], None] | None = None,
+            lake: LakeSettings | None = None) -> PublishResult:
+    """Copy the core and marts layers of the warehouse (the file ``working``, or ``lake``) into a new
+    serving file and Parquet files, then swap each into place with ``os.replace`` (atomic on one
+    filesystem). The working file is read in this process's turn on it (a writer elsewhere would
+    keep it locked); the lake is read at its latest snapshot."""
     serving_dir.mkdir(parents=True, exist_ok=True)
     parquet_dir = serving_dir / PARQUET_DIR
     parquet_dir.mkdir(parents=True, exist_ok=True)
@@ -79,8 +83,8 @@ def publish(working: Path, serving_dir: Path, on_wait: Callable[[str], None] | N
     parquet_files: list[Path] = []
     conn = duckdb.connect(str(staging))
     try:
-        with exclusive_access(working, "the serving copy", on_wait):
-            conn.execute(f"ATTACH {_sql_string(str(working))} AS working (READ_ONLY)")
+        with whole_turn(working, lake, "the serving copy", on_wait):
+            attach_warehouse(conn, "working", working, lake)
             for layer, schema in layer_schemas(conn, "working").items():
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
                 for name in _relations(conn, "working", schema):
@@ -101,13 +105,9 @@ def publish(working: Path, serving_dir: Path, on_wait: Callable[[str], None] | N
     return PublishResult(database=final, tables=tables, parquet_files=parquet_files)
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _export_parquet(conn: duckdb.DuckDBPyConnection, relation: str, destination: Path) -> Path:
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    conn.execute(f"COPY (SELECT * FROM {relation}) TO {_sql_string(str(partial))} (FORMAT parquet)")
+    conn.execute(f"COPY (SELECT * FROM {relation}) TO {sql_string(str(partial))} (FORMAT parquet)")
     os.replace(partial, destination)
     return destination
 
@@ -124,13 +124,23 @@ def build_serving_asset(upstream: list[AssetKey]):
         owners=OWNERS,
         kinds={"duckdb", "parquet"},
         description="Atomic BI copy of the core and marts schemas (serving/fleet.duckdb) and one "
-        "Parquet file per mart (serving/parquet/<table>.parquet).",
+        "Parquet file per mart (serving/parquet/<table>.parquet); with FLEET_SERVING_POSTGRES also "
+        "published to Postgres, swapped in one transaction.",
     )
     def serving_copy(context) -> MaterializeResult:  # untyped: string annotations are not resolved here
-        result = publish(settings.duckdb_path(), settings.serving_dir(), context.log.info)
+        result = publish(settings.duckdb_path(), settings.serving_dir(), context.log.info, settings.lake_settings())
         context.log.info(f"published {len(result.tables)} tables to {result.database}")
+        postgres = settings.serving_postgres()
+        extra = {}
+        if postgres is not None:
+            published = publish_postgres(result.database, postgres, settings.duckdb_extension_directory(),
+                                         settings.duckdb_extensions_from())
+            context.log.info(f"published {len(published)} tables to Postgres {redacted_url(postgres)}")
+            extra["postgres"] = MetadataValue.text(redacted_url(postgres))
+            extra["postgres_tables"] = MetadataValue.int(len(published))
         return MaterializeResult(
             metadata={
+                **extra,
                 "path": MetadataValue.path(str(result.database)),
                 "tables": MetadataValue.int(len(result.tables)),
                 "parquet_files": MetadataValue.int(len(result.parquet_files)),

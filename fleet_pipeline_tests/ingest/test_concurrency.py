@@ -305,21 +305,11 @@ def test_a_killed_run_leaves_every_partition_as_it_was(instance_home, tmp_path):
 # statement of the transaction (new column, delete, 300,000-row insert that DuckDB writes to the
 # file before commit, rejects) has run, and COMMIT is the next one.
 KILLED_AT_COMMIT = """
-import os, signal, sys
+import sys
 from datetime import date
 import duckdb, polars as pl
 from fleet_pipeline.ingest.warehouse import TableRef, rejects_frame, replace_partition
-
-class DiesAtCommit:
-    def __init__(self, conn):
-        self._conn = conn
-    def execute(self, sql, *args):
-        if sql.strip().upper() == "COMMIT":
-            print("killed at commit", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self._conn.execute(sql, *args)
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
+from fleet_pipeline_tests.dies_at_commit import DiesAtCommit
 
 path, day, rows = sys.argv[1], date.fromisoformat(sys.argv[2]), 300_000
 frame = pl.DataFrame({"imei": [f"{i:015d}" for i in range(rows)], "partition_date": [day] * rows,

@@ -1,0 +1,72 @@
+"""The distributed warehouse's settings: FLEET_WAREHOUSE, FLEET_LAKE_*, FLEET_DUCKDB_EXTENSIONS and
+FLEET_SERVING_POSTGRES are read, checked with one line each, and never print a password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fleet_pipeline import settings
+from fleet_pipeline.ingest.warehouse import LAKE_EXTENSIONS, extension_file, warehouse_resource
+
+LAKE = {"FLEET_WAREHOUSE": "ducklake", "FLEET_LAKE_CATALOG": "postgresql://fleet:s3cret@db.internal:5433/lake",
+        "FLEET_LAKE_DATA_PATH": "/shared/lake"}
+
+
+def test_without_any_variable_the_warehouse_is_the_file_as_before(tmp_path):
+    env = {"FLEET_DATA_DIR": str(tmp_path)}
+    assert settings.warehouse_mode(env) == "duckdb"
+    assert settings.lake_settings(env) is None and settings.serving_postgres(env) is None
+    assert settings.configuration_problems(env) == []
+    resource = warehouse_resource(env)
+    assert resource.lake is None and resource.database == str(tmp_path / "sandbox.duckdb")
+
+
+def test_the_lake_is_read_with_its_catalog_as_libpq_and_its_path_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {**LAKE, "FLEET_DATA_DIR": str(tmp_path), "FLEET_LAKE_DATA_PATH": "relative/lake",
+           "FLEET_LAKE_CATALOG": "postgresql://fleet:p%40ss%20word@db.internal:5433/lake?sslmode=require"}
+    lake = settings.lake_settings(env)
+    assert lake is not None and settings.configuration_problems(env) == []
+    assert lake.data_path == str(tmp_path / "relative" / "lake") + "/"
+    assert lake.catalog_libpq == ("host=db.internal port=5433 user=fleet password='p@ss word' dbname=lake "
+                                  "sslmode=require")
+    assert "p%40ss" not in lake.catalog_shown and "***" in lake.catalog_shown
+    assert lake.extension_directory == tmp_path / "duckdb_extensions" and lake.extensions_from == "wheels"
+    assert settings.lake_settings({**env, "FLEET_LAKE_DATA_PATH": "s3://bucket/lake"}).data_path == "s3://bucket/lake/"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"FLEET_WAREHOUSE": "motherduck"}, "FLEET_WAREHOUSE must be one of duckdb, ducklake, got 'motherduck'"),
+    ({"FLEET_LAKE_CATALOG": ""}, "FLEET_WAREHOUSE=ducklake needs FLEET_LAKE_CATALOG"),
+    ({"FLEET_LAKE_CATALOG": "", "FLEET_LAKE_DATA_PATH": ""},
+     "FLEET_WAREHOUSE=ducklake needs FLEET_LAKE_CATALOG and FLEET_LAKE_DATA_PATH"),
+    ({"FLEET_WAREHOUSE": "duckdb"}, "FLEET_LAKE_CATALOG and FLEET_LAKE_DATA_PATH set but FLEET_WAREHOUSE is not ducklake"),
+    ({"FLEET_LAKE_CATALOG": "mysql://fleet:s3cret@db/lake"}, "FLEET_LAKE_CATALOG must be a postgresql://"),
+    ({"FLEET_LAKE_CATALOG": "postgresql://fleet:s3cret@db.internal:99999/lake"}, "FLEET_LAKE_CATALOG has an invalid port"),
+    ({"FLEET_LAKE_CATALOG": "postgresql://fleet:s3cret@db.internal"}, "FLEET_LAKE_CATALOG must name a host and a database"),
+    ({"FLEET_DUCKDB_EXTENSIONS": "internet"}, "FLEET_DUCKDB_EXTENSIONS must be one of wheels, repository"),
+    ({"FLEET_LAKE_RETENTION_DAYS": "0"}, "FLEET_LAKE_RETENTION_DAYS must be between 1 and 3650"),
+    ({"FLEET_SERVING_POSTGRES": "http://bi:s3cret@host/db"}, "FLEET_SERVING_POSTGRES must be a postgresql://"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable_and_never_the_password(change, message):
+    problems = settings.configuration_problems({**LAKE, **change})
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+    assert "s3cret" not in problems[0]
+
+
+def test_in_lake_mode_the_resource_names_the_catalog_variable_not_its_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEET_LAKE_CATALOG", LAKE["FLEET_LAKE_CATALOG"])
+    resource = warehouse_resource({**LAKE, "FLEET_DATA_DIR": str(tmp_path)})
+    assert "s3cret" not in repr(resource._get_non_default_public_field_values())  # what the UI shows
+    # A run resolves the variable when it initializes the resource.
+    lake = resource.process_config_and_initialize().lake
+    assert lake is not None and lake.catalog == LAKE["FLEET_LAKE_CATALOG"] and lake.data_path == "/shared/lake/"
+
+
+def test_the_extension_wheels_ship_the_running_duckdb_version():
+    for name in LAKE_EXTENSIONS:
+        path = extension_file(name)
+        assert path.exists() and Path(path).parent.name == f"v{duckdb.__version__}"
