@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from dagster import AssetKey, MetadataValue, Output
 
+from fleet_pipeline.ingest.warehouse import connect
 from fleet_pipeline.reporting import figures as kpi
 from fleet_pipeline.reporting.figures import Marts, Measure, Window
 from fleet_pipeline.reporting.formats import markdown_table
-from fleet_pipeline.automation.partitions import days_between
-from fleet_pipeline.ingest.warehouse import connect
 
 if TYPE_CHECKING:
     from fleet_pipeline.settings import LakeSettings

@@ -303,9 +303,10 @@ def test_the_archive_root_follows_the_warehouse_or_sits_beside_the_lake(tmp_path
     assert settings.archive_root({}, tmp_path / "fleet.duckdb") == str(tmp_path / "archive" / "fleet")
     assert settings.archive_root({"FLEET_LAKE_DATA_PATH": "s3://bucket/fleet/lake/"}) == "s3://bucket/fleet/archive"
     assert settings.archive_root({"FLEET_LAKE_DATA_PATH": str(tmp_path / "lake")}) == str(tmp_path / "archive")
-    assert settings.configuration_problems({"FLEET_LAKE_DATA_PATH": "s3://bucket"}) == [
-        "FLEET_LAKE_DATA_PATH 's3://bucket' has no parent folder to keep the raw archive beside it: give the "
-        "lake's data a folder of its own, e.g. s3://bucket/lake"]
+    # (The lake's own reader also says the lake variables need FLEET_WAREHOUSE=ducklake.)
+    assert ("FLEET_LAKE_DATA_PATH 's3://bucket' has no parent folder to keep the raw archive beside it: give the "
+            "lake's data a folder of its own, e.g. s3://bucket/lake") in settings.configuration_problems(
+                {"FLEET_LAKE_DATA_PATH": "s3://bucket"})
     assert settings.configuration_problems({"FLEET_ARCHIVE_RETENTION_DAYS": "-1"}) == [
         "FLEET_ARCHIVE_RETENTION_DAYS must not be negative (0 keeps the archive forever), got -1"]
     assert settings.archive_retention_days({}) == settings.DEFAULT_ARCHIVE_RETENTION_DAYS == 120
