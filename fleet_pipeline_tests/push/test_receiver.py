@@ -154,18 +154,20 @@ def test_the_same_message_twice_lands_once(tmp_path):
     assert len(lines) == 4 and len({line["msg_id"] for line in lines}) == 4
 
 
-def test_unknown_paths_wrong_methods_and_probes(tmp_path):
+def test_unknown_paths_wrong_methods_probes_and_odd_forms(tmp_path):
     with receiver_thread(tmp_path) as (url, _):
         unknown = httpx.post(url + "/pushsomething", content=form(GPS), headers=FORM)
         get = httpx.get(url + "/pushgps")
         probe_empty = httpx.post(url + "/pushgps", content=b"", headers=FORM)
         probe_no_data = httpx.post(url + "/pushgps", content=urlencode({"token": TOKEN}).encode(), headers=FORM)
+        stray_ampersand = httpx.post(url + "/pushgps", content=form(GPS[:1]) + b"&", headers=FORM)
         health = httpx.get(url + "/healthz")
     assert unknown.status_code == 404 and "/pushsomething" in unknown.json()["msg"]
     assert get.status_code == 405
     assert probe_empty.json() == ACK and probe_no_data.json() == ACK  # the dashboard's "verify" button
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert landed(tmp_path) == []
+    assert stray_ampersand.json() == ACK
+    assert [line["item"] for line in landed(tmp_path)] == GPS[:1]
 
 
 def test_an_abandoned_open_file_is_cut_to_its_last_complete_line_and_closed(tmp_path):
