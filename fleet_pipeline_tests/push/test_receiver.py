@@ -7,6 +7,7 @@ from the contract, independently of the receiver's.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -22,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from fleet_pipeline.push.landing import read_landed
+from fleet_pipeline.push.landing import LandingFiles, read_landed
 from fleet_pipeline_tests.push.running import TOKEN, free_port, receiver_thread, start_receiver_process, wait_healthy
 
 VENDOR_DOC = Path(__file__).resolve().parents[2] / "docs" / "vendor-apis" / "tracksolid-pro.md"
@@ -240,3 +241,37 @@ def test_sigkill_mid_load_loses_no_acknowledged_message(tmp_path):
     missing = set(acked) - on_disk
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages are not in the landing files"
     assert not list(tmp_path.glob("*/*.jsonl.open")), "the restarted receiver closed the killed one's file"
+
+
+class _DiskFullOnce(LandingFiles):
+    """Landing files whose first write fails as a full disk does."""
+
+    failed = False
+
+    def write_durably(self, lines_by_day):
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write_durably(lines_by_day)
+
+
+def test_a_failed_landing_write_is_503_and_the_resent_batch_lands(tmp_path):
+    with receiver_thread(tmp_path, files=_DiskFullOnce(tmp_path)) as (url, _):
+        failed = httpx.post(url + "/pushgps", content=form(GPS), headers=FORM)
+        again = httpx.post(url + "/pushgps", content=form(GPS), headers=FORM)
+    assert failed.status_code == 503 and "No space left on device" in failed.json()["msg"]
+    assert again.json() == ACK
+    assert [line["item"] for line in landed(tmp_path)] == GPS  # not skipped as already landed
+
+
+def test_a_running_receiver_closes_its_file_when_it_is_old_enough_for_the_load(tmp_path):
+    with receiver_thread(tmp_path, files=LandingFiles(tmp_path, max_file_age_s=0.2)) as (url, _):
+        assert httpx.post(url + "/pushgps", content=form(GPS[:1]), headers=FORM).json() == ACK
+        deadline = time.monotonic() + 30
+        while list(tmp_path.glob("*/*.jsonl.open")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        closed = list(tmp_path.glob("*/*.jsonl"))
+        assert len(closed) == 1 and not list(tmp_path.glob("*/*.jsonl.open"))
+        assert httpx.post(url + "/pushgps", content=form(GPS[1:]), headers=FORM).json() == ACK
+        assert len(list(tmp_path.glob("*/*.jsonl.open"))) == 1  # the next item opens a new file
+    assert sorted(line["item"]["gpsTime"] for line in landed(tmp_path)) == [item["gpsTime"] for item in GPS]
