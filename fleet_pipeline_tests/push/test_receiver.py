@@ -129,7 +129,7 @@ def test_a_malformed_body_is_400_naming_what_is_wrong(tmp_path):
         not_list = httpx.post(url + "/pushgps", json={"token": TOKEN, "data_list": 42})
     assert bad_list.status_code == 400 and "data_list is not valid JSON" in bad_list.json()["msg"]
     assert bad_json.status_code == 400 and "JSON body is not valid JSON" in bad_json.json()["msg"]
-    assert not_list.status_code == 400 and "data_list is a int" in not_list.json()["msg"]
+    assert not_list.status_code == 400 and "data_list is of type int" in not_list.json()["msg"]
     assert landed(tmp_path) == []
 
 
@@ -141,6 +141,7 @@ def test_a_partly_bad_batch_lands_its_good_items_and_names_the_bad_ones(tmp_path
     body = answer.json()
     assert body["landed"] == 2 and [bad["index"] for bad in body["refused"]] == [1, 3, 4]
     assert "3 of 5 items refused" in body["msg"]
+    assert body["refused"][0]["error"] == "item 1 is of type int, expected a JSON object"
     assert [line["item"] for line in landed(tmp_path)] == GPS
 
 
