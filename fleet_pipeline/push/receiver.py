@@ -118,15 +118,19 @@ class PushReceiver:
         try:
             body = await _read_body(request, self.max_body_bytes)
         except BodyTooLarge as exc:
+            log.warning("tracksolid push %s: oversize body refused: %s", path, exc)
             return _answer(413, f"tracksolid push {path}: {exc}, the limit is {self.max_body_bytes:,} bytes")
         try:
             envelope = decode_envelope(body, request.headers.get("content-type", ""))
         except MalformedPush as exc:
+            log.warning("tracksolid push %s: malformed body refused: %s", path, exc)
             return _answer(400, f"tracksolid push {path}: {exc}")
         if envelope.is_probe and envelope.token is None:
             return JSONResponse(ACK)
         refused = self._token_problem(envelope.token)
         if refused is not None:
+            log.warning("tracksolid push %s: refused with HTTP %d (%d items): token missing or wrong", path,
+                        refused.status_code, len(envelope.items))
             return refused
         received_at = self._clock()
         records, problems = [], []
@@ -145,6 +149,8 @@ class PushReceiver:
             return _answer(503, f"tracksolid push {path}: the landing write failed ({exc.strerror}); "
                                 "nothing of this request is acknowledged, send it again")
         if problems:
+            log.warning("tracksolid push %s: %d of %d items refused, %d landed; first: %s", path, len(problems),
+                        len(envelope.items), len(records), problems[0]["error"])
             return _answer(400, f"tracksolid push {path}: {len(problems)} of {len(envelope.items)} items "
                                 f"refused, {len(records)} landed", landed=len(records), refused=problems)
         return JSONResponse(ACK)

@@ -6,6 +6,7 @@ The application is built from the environment by `app_from_env` (a factory, so t
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -30,6 +31,8 @@ def receiver_from_env(env: Mapping[str, str] | None = None) -> PushReceiver:
 
 
 def app_from_env() -> Starlette:
+    # The receiver's refusals and write failures go to stderr beside uvicorn's own lines.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     return create_app(receiver_from_env())
 
 

@@ -7,6 +7,7 @@ from the contract, independently of the receiver's.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -22,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from fleet_pipeline.push.landing import read_landed
+from fleet_pipeline.push.landing import LandingFiles, read_landed
 from fleet_pipeline_tests.push.running import TOKEN, free_port, receiver_thread, start_receiver_process, wait_healthy
 
 VENDOR_DOC = Path(__file__).resolve().parents[2] / "docs" / "vendor-apis" / "tracksolid-pro.md"
@@ -128,7 +129,7 @@ def test_a_malformed_body_is_400_naming_what_is_wrong(tmp_path):
         not_list = httpx.post(url + "/pushgps", json={"token": TOKEN, "data_list": 42})
     assert bad_list.status_code == 400 and "data_list is not valid JSON" in bad_list.json()["msg"]
     assert bad_json.status_code == 400 and "JSON body is not valid JSON" in bad_json.json()["msg"]
-    assert not_list.status_code == 400 and "data_list is a int" in not_list.json()["msg"]
+    assert not_list.status_code == 400 and "data_list is of type int" in not_list.json()["msg"]
     assert landed(tmp_path) == []
 
 
@@ -140,6 +141,7 @@ def test_a_partly_bad_batch_lands_its_good_items_and_names_the_bad_ones(tmp_path
     body = answer.json()
     assert body["landed"] == 2 and [bad["index"] for bad in body["refused"]] == [1, 3, 4]
     assert "3 of 5 items refused" in body["msg"]
+    assert body["refused"][0]["error"] == "item 1 is of type int, expected a JSON object"
     assert [line["item"] for line in landed(tmp_path)] == GPS
 
 
@@ -154,18 +156,20 @@ def test_the_same_message_twice_lands_once(tmp_path):
     assert len(lines) == 4 and len({line["msg_id"] for line in lines}) == 4
 
 
-def test_unknown_paths_wrong_methods_and_probes(tmp_path):
+def test_unknown_paths_wrong_methods_probes_and_odd_forms(tmp_path):
     with receiver_thread(tmp_path) as (url, _):
         unknown = httpx.post(url + "/pushsomething", content=form(GPS), headers=FORM)
         get = httpx.get(url + "/pushgps")
         probe_empty = httpx.post(url + "/pushgps", content=b"", headers=FORM)
         probe_no_data = httpx.post(url + "/pushgps", content=urlencode({"token": TOKEN}).encode(), headers=FORM)
+        stray_ampersand = httpx.post(url + "/pushgps", content=form(GPS[:1]) + b"&", headers=FORM)
         health = httpx.get(url + "/healthz")
     assert unknown.status_code == 404 and "/pushsomething" in unknown.json()["msg"]
     assert get.status_code == 405
     assert probe_empty.json() == ACK and probe_no_data.json() == ACK  # the dashboard's "verify" button
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert landed(tmp_path) == []
+    assert stray_ampersand.json() == ACK
+    assert [line["item"] for line in landed(tmp_path)] == GPS[:1]
 
 
 def test_an_abandoned_open_file_is_cut_to_its_last_complete_line_and_closed(tmp_path):
@@ -238,3 +242,37 @@ def test_sigkill_mid_load_loses_no_acknowledged_message(tmp_path):
     missing = set(acked) - on_disk
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages are not in the landing files"
     assert not list(tmp_path.glob("*/*.jsonl.open")), "the restarted receiver closed the killed one's file"
+
+
+class _DiskFullOnce(LandingFiles):
+    """Landing files whose first write fails as a full disk does."""
+
+    failed = False
+
+    def write_durably(self, lines_by_day):
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write_durably(lines_by_day)
+
+
+def test_a_failed_landing_write_is_503_and_the_resent_batch_lands(tmp_path):
+    with receiver_thread(tmp_path, files=_DiskFullOnce(tmp_path)) as (url, _):
+        failed = httpx.post(url + "/pushgps", content=form(GPS), headers=FORM)
+        again = httpx.post(url + "/pushgps", content=form(GPS), headers=FORM)
+    assert failed.status_code == 503 and "No space left on device" in failed.json()["msg"]
+    assert again.json() == ACK
+    assert [line["item"] for line in landed(tmp_path)] == GPS  # not skipped as already landed
+
+
+def test_a_running_receiver_closes_its_file_when_it_is_old_enough_for_the_load(tmp_path):
+    with receiver_thread(tmp_path, files=LandingFiles(tmp_path, max_file_age_s=0.2)) as (url, _):
+        assert httpx.post(url + "/pushgps", content=form(GPS[:1]), headers=FORM).json() == ACK
+        deadline = time.monotonic() + 30
+        while list(tmp_path.glob("*/*.jsonl.open")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        closed = list(tmp_path.glob("*/*.jsonl"))
+        assert len(closed) == 1 and not list(tmp_path.glob("*/*.jsonl.open"))
+        assert httpx.post(url + "/pushgps", content=form(GPS[1:]), headers=FORM).json() == ACK
+        assert len(list(tmp_path.glob("*/*.jsonl.open"))) == 1  # the next item opens a new file
+    assert sorted(line["item"]["gpsTime"] for line in landed(tmp_path)) == [item["gpsTime"] for item in GPS]

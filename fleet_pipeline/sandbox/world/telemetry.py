@@ -29,7 +29,7 @@ DISCONNECT_AFTER_TRIP = timedelta(minutes=5)
 HEARTBEAT_INTERVAL = timedelta(minutes=3)
 OBD_EVERY = 3
 OBD_INTERVAL = timedelta(minutes=5)
-DTC_DAY_SHARE = 0.15
+DTC_DAY_SHARE = 0.4
 _EPOCH = datetime(1970, 1, 1)
 DTC_CODES = ("P0301", "P0420", "P0171", "P0128", "P0442", "P0300", "C0035", "U0100")
 
