@@ -69,11 +69,12 @@ def measure(devices: int, days: int, folder: Path) -> list[dict]:
         with duckdb.connect(str(database), read_only=True) as conn:
             for step in archive.steps(spec.name):
                 rows = conn.execute(f"select count(*) from raw_{spec.name}.{step.table}").fetchone()[0]
-                answers = len(archive.read(step.path).answers)
+                answers = archive.read(step.path).answers
+                body_bytes = sum(len(answer.body.encode()) for answer in answers)
                 partitioned = any(a.key.path[-1] == step.table and a.partitions_def is not None for a in assets)
                 per_day = step.size / days if partitioned else step.size
                 figures.append({"vendor": spec.name, "table": step.table, "snapshot": not partitioned,
-                                "bytes": step.size, "answers": answers, "rows": rows,
+                                "bytes": step.size, "answers": len(answers), "body_bytes": body_bytes, "rows": rows,
                                 "own_devices": own, "bytes_per_device_day": per_day / devices,
                                 "bytes_per_own_device_day": per_day / own})
     return figures
@@ -81,11 +82,12 @@ def measure(devices: int, days: int, folder: Path) -> list[dict]:
 
 def report(figures: list[dict], devices: int, days: int) -> str:
     lines = [f"raw archive, {devices} devices, {days} day(s), World seed 42 (zstd Parquet)", "",
-             "| vendor | table | archived bytes | answers | raw rows | bytes per fleet device-day |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| vendor | table | archived bytes | answers | their bodies, uncompressed | raw rows "
+             "| bytes per fleet device-day |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for f in figures:
         lines.append(f"| {f['vendor']} | {f['table']}{' (snapshot)' if f['snapshot'] else ''} | {f['bytes']:,} | "
-                     f"{f['answers']:,} | {f['rows']:,} | {f['bytes_per_device_day']:,.0f} |")
+                     f"{f['answers']:,} | {f['body_bytes']:,} | {f['rows']:,} | {f['bytes_per_device_day']:,.0f} |")
     lines += ["", "| vendor | its devices | bytes a day, all its tables | per fleet device-day | per own device-day |",
               "|---|---:|---:|---:|---:|"]
     total = 0.0
@@ -96,6 +98,8 @@ def report(figures: list[dict], devices: int, days: int) -> str:
         lines.append(f"| {vendor} | {mine[0]['own_devices']} | {per_fleet * devices:,.0f} | {per_fleet:,.0f} | "
                      f"{sum(f['bytes_per_own_device_day'] for f in mine):,.0f} |")
     lines.append(f"| all five | {devices} | {total * devices:,.0f} | {total:,.0f} | |")
+    compressed, raw = sum(f["bytes"] for f in figures), sum(f["body_bytes"] for f in figures)
+    lines += ["", f"{compressed:,} bytes archived for {raw:,} bytes of answer bodies ({raw / compressed:.1f}x)"]
     return "\n".join(lines)
 
 

@@ -454,6 +454,9 @@ def show_config() -> int:
         print(f"dagster home:    {settings.dagster_home()}")
         print(f"cache dir:       {settings.cache_dir()}")
         print(f"partitions from: {settings.partitions_start()}")
+        retention = settings.archive_retention_days()
+        print(f"raw archive:     {settings.archive_root()} "
+              f"({f'{retention} days kept' if retention else 'kept forever'})")
         if sandbox:
             fleet = settings.sandbox_settings()
             print(f"every vendor:    embedded sandbox ({fleet.n_devices} devices, seed {fleet.seed})")

@@ -32,8 +32,10 @@ from fleet_pipeline import settings
 from fleet_pipeline.automation.backfill import RANGE_END_TAG, RANGE_START_TAG
 from fleet_pipeline.automation.replay import NothingToReplay, ReplayRun, plan_replay
 from fleet_pipeline.cli import vendor_tables
-from fleet_pipeline.ingest import vendor_resource
-from fleet_pipeline.ingest.archive import Archive
+from fleet_pipeline.ingest import source_assets, vendor_resource
+from fleet_pipeline.ingest.archive import Archive, ArchiveReplay
+from fleet_pipeline.ingest.http import VendorAPIError
+from fleet_pipeline.ingest.http.recording import Recorder
 from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox.aovx import protocol as aovx_protocol
 from fleet_pipeline.sandbox.navixy import protocol as navixy_protocol
@@ -42,6 +44,7 @@ from fleet_pipeline.sandbox.teltonika import protocol as teltonika_protocol
 from fleet_pipeline.sandbox.tracksolid import protocol as tracksolid_protocol
 from fleet_pipeline.sources.registry import VENDORS
 from fleet_pipeline.sources.tracksolid import assets as tracksolid_assets
+from fleet_pipeline.sources.tracksolid.client import TracksolidClient
 
 TODAY = datetime.now(timezone.utc).date()
 # Complete days whose late uploads have arrived: a week ending four days ago.
@@ -349,3 +352,54 @@ def test_the_replay_command_rebuilds_a_wiped_table_and_names_a_day_it_cannot(tmp
     assert refused.returncode == 2
     assert f"navixy.track_points: no archive for {earlier}" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def _tracksolid_client(sandbox, cache: Path) -> TracksolidClient:
+    sandbox.knobs.set(rate_limit_calls=1_000_000)
+    return TracksolidClient(sandbox.base_url, **tracksolid_protocol.CREDENTIALS, token_cache_dir=cache,
+                            now=sandbox.clock, sleep=lambda s: None, max_calls_per_s=None)
+
+
+def test_the_session_records_accepted_answers_and_replays_them_by_call_and_parameters(tracksolid_sandbox, tmp_path):
+    """The HTTP layer alone: answers recorded from the sandbox, served again to a client with an empty
+    token cache (it asks for a token, as the replay of a step does) without a request; a call the
+    recording does not hold fails, naming the vendor and the call."""
+    world = tracksolid_sandbox.world
+    root = world.root_account("tracksolid").account_id
+    imei = world.devices_on("tracksolid", at=world.now())[0].imei
+    begin, end = world.now() - timedelta(days=2), world.now() - timedelta(days=1)
+    recorded = _tracksolid_client(tracksolid_sandbox, tmp_path / "cache")
+    recorded.http.recorder = Recorder()
+    devices, points = recorded.devices(root), recorded.track_points(imei, begin, end)
+    assert devices and points
+    sent = len(tracksolid_sandbox.server.requests())
+    answers = recorded.http.recorder.take(recorded.http.secrets, recorded.http.volatile_fields)
+    assert [a.call for a in answers] == ["jimi.oauth.token.get", "jimi.user.device.list", "jimi.device.track.list"]
+    archive = Archive(str(tmp_path / "archive"))
+    archive.write("tracksolid", "track_points", [begin.date()], "run-1", world.now(), answers)
+
+    replayed = _tracksolid_client(tracksolid_sandbox, tmp_path / "empty-cache")
+    replayed.http.replay = ArchiveReplay(archive, "tracksolid", "run-1")
+    assert replayed.devices(root) == devices
+    assert replayed.track_points(imei, begin, end) == points
+    assert len(tracksolid_sandbox.server.requests()) == sent
+    with pytest.raises(VendorAPIError, match=r"tracksolid jimi.device.track.list.*replay: no archived answer"):
+        replayed.track_points(imei, begin - timedelta(days=1), end)
+    assert len(tracksolid_sandbox.server.requests()) == sent
+
+
+def test_a_step_whose_answers_cannot_be_archived_swaps_nothing(tmp_path, monkeypatch):
+    """The archive is written before the swap: when it cannot be, the partition is left as it was."""
+    def unwritable(*args, **kwargs):
+        raise OSError("the archive's disk is full")
+
+    swaps = []
+    monkeypatch.setattr(Archive, "write", unwritable)
+    monkeypatch.setattr(source_assets, "write_batch", lambda conn, batch: swaps.append(batch.table))
+    resources = {key: value for key, value in _resources(tmp_path).items() if key in ("duckdb", "tracksolid")}
+    alarms = [asset for asset in tracksolid_assets.tracksolid_assets if asset.key.path[-1] == "alarms"]
+    result = materialize(alarms, partition_key=WEEK[-1].isoformat(), resources=resources,
+                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    assert swaps == []
+    assert not (tmp_path / "warehouse.duckdb").exists()
