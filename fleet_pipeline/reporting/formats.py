@@ -25,11 +25,11 @@ class Unit:
         return round(float(value), self.decimals + (4 if self.share else 2))
 
     def text(self, value: float | None) -> str:
-        """``1,234.6 km``, ``37.2 %``, ``12 alarms``; a dash for an unknown value."""
+        """``1,234.6 km``, ``37.2%``, ``12 alarms``; a dash for an unknown value."""
         if value is None:
             return "–"
         if self.share:
-            return f"{value * 100:,.{self.decimals}f} %"
+            return f"{value * 100:,.{self.decimals}f}%"  # as d3-format writes it on the axis
         number = f"{value:,.{self.decimals}f}"
         if not self.label:
             return number

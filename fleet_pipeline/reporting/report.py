@@ -112,14 +112,17 @@ def line_figure(series: dict[str, dict[date, float]], unit: Unit, window: Window
     a short window), an optional dashed target line."""
     labelled = len(window.days()) <= LABELLED_MAX_DAYS and len(series) <= LABELLED_MAX_SERIES
     fig = go.Figure()
-    for name in sorted(series):
+    for number, name in enumerate(sorted(series)):
         days = sorted(series[name])
         fig.add_trace(go.Scatter(
             x=[d.isoformat() for d in days], y=[series[name][d] for d in days], name=name,
             mode="lines+markers+text" if labelled else "lines+markers",
             line={"color": colours(name), "width": 2}, marker={"size": 7},
-            text=[unit.text(series[name][d]) for d in days] if labelled else None,
-            textposition="top center", textfont={"size": 11},
+            # The number alone (the axis names the unit), above and below the line by turns so
+            # that two close lines do not write over each other.
+            text=[_number(unit, series[name][d]) for d in days] if labelled else None,
+            textposition="top center" if number % 2 == 0 else "bottom center",
+            textfont={"size": 11, "color": colours(name)}, cliponaxis=False,
             hovertemplate=unit.hover()))
     shapes = []
     if target is not None:
@@ -289,7 +292,7 @@ def summary_table(marts: Marts, window: Window) -> tuple[list[str], list[list[st
 def _number(unit: Unit, value: float | None) -> str:
     """The value as the unit writes it, without the unit (the column header names it)."""
     text = unit.text(value)
-    return text.removesuffix(f" {unit.label}") if unit.label and not unit.share else text.removesuffix(" %")
+    return text.removesuffix(f" {unit.label}") if unit.label and not unit.share else text.removesuffix("%")
 
 
 def build_sections(marts: Marts, window: Window, snapshots: Window | None = None) -> list[Section]:

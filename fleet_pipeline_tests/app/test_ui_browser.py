@@ -364,7 +364,7 @@ def test_the_html_report_shows_the_demo_days(project: Project, page: Page) -> No
     assert not {x for s in bars for x in s["x"]} & set(EVENT_TYPES), "ignition or trip events counted as alarms"
     assert {s["name"].split(" · ")[-1] for s in charts["chart-events"]["series"]} <= set(EVENT_TYPES)
     # The rollout as of the newest snapshot (taken today, after the demo's days), against its target.
-    expect(page.get_by_text("target 90.0 %")).to_be_visible()
+    expect(page.get_by_text("target 90.0%")).to_be_visible()
     assert page.get_by_role("button", name="Share chart...").count() == 0, "a button uploads the chart to a cloud"
     assert fetched == [], f"the report fetched from the network: {fetched}"
 

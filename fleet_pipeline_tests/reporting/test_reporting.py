@@ -342,12 +342,12 @@ def test_report_charts_have_axes_tooltips_and_consistent_formats(tmp_path: Path)
     assert km["layout"]["xaxis"]["type"] == "date" and km["layout"]["xaxis"]["tickformat"] == "%Y-%m-%d"
     assert all("%{y:,.1f} km" in trace["hovertemplate"] for trace in km["data"])
     tracksolid = next(trace for trace in km["data"] if trace["name"] == "tracksolid")
-    assert tracksolid["text"] == ["150.8 km", "55.5 km", "10.0 km"]  # labels beside the points of a short window
+    assert tracksolid["text"] == ["150.8", "55.5", "10.0"]  # values beside the points of a short window
     share = charts["chart-utilisation"]
     assert share["layout"]["yaxis"]["tickformat"] == ",.1%" and "%{y:,.1%}" in share["data"][0]["hovertemplate"]
     rollout = charts["chart-rollout"]
     assert rollout["layout"]["shapes"][0]["y0"] == 0.9
-    assert any(a["text"] == "target 90.0 %" for a in rollout["layout"]["annotations"])
+    assert any(a["text"] == "target 90.0%" for a in rollout["layout"]["annotations"])
 
 
 def test_report_groups_by_account_when_the_marts_have_one(tmp_path: Path) -> None:
