@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -173,3 +174,14 @@ def test_kpi_settings_default_to_the_documented_values_and_refuse_bad_ones():
     for hours in ("Mon-Fri", "Mon-Fri 18:00-08:00", "Weekdays 08:00-18:00", "Mon-Fri 8h-18h"):
         with pytest.raises(settings.ConfigError, match="FLEET_WORKING_HOURS"):
             settings.working_hours({"FLEET_WORKING_HOURS": hours})
+
+
+def test_dbt_reads_the_kpi_settings_with_the_same_defaults():
+    # dbt_project.yml reads each variable itself (so a plain `dbt build` honours it too): its
+    # fallbacks must be the settings' defaults, or dbt and the validated configuration disagree.
+    project = (settings.project_root() / "dbt_models" / "dbt_project.yml").read_text()
+    fallbacks = dict(re.findall(r"env_var\('(FLEET_\w+)', '([^']*)'\)", project))
+    assert fallbacks == {
+        "FLEET_DEFAULT_TIME_ZONE": settings.DEFAULT_TIME_ZONE, "FLEET_WORKING_HOURS": settings.DEFAULT_WORKING_HOURS,
+        "FLEET_OFFLINE_DAYS": str(settings.DEFAULT_OFFLINE_DAYS), "FLEET_LONG_STOP_DAYS": str(settings.DEFAULT_LONG_STOP_DAYS),
+        "FLEET_SPEED_LIMIT_KMH": str(settings.DEFAULT_SPEED_LIMIT_KMH)}

@@ -2,7 +2,8 @@
 {%- set min_date = var('min_date', none) -%}
 {%- set max_date = var('max_date', none) -%}
 -- Health of every listed device on every UTC day of the window (from its activation day on): fixes
--- that day, its last fix by the end of the day (looked for health_lookback_days back), the days
+-- that day, its last fix by the end of the day (loaded fixes of the health_lookback_days before,
+-- and the last fix the vendors' snapshots taken by then report, so a snapshot day has it too), the days
 -- since, offline after offline_days (FLEET_OFFLINE_DAYS) without a fix (or none in the lookback),
 -- the last state, heartbeat, battery, power and GSM signal its vendor reported by the end of the
 -- day (daily snapshots: Navixy states, Tracksolid positions), low-battery alarms and the rows of
@@ -50,12 +51,12 @@ last_fix as (
 -- The vendors' daily snapshots, each device's latest taken by the end of the day.
 snapshots as (
     select
-        imei, snapshot_at, connection_status || '/' || movement_status as last_state,
+        imei, snapshot_at, gps_time, connection_status || '/' || movement_status as last_state,
         last_seen_at as last_heartbeat_at, battery_pct, cast(null as double) as power_v, gsm_signal_pct
     from {{ ref('stg_navixy__states') }}
     union all
     select
-        imei, snapshot_at,
+        imei, snapshot_at, gps_time,
         case when moving then 'moving' when ignition_on then 'ignition_on' else 'stopped' end as last_state,
         last_seen_at as last_heartbeat_at, battery_pct, power_v, cast(null as integer) as gsm_signal_pct
     from {{ ref('stg_tracksolid__positions') }}
@@ -72,6 +73,7 @@ state_by_day as (
         dd.imei, dd.partition_date,
         max_by(s.last_state, s.snapshot_at) as last_state,
         max(s.snapshot_at) as last_state_at,
+        max(s.gps_time) as last_fix_at,
         max_by(s.battery_pct, s.snapshot_at) as battery_pct,
         max_by(s.power_v, s.snapshot_at) as power_v,
         max_by(s.gsm_signal_pct, s.snapshot_at) as gsm_signal_pct
@@ -115,9 +117,10 @@ select
     dd.imei,
     dd.is_enabled,
     f.fix_count,
-    f.last_fix_at,
-    dd.partition_date - cast(f.last_fix_at as date) as days_without_fixes,
-    coalesce(dd.partition_date - cast(f.last_fix_at as date) >= {{ var('offline_days') }}, true) as is_offline,
+    greatest(f.last_fix_at, s.last_fix_at) as last_fix_at,
+    dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) as days_without_fixes,
+    coalesce(dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) >= {{ var('offline_days') }}, true)
+        as is_offline,
     s.last_state,
     s.last_state_at,
     h.last_heartbeat_at,

@@ -27,7 +27,7 @@ trips as (
 ),
 
 idling as (
-    select imei, partition_date, idling_s, is_provisional
+    select imei, partition_date, idling_s
     from {{ ref('parking_daily') }}
     where true {{ partition_filter('partition_date') }}
 ),
@@ -61,7 +61,6 @@ measured as (
         coalesce(t.trip_count, 0) as trip_count,
         coalesce(t.driving_s, 0) as driving_s,
         coalesce(i.idling_s, 0) as idle_s,
-        coalesce(i.is_provisional, false) as idling_provisional,
         s.working_share, s.after_share, s.weekend_share
     from days as d
     left join zones as z using (imei)
@@ -88,5 +87,7 @@ select
     chosen_km * coalesce(after_share, case when chosen_km = 0 then 0 end) as km_after_hours,
     chosen_km * coalesce(weekend_share, case when chosen_km = 0 then 0 end) as km_weekend,
     case when not tracker_blocked then driving_s > 0 end as is_used,
-    is_provisional or idling_provisional as is_provisional
+    -- fixes of the day still to come; an open evening parking changes none of the day's figures
+    -- (idling stops end within their day)
+    is_provisional
 from measured
