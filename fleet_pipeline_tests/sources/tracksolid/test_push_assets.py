@@ -9,18 +9,24 @@ login/logout events at its fix times. The tables must hold exactly those message
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, Definitions, build_sensor_context, materialize
 
+from fleet_pipeline.automation.freshness import build_freshness_checks
 from fleet_pipeline.ingest.warehouse import WarehouseResource
 from fleet_pipeline.sandbox.tracksolid.synthesis import alarm_row
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid.push_assets import PushLandingResource, push_assets
-from fleet_pipeline.sources.tracksolid.push_sensor import landing_requests
+from fleet_pipeline.sources.tracksolid.push_sensor import (
+    PUSH_LOAD_JOB,
+    build_push_landing_sensor,
+    build_push_load_job,
+    landing_requests,
+)
 from fleet_pipeline_tests.conftest import WORLD_NOW
 from fleet_pipeline_tests.sources.tracksolid.push_landing_writer import Pushed, land, landed_line, world_pushes
 
@@ -206,3 +212,24 @@ def test_the_sensor_ignores_open_files_and_todays_messages(tmp_path, push_world,
     land(tmp_path / "landing", late_to_today)
     requests, _ = landing_requests(tmp_path / "landing", cursor, today, LATE_DAYS, date(2026, 1, 1))
     assert [r.partition_key for r in requests] == [DAY.isoformat()]
+
+
+def test_the_sensor_requests_a_load_of_yesterday_once_for_a_closed_file(tmp_path, imeis):
+    # On the real clock, as the daemon runs it: a heartbeat of yesterday that arrived today.
+    today = datetime.now(timezone.utc).date()
+    yesterday = today - timedelta(days=1)
+    late = Pushed("/pushhb", {"deviceImei": imeis[0], "gateTime": f"{yesterday} 23:59:00", "powerLevel": 40},
+                  datetime.combine(today, datetime.min.time()) + timedelta(minutes=1))
+    land(tmp_path / "landing", [late])
+    job = build_push_load_job(push_assets)
+    sensor = build_push_landing_sensor(job, str(tmp_path / "landing"), LATE_DAYS)
+    repository = Definitions(assets=push_assets, asset_checks=build_freshness_checks(push_assets), jobs=[job],
+                             sensors=[sensor],
+                             resources=_resources(tmp_path)).get_repository_def()
+    with DagsterInstance.ephemeral() as instance:
+        first = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository))
+        assert [r.partition_key for r in first.run_requests] == [yesterday.isoformat()]
+        assert first.run_requests[0].job_name in (None, PUSH_LOAD_JOB)
+        again = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=first.cursor,
+                                                          repository_def=repository))
+        assert again.run_requests == [] and again.cursor == first.cursor
