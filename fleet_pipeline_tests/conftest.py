@@ -142,6 +142,10 @@ SLOW = {
     "sources/tracksolid/test_assets.py::test_partitions_match_the_world_and_reruns_change_nothing":
         "loads days twice",
     "sources/navixy/test_assets.py::test_reruns_change_nothing": "loads days twice",
+    "sources/tracksolid/test_push_assets.py::test_a_days_landed_messages_load_equal_to_the_world":
+        "three World days of every push kind landed, then every push table loaded",
+    "sources/tracksolid/test_push_assets.py::test_a_day_reloaded_after_late_messages_gains_them":
+        "a day of pushes loaded twice",
     "ingest/test_bad_input.py::test_a_bad_field_costs_its_row_at_most":
         "a matrix: every raw table x three kinds of bad field, one load each",
 }
