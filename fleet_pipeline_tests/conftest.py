@@ -153,6 +153,10 @@ SLOW = {
         "a day of 60 devices pushed over HTTP",
     "push/test_push_settings_and_cli.py::test_sandbox_push_command_lands_a_day_of_a_small_world":
         "the World's day through the CLI",
+    "sources/tracksolid/test_push_assets.py::test_a_days_landed_messages_load_equal_to_the_world":
+        "three World days of every push kind landed, then every push table loaded",
+    "sources/tracksolid/test_push_assets.py::test_a_day_reloaded_after_late_messages_gains_them":
+        "a day of pushes loaded twice",
     "ingest/test_bad_input.py::test_a_bad_field_costs_its_row_at_most":
         "a matrix: every raw table x three kinds of bad field, one load each",
 }
