@@ -61,6 +61,10 @@ class NavixyKnobs(FaultKnobs):
     corrupt_rows_next: int = 0
     garble_first_row: dict[str, dict[str, Any]] = field(default_factory=dict)
     repeat_first_row: set[str] = field(default_factory=set)
+    # Which tracker's answer those two wait for (None: the next answer of any tracker). A client
+    # fanning out over trackers reads them in no fixed order, so a test that needs the damaged row
+    # to be one the client keeps names a tracker whose rows it knows from the World.
+    first_row_tracker_id: int | None = None
     simplify_tolerance_m: float = 25.0
     max_states_trackers: int = 2000
     max_track_span_days: int = 30
@@ -129,7 +133,7 @@ class NavixyApp(AccessControl, AccountEndpoints, TrackEndpoints, NavixyRows):
             if self.knobs.corrupt_rows_next and method in _ROW_METHODS:
                 corrupt_rows(method, payload, self.knobs)
             if self.knobs.garble_first_row or self.knobs.repeat_first_row:
-                garble_first_row(method, payload, self.knobs)
+                garble_first_row(method, payload, self.knobs, values.get("tracker_id"))
         except NavixyError as exc:
             return error_response(method, exc)
         return Response.json(drop_nulls({"success": True, **payload}), vendor_method=method)

@@ -13,10 +13,17 @@ if TYPE_CHECKING:
     from fleet_pipeline.sandbox.navixy.app import NavixyKnobs
 
 
-def garble_first_row(method: str, payload: dict[str, Any], knobs: NavixyKnobs) -> None:
-    """Apply `garble_first_row` and `repeat_first_row` to the first row of a list answer, once."""
+def garble_first_row(method: str, payload: dict[str, Any], knobs: NavixyKnobs,
+                     tracker_id: Any = None) -> None:
+    """Apply `garble_first_row` and `repeat_first_row` to the first row of a list answer, once.
+
+    With `first_row_tracker_id` set, only an answer to a call with that ``tracker_id`` counts.
+    """
     rows = payload.get("list")
     if not isinstance(rows, list) or not rows:
+        return
+    wanted = knobs.first_row_tracker_id
+    if wanted is not None and str(tracker_id) != str(wanted):
         return
     with knobs._lock:
         values = knobs.garble_first_row.pop(method, None)
