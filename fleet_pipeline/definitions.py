@@ -68,18 +68,24 @@ reporting_job = define_asset_job(
 # Schedules and sensors start stopped unless FLEET_SCHEDULES_RUNNING=1 (see schedules.py).
 freshness_checks = build_freshness_checks(source_assets)
 schedules = [build_daily_schedule(all_daily_job), build_snapshot_schedule(all_snapshots_job)]
+# The lake's upkeep exists only where there is a lake (FLEET_WAREHOUSE=ducklake).
+_lake = settings.lake_settings()
+lake_jobs, lake_schedules = [], []
+if _lake is not None:
+    maintenance_job, maintenance_schedule = build_lake_maintenance(_lake, settings.lake_retention_days())
+    lake_jobs, lake_schedules = [maintenance_job], [maintenance_schedule]
 sensors = [build_reporting_sensor(all_daily_job, reporting_job, push_load_job), build_freshness_sensor(freshness_checks),
            build_abandoned_runs_sensor(),
            build_push_landing_sensor(push_load_job, push_landing.landing_dir, push_landing.late_data_days)]
 
 # The executor of the reporting job and of assets materialized from the UI or the CLI: step
 # processes forked from one that imported the code location (fleet_pipeline.executors).
-pipeline_defs = Definitions(
+defs = Definitions(
     executor=DEFAULT_EXECUTOR,
     assets=[*source_assets, *reporting_assets],
     asset_checks=freshness_checks,
-    jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, push_load_job, reporting_job],
-    schedules=schedules,
+    jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, push_load_job, reporting_job, *lake_jobs],
+    schedules=[*schedules, *lake_schedules],
     sensors=sensors,
     resources={
         "dbt": dbt_resource(dbt_project),
@@ -88,7 +94,4 @@ pipeline_defs = Definitions(
         "duckdb": warehouse_resource(),
     },
 )
-# The lake's upkeep exists only where there is a lake (FLEET_WAREHOUSE=ducklake).
-_lake = settings.lake_settings()
-defs = pipeline_defs if _lake is None else Definitions.merge(
-    pipeline_defs, build_lake_maintenance(_lake, settings.lake_retention_days()))
+

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import Definitions, ScheduleDefinition, job, op
+from dagster import JobDefinition, ScheduleDefinition, job, op
 
 from fleet_pipeline.automation.schedules import automation_status
 from fleet_pipeline.ingest.warehouse import TableRef, connect, table_turns
@@ -67,7 +67,7 @@ def maintain(lake: LakeSettings, retention_days: int, log=print) -> dict[str, in
     return counts
 
 
-def build_lake_maintenance(lake: LakeSettings, retention_days: int) -> Definitions:
+def build_lake_maintenance(lake: LakeSettings, retention_days: int) -> tuple[JobDefinition, ScheduleDefinition]:
     """The maintenance job and its daily schedule, for the lake the settings name."""
 
     @op(name="maintain_lake", description=f"Expire lake snapshots older than {retention_days} days, merge "
@@ -83,4 +83,4 @@ def build_lake_maintenance(lake: LakeSettings, retention_days: int) -> Definitio
     schedule = ScheduleDefinition(name=f"{MAINTENANCE_JOB}_daily", job=lake_maintenance, cron_schedule=MAINTENANCE_CRON,
                                   execution_timezone="UTC", default_status=automation_status()[0],
                                   description="Daily lake upkeep after the loads and the reporting.")
-    return Definitions(jobs=[lake_maintenance], schedules=[schedule])
+    return lake_maintenance, schedule

@@ -3,6 +3,9 @@ FLEET_SERVING_POSTGRES are read, checked with one line each, and never print a p
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -70,3 +73,29 @@ def test_the_extension_wheels_ship_the_running_duckdb_version():
     for name in LAKE_EXTENSIONS:
         path = extension_file(name)
         assert path.exists() and Path(path).parent.name == f"v{duckdb.__version__}"
+
+
+LISTING = """
+import fleet_pipeline.definitions as module
+from dagster import Definitions
+# Dagster's loaders refuse a module with more than one Definitions object at module scope.
+print([name for name, value in vars(module).items() if isinstance(value, Definitions)])
+print(sorted(job.name for job in module.defs.jobs), sorted(s.name for s in module.defs.schedules))
+"""
+
+
+def _listing(env: dict[str, str]) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_WAREHOUSE", "FLEET_LAKE_"))}
+    done = subprocess.run([sys.executable, "-c", LISTING], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_only_the_lake_mode_defines_the_maintenance_job_in_the_one_definitions_object(tmp_path):
+    # No connection is made when the definitions load: the catalog need not exist for this.
+    with_lake = _listing({**LAKE, "FLEET_DATA_DIR": str(tmp_path)})
+    without = _listing({"FLEET_DATA_DIR": str(tmp_path)})
+    assert with_lake.splitlines()[0] == "['defs']" and without.splitlines()[0] == "['defs']"
+    assert "'lake_maintenance'" in with_lake and "'lake_maintenance_daily'" in with_lake
+    assert "lake_maintenance" not in without

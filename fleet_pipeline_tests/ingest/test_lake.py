@@ -266,12 +266,10 @@ def test_the_maintenance_job_merges_the_small_files_of_daily_writes_and_keeps_ev
         files_before = conn.execute(files).fetchone()[0]
     assert files_before == len(days)
 
-    definitions = lake_maintenance.build_lake_maintenance(lake, retention_days=1)
-    result = definitions.resolve_job_def(lake_maintenance.MAINTENANCE_JOB).execute_in_process()
-    assert result.success
+    job, schedule = lake_maintenance.build_lake_maintenance(lake, retention_days=1)
+    assert job.execute_in_process().success
     with connect("", lake, read_only=True) as conn:
         assert conn.execute(files).fetchone()[0] == 1
         assert dict(conn.execute(f"select partition_date, count(*) from {table.sql} group by 1").fetchall()) == \
             {day: 5_000 for day in days}
-    [schedule] = definitions.schedules
     assert schedule.cron_schedule == lake_maintenance.MAINTENANCE_CRON and schedule.job.name == "lake_maintenance"

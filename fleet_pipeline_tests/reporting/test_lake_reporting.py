@@ -7,7 +7,6 @@ real Postgres catalog on loopback, the data in a temporary folder) and FLEET_SER
   (Two demos would not do: the sandbox answers with what its devices had sent by the moment it is
   asked, so two extractions minutes apart may differ by a late upload.)
 * The Postgres serving copy equals the serving DuckDB file, table for table and row for row.
-* The lake mode defines the maintenance job; the demo never needed it to be run.
 """
 
 from __future__ import annotations
@@ -168,15 +167,3 @@ def test_the_postgres_serving_copy_equals_the_serving_file(lake_demo: LakeDemo) 
         cursor.execute("select nspname from pg_namespace where nspname like '%\\_\\_%'")
         assert cursor.fetchall() == []
 
-
-def test_the_lake_mode_defines_its_maintenance_job_and_the_file_mode_does_not(lake_demo: LakeDemo) -> None:
-    listing = (
-        "from fleet_pipeline.definitions import defs\n"
-        "print(sorted(j.name for j in defs.jobs), sorted(s.name for s in defs.schedules))\n"
-    )
-    lake_env = {"FLEET_WAREHOUSE": "ducklake", "FLEET_LAKE_CATALOG": lake_demo.lake.catalog,
-                "FLEET_LAKE_DATA_PATH": lake_demo.lake.data_path}
-    with_lake = _run([sys.executable, "-c", listing], _env(lake_demo.root / "listing", **lake_env))
-    without = _run([sys.executable, "-c", listing], _env(lake_demo.root / "listing"))
-    assert "'lake_maintenance'" in with_lake and "'lake_maintenance_daily'" in with_lake
-    assert "lake_maintenance" not in without
