@@ -20,7 +20,7 @@ from dagster import AssetKey, MetadataValue, Output
 
 from fleet_pipeline.ingest.warehouse import connect
 from fleet_pipeline.reporting import figures as kpi
-from fleet_pipeline.reporting.figures import Marts, Measure, Window
+from fleet_pipeline.reporting.figures import Marts, Measure, NotBuilt, Window
 from fleet_pipeline.reporting.formats import markdown_table
 
 if TYPE_CHECKING:
@@ -179,6 +179,17 @@ def _marts_schema(conn: duckdb.DuckDBPyConnection) -> str | None:
 AddPartitionMetadata = Callable[[AssetKey, str, dict[str, Any]], None]
 
 
+def _tolerant(figures: Callable[[duckdb.DuckDBPyConnection, str, Window], dict[str, Any]]):
+    """The figures, or a note naming what is missing when the mart lacks a column they read: the
+    mart was built, and its materialization must not fail for want of a figure."""
+    def read(conn: duckdb.DuckDBPyConnection, schema: str, window: Window) -> dict[str, Any]:
+        try:
+            return figures(conn, schema, window)
+        except NotBuilt as missing:
+            return {"key_figures_missing": MetadataValue.text(str(missing))}
+    return read
+
+
 def with_key_figures(
     events: Iterable[Any], keys_by_output: dict[str, AssetKey], database: Path, window: Window,
     add_partition_metadata: AddPartitionMetadata | None = None, lake: LakeSettings | None = None,
@@ -200,7 +211,7 @@ def with_key_figures(
         for event in events:
             if isinstance(event, Output) and event.output_name in wanted and schema is not None:
                 key = keys_by_output[event.output_name]
-                figures = FIGURES[key.path[-1]]
+                figures = _tolerant(FIGURES[key.path[-1]])
                 if window.days() and add_partition_metadata is not None:
                     for day in window.days():
                         add_partition_metadata(key, day.isoformat(), figures(conn, schema, Window(day, day)))

@@ -420,10 +420,10 @@ def test_each_partition_of_the_daily_marts_gets_numeric_figures_with_stable_keys
     _fixture_marts(working)
     keys = {f"out_{mart}": AssetKey(["marts", mart]) for mart in PARTITIONED_MARTS}
     recorded: dict[tuple[str, str], dict] = {}
-    events = [Output(None, output_name=name) for name in keys]
-    passed = list(with_key_figures(events, keys, working, Window(DAY_1, DAY_3),
+    outputs = [Output(None, output_name=name) for name in keys]
+    passed = list(with_key_figures(outputs, keys, working, Window(DAY_1, DAY_3),
                                    lambda key, day, metadata: recorded.__setitem__((key.path[-1], day), metadata)))
-    assert passed == events
+    assert passed == outputs
     assert set(recorded) == {(mart, day.isoformat()) for mart in PARTITIONED_MARTS for day in (DAY_1, DAY_2, DAY_3)}
 
     def numbers(mart: str, day: date) -> dict[str, float]:
@@ -438,8 +438,8 @@ def test_each_partition_of_the_daily_marts_gets_numeric_figures_with_stable_keys
         assert mileage["km_tracksolid"] == pytest.approx(km["tracksolid"]) and mileage["km_navixy"] == km["navixy"]
         alarms = numbers("alarms_daily", day)
         count = sum(r[4] for r in ALARMS if r[1] == day and r[3] not in alarm_types)
-        events = sum(r[4] for r in ALARMS if r[1] == day and r[3] in alarm_types)
-        assert (alarms["alarms"], alarms["ignition_trip_events"]) == (count, events)
+        event_count = sum(r[4] for r in ALARMS if r[1] == day and r[3] in alarm_types)
+        assert (alarms["alarms"], alarms["ignition_trip_events"]) == (count, event_count)
         assert alarms["alarms_per_100km"] == pytest.approx(100 * count / sum(km.values()), abs=0.01)
         for platform in ("tracksolid", "navixy"):
             assert alarms.get(f"alarms_{platform}", 0) == sum(
@@ -457,6 +457,15 @@ def test_each_partition_of_the_daily_marts_gets_numeric_figures_with_stable_keys
     # Stable keys: every partition of a mart has the same numeric keys, whatever its values.
     for mart in ("mileage_daily", "alarms_daily"):
         assert len({frozenset(numbers(mart, day)) for day in (DAY_1, DAY_2)}) == 1, mart
+    # A mart without a column a figure reads still materializes, its metadata naming what is missing.
+    with duckdb.connect(str(working)) as conn:
+        conn.execute("ALTER TABLE main_marts.utilisation_daily DROP COLUMN idle_s")
+    recorded.clear()
+    list(with_key_figures(outputs, keys, working, Window(DAY_1, DAY_1),
+                          lambda key, day, metadata: recorded.__setitem__((key.path[-1], day), metadata)))
+    assert recorded[("utilisation_daily", DAY_1.isoformat())]["key_figures_missing"].value == \
+        "utilisation_daily has no column idle_s yet"
+    assert numbers("mileage_daily", DAY_1)["km_navixy"] == 80.0
 
 
 LOADED_DBT_MODULES = """
