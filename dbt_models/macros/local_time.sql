@@ -10,8 +10,8 @@
     cast({{ local_time('(' ~ utc_day ~ ')::timestamp + interval 12 hour', zone) }} as date)
 {%- endmacro %}
 
-{#- The zone of a device from its dim_devices.time_zone column; the configured default for a device
-    dim_devices does not list (a deleted tracker's late rows). -#}
+{#- The zone of a device from its dim_device_time_zones.time_zone column; the configured default for a device
+    dim_device_time_zones does not list (a deleted tracker's late rows). -#}
 {% macro device_zone(time_zone_column) -%}
     coalesce({{ time_zone_column }}, '{{ var('default_time_zone') }}')
 {%- endmacro %}

@@ -100,7 +100,7 @@ def _local_date(day: date, zone: str) -> date:
 # ---------------------------------------------------------------- local time
 
 def test_each_device_has_its_vendors_zone_or_the_configured_one(warehouse: Warehouse) -> None:
-    rows = {r["imei"]: r for r in _rows(warehouse, "select imei, time_zone, time_zone_source from core.dim_devices")}
+    rows = {r["imei"]: r for r in _rows(warehouse, "select imei, time_zone, time_zone_source from core.dim_device_time_zones")}
     assert rows
     for imei, row in rows.items():
         platform = warehouse.world.device(imei).platform
@@ -134,7 +134,7 @@ def test_a_configured_zone_far_east_moves_local_dates_and_the_working_hours(ware
     shutil.copyfile(warehouse.path, db)
     far_east = "Pacific/Kiritimati"
     _dbt(tmp_path, db, {**os.environ, "FLEET_DEFAULT_TIME_ZONE": far_east}, "run", "--select",
-         "dim_devices", "utilisation_daily")
+         "dim_device_time_zones", "utilisation_daily")
     rows = _rows(db, "select imei, platform, partition_date, local_date, time_zone, km, km_working_hours, "
                      "km_after_hours, km_weekend from marts.utilisation_daily where km is not null")
     settled = _settled_device_days(warehouse)

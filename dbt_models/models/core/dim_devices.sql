@@ -1,8 +1,6 @@
 -- One row per IMEI across vendors, from each platform's latest snapshot. Firmware comes from the
 -- firmware platform that manages the device (Teltonika FOTA's current version, else the version
 -- of AOVX's latest successful OTA attempt, daily reports and history); Jimi devices have none.
--- Time zone: the vendor's where it has one (Navixy reads every day in its user's zone and says which
--- with each mileage row: the device's latest, else the account's latest), else default_time_zone.
 with tracksolid as (
     select
         imei, 'tracksolid' as platform, device_name, model, account_id, group_name,
@@ -36,20 +34,6 @@ last_seen as (
         select imei, last_seen_at from {{ ref('stg_teltonika__devices') }}
     )
     group by imei
-),
-
-navixy_zone as (
-    select imei, time_zone
-    from {{ ref('stg_navixy__mileage_daily') }}
-    where time_zone is not null
-    qualify row_number() over (partition by imei order by partition_date desc) = 1
-),
-
-navixy_account_zone as (
-    select time_zone from {{ ref('stg_navixy__mileage_daily') }}
-    where time_zone is not null
-    order by partition_date desc
-    limit 1
 ),
 
 teltonika as (
@@ -95,13 +79,8 @@ select
     d.is_enabled,
     l.last_seen_at,
     coalesce(t.firmware_version, a.firmware_version) as current_firmware,
-    d.snapshot_date as last_snapshot_date,
-    case when d.platform = 'navixy' then coalesce(z.time_zone, az.time_zone) end as vendor_time_zone,
-    coalesce(vendor_time_zone, '{{ var('default_time_zone') }}') as time_zone,
-    case when vendor_time_zone is not null then 'vendor' else 'configured' end as time_zone_source
+    d.snapshot_date as last_snapshot_date
 from platform_devices as d
 left join last_seen as l using (imei)
-left join navixy_zone as z using (imei)
-left join navixy_account_zone as az on true
 left join teltonika as t using (imei)
 left join aovx as a using (imei)

@@ -11,6 +11,6 @@ select
     count(*) as alarm_count,
     count(*) filter (where not a.is_mapped) as unmapped_count
 from {{ ref('fct_alarms') }} as a
-left join {{ ref('dim_devices') }} as d using (imei)
+left join {{ ref('dim_device_time_zones') }} as d using (imei)
 where true {{ partition_filter('a.partition_date') }}
 group by a.imei, a.partition_date, a.canonical_type

@@ -19,8 +19,9 @@ with days as (
 ),
 
 device_days as (
-    select d.imei, d.platform, d.time_zone, d.is_enabled, days.partition_date
+    select d.imei, d.platform, z.time_zone, d.is_enabled, days.partition_date
     from {{ ref('dim_devices') }} as d
+    left join {{ ref('dim_device_time_zones') }} as z using (imei)
     cross join days
     where d.activated_at is null or cast(d.activated_at as date) <= days.partition_date
 ),

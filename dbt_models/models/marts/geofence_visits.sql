@@ -67,7 +67,7 @@ select
     v.visit_status,
     v.visit_status = 'closed' as is_matched
 from placed as v
-left join (select imei, time_zone from {{ ref('dim_devices') }}) as z using (imei)
+left join (select imei, time_zone from {{ ref('dim_device_time_zones') }}) as z using (imei)
 where true
   {%- if min_date is not none %} and v.partition_date >= date '{{ min_date }}' - {{ lookback }}{% endif %}
   {%- if max_date is not none %} and v.partition_date <= date '{{ max_date }}'{% endif %}

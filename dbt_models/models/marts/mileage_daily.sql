@@ -100,4 +100,4 @@ select
         select 1 from unseen_movement as u where u.imei = chosen.imei and u.partition_date = chosen.partition_date
     ) as is_provisional
 from chosen
-left join (select imei, time_zone from {{ ref('dim_devices') }}) as z using (imei)
+left join (select imei, time_zone from {{ ref('dim_device_time_zones') }}) as z using (imei)

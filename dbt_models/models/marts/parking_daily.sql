@@ -78,5 +78,5 @@ select
     bool_or(m.is_provisional) or bool_or(u.imei is not null) as is_provisional
 from measured as m
 left join unseen_movement as u on u.imei = m.imei and u.partition_date = m.covered_day
-left join {{ ref('dim_devices') }} as z on z.imei = m.imei
+left join {{ ref('dim_device_time_zones') }} as z on z.imei = m.imei
 group by m.imei, m.covered_day

@@ -79,4 +79,4 @@ select
           and u.partition_date between night.partition_date and cast(night.ended_at as date)
     ) as is_provisional
 from night
-left join (select imei, time_zone from {{ ref('dim_devices') }}) as z using (imei)
+left join (select imei, time_zone from {{ ref('dim_device_time_zones') }}) as z using (imei)

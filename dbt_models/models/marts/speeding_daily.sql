@@ -57,6 +57,6 @@ select
     s.max_speed_kmh,
     d.is_provisional
 from days as d
-left join (select imei, time_zone from {{ ref('dim_devices') }}) as z using (imei)
+left join (select imei, time_zone from {{ ref('dim_device_time_zones') }}) as z using (imei)
 left join alarms as a using (imei, partition_date)
 left join above as s using (imei, partition_date)

@@ -16,7 +16,7 @@ with days as (
 ),
 
 zones as (
-    select imei, time_zone from {{ ref('dim_devices') }}
+    select imei, time_zone from {{ ref('dim_device_time_zones') }}
 ),
 
 trips as (
