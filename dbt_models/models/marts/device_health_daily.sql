@@ -120,8 +120,9 @@ select
     f.fix_count,
     greatest(f.last_fix_at, s.last_fix_at) as last_fix_at,
     dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) as days_without_fixes,
-    coalesce(dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) >= {{ var('offline_days') }}, true)
-        as is_offline,
+    coalesce(
+        dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) >= {{ var('offline_days') }}, true
+    ) as is_offline,
     s.last_state,
     s.last_state_at,
     h.last_heartbeat_at,
