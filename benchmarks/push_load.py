@@ -2,6 +2,7 @@
 
     python -m benchmarks push [--seconds 60] [--rate 1000] [--batch-size 50] [--connections 16]
                               [--workers 1] [--devices 200] [--kill-at S] [--encoding form|json]
+                              [--warehouse]
 
 Starts ``fleet-pipeline push-receiver`` as its own process on loopback, then pushes the World's
 Tracksolid messages (``fleet_pipeline.sandbox.tracksolid.push.push_messages``, as many days as the
@@ -12,6 +13,11 @@ SIGKILL S seconds in and restarted at once. At the end the landing files are rea
 what was sent: every acknowledged msg_id must be there (0 lost) and no msg_id twice (0 duplicated).
 Figures: messages/s, request latency p50/p99 (acknowledged requests), the receiver's CPU (seconds
 and share of one core) and the client's, the fsyncs, the machine's load average.
+
+With ``--warehouse`` the landed messages are then loaded by the push assets into the
+``raw_tracksolid.push_*`` tables of a scratch DuckDB warehouse (every day the sent messages are
+of, in one range run) and counted there: every sent msg_id must be in the warehouse once (0 lost,
+0 duplicated: rows equal distinct msg_ids), nothing rejected.
 """
 
 from __future__ import annotations
@@ -58,13 +64,47 @@ class Tally:
     refused: int = 0
 
 
-def world_messages(needed: int, devices: int, last_day: date) -> list[PushMessage]:
-    """At least ``needed`` messages of the World, a day at a time back from ``last_day``."""
-    world, messages, day = World(seed=42, n_devices=devices), [], last_day
+def world_messages(needed: int, devices: int, last_day: date) -> tuple[list[PushMessage], list[date]]:
+    """At least ``needed`` messages of the World, a day at a time back from ``last_day``, and those days."""
+    world, messages, days = World(seed=42, n_devices=devices), [], []
     while len(messages) < needed:
-        messages += push_messages(world, day)
-        day -= timedelta(days=1)
-    return messages
+        days.append(last_day - timedelta(days=len(days)))
+        messages += push_messages(world, days[-1])
+    return messages, sorted(days)
+
+
+def warehouse_figures(landing: Path, days: list[date], sent: set[str]) -> dict[str, float | int]:
+    """Load the landing files into the push tables of a scratch warehouse; count what is there."""
+    import duckdb
+    from dagster import DagsterInstance, materialize
+
+    from fleet_pipeline.ingest.warehouse import WarehouseResource
+    from fleet_pipeline.sources.tracksolid.push_assets import PUSH_TABLES, PushLandingResource, push_assets
+
+    database = landing / "scratch.duckdb"
+    # Everything landed today (the receiver's clock), for days up to a week back: late for the
+    # default window, so the window reaches today.
+    late_days = (date.today() - days[0]).days + 1
+    resources = {"tracksolid_push": PushLandingResource(landing_dir=str(landing), late_data_days=late_days),
+                 "duckdb": WarehouseResource(database=str(database))}
+    started = time.perf_counter()
+    result = materialize(push_assets, resources=resources, instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                         tags={"dagster/asset_partition_range_start": days[0].isoformat(),
+                               "dagster/asset_partition_range_end": days[-1].isoformat()})
+    if not result.success:
+        raise RuntimeError("push load into the scratch warehouse failed: "
+                           + "; ".join(str(e.message) for e in result.all_events if e.is_failure))
+    load_s = time.perf_counter() - started
+    ids: Counter[str] = Counter()
+    with duckdb.connect(str(database), read_only=True) as con:
+        for table in PUSH_TABLES:
+            ids.update(msg_id for (msg_id,) in con.execute(f"select msg_id from raw_tracksolid.{table.name}").fetchall())
+        rejected = con.execute("select count(*) from raw_tracksolid.rejects").fetchone()[0]
+    return {"warehouse_load_s": round(load_s, 1), "warehouse_rows": sum(ids.values()),
+            "warehouse_distinct_msg_ids": len(ids), "warehouse_lost_of_sent": len(sent - set(ids)),
+            "warehouse_duplicated": sum(ids.values()) - len(ids), "warehouse_not_sent": len(set(ids) - sent),
+            "warehouse_rejected": rejected}
 
 
 def encode(messages: list[PushMessage], batch_size: int, encoding: str) -> list[Batch]:
@@ -215,12 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoding", choices=("form", "json"), default="form")
     parser.add_argument("--kill-at", type=float, help="SIGKILL the receiver this many seconds in, restart it")
     parser.add_argument("--messages", type=int, help="default: rate x seconds (60,000 when --rate 0)")
+    parser.add_argument("--warehouse", action="store_true",
+                        help="then load the landed messages into a scratch warehouse's push tables and count them")
     args = parser.parse_args(argv)
 
     needed = args.messages or int((args.rate or 1000) * args.seconds)
     print(f"push load: {needed:,} messages, batches of {args.batch_size}, {args.encoding}, "
           f"{args.connections} connections, rate {args.rate or 'unpaced'} msg/s, {args.workers} worker(s)", flush=True)
-    messages = world_messages(needed, args.devices, date.today() - timedelta(days=5))[:needed]
+    messages, days = world_messages(needed, args.devices, date.today() - timedelta(days=5))
+    messages = messages[:needed]
     work = encode(messages, args.batch_size, args.encoding)
     landing = Path(tempfile.mkdtemp(prefix="push-load-"))
     import socket
@@ -259,11 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1m": round(os.getloadavg()[0], 2), "batch_size": args.batch_size,
         "connections": args.connections, "workers": args.workers, "killed_at_s": args.kill_at,
     }
+    if args.warehouse:
+        figures.update(warehouse_figures(landing, days, sent))
     for name, value in figures.items():
         print(f"  {name:<30} {value}")
     shutil.rmtree(landing, ignore_errors=True)
     # After a SIGKILL a batch fsync'd but not yet answered is sent again and may land twice: the
     # contract allows that (the load de-duplicates); an acknowledged message missing never is.
     ok = not lost and len(acked) == len(sent) and (not duplicated or args.kill_at is not None)
+    if args.warehouse:
+        ok = ok and not (figures["warehouse_lost_of_sent"] or figures["warehouse_duplicated"]
+                         or figures["warehouse_not_sent"] or figures["warehouse_rejected"])
     print("push load: OK" if ok else "push load: FAILED (lost, duplicated or unacknowledged messages)", flush=True)
     return 0 if ok else 1

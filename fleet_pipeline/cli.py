@@ -151,6 +151,9 @@ def demo(days: int) -> int:
     # Then one reporting run over the whole range: the dbt models are backfilled in one invocation.
     plan.append(("[report]", "reporting", f"{partitions[0]}...{partitions[-1]}"))
     api_calls, failures, started = 0, [], time.monotonic()
+    if sandbox:
+        # Before the daily loads: they read what the receiver landed.
+        failures += _demo_pushes([date.fromisoformat(p) for p in partitions])
     for step, job_name, partition in plan:
         label = f"{step} {job_name}" + (f" {partition}" if partition else "")
         print(f"{label} ...", flush=True)
@@ -172,6 +175,38 @@ def demo(days: int) -> int:
         print(f"{len(failures)} run(s) failed: " + "; ".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def _demo_pushes(days: list[date]) -> list[str]:
+    """The push path of the embedded sandbox: a receiver on loopback (a token made up for the
+    run) landing into the data dir, the Tracksolid sandbox pushing the World's events of ``days``
+    to it, then the receiver stopped, its files closed. The failed step, if it failed."""
+    import secrets
+
+    from fleet_pipeline.push.landing import landing_root
+    from fleet_pipeline.push.loopback import DayPushed, push_world_days
+    from fleet_pipeline.sandbox.world import World
+
+    label, started = "[push] tracksolid sandbox -> push receiver on loopback", time.monotonic()
+    root = landing_root()
+    print(f"{label} (landing files in {root}) ...", flush=True)
+
+    def progress(pushed: DayPushed) -> None:
+        report = pushed.report
+        print(f"  {pushed.day}: {report.acknowledged:,} of {pushed.messages:,} messages acknowledged in "
+              f"{report.requests:,} requests ({report.retries} re-sent), {time.monotonic() - started:.1f}s",
+              flush=True)
+
+    sandbox = settings.sandbox_settings()
+    try:
+        done = push_world_days(World(seed=sandbox.seed, n_devices=sandbox.n_devices), days,
+                               secrets.token_urlsafe(24), root, progress=progress)
+    except (RuntimeError, OSError) as exc:
+        print(f"{label} FAILED after {time.monotonic() - started:.1f}s: {exc}", flush=True)
+        return [label]
+    print(f"{label} done in {time.monotonic() - started:.1f}s: {sum(d.report.acknowledged for d in done):,} "
+          "messages landed, receiver stopped", flush=True)
+    return []
 
 
 def _backfill_days(days: int | None, start: str | None, end: str | None, today: date) -> list[date]:

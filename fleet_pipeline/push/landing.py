@@ -33,6 +33,7 @@ from typing import Any
 from fleet_pipeline import settings
 from fleet_pipeline.ingest.env import env_value
 
+LANDING_FOLDER = "push_landing"
 OPEN_SUFFIX = ".jsonl.open"
 CLOSED_SUFFIX = ".jsonl"
 # A closed file is what the load's sensor picks up, so files are closed at least this often...
@@ -46,7 +47,7 @@ def landing_root(env: Mapping[str, str] | None = None) -> Path:
     ``<FLEET_DATA_DIR>/push_landing``."""
     env = os.environ if env is None else env
     configured = env_value(env, "FLEET_PUSH_LANDING_DIR")
-    return Path(configured).resolve() if configured else settings.data_dir(env) / "push_landing"
+    return Path(configured).resolve() if configured else settings.data_dir(env) / LANDING_FOLDER
 
 
 def canonical_json(item: Mapping[str, Any]) -> str:
@@ -209,6 +210,15 @@ class LandingFiles:
     def close_all(self) -> list[Path]:
         return [self._open.pop(day).close() for day in list(self._open)]
 
+    def abandon(self) -> list[Path]:
+        """Let go of the open files as a killed receiver would: left ``.open``, unlocked, not renamed."""
+        paths = []
+        for day in list(self._open):
+            current = self._open.pop(day)
+            os.close(current.fd)
+            paths.append(current.path)
+        return paths
+
 
 class LandingWriter:
     """Group commit on the event loop: `land` returns once an fsync covers the given records."""
@@ -275,15 +285,36 @@ class LandingWriter:
                 await asyncio.to_thread(self.files.close_due, self._clock().strftime("%Y-%m-%d"))
 
 
+def day_files(root: Path, day: str, include_open: bool = True) -> list[Path]:
+    """The closed (and, by default, still open) landing files of one received day, by name."""
+    folder = root / day
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.name.endswith(CLOSED_SUFFIX) or (include_open and p.name.endswith(OPEN_SUFFIX)))
+
+
 def landing_files(root: Path, include_open: bool = True) -> list[Path]:
     """The landing files under ``root``, closed ones and (by default) those still being written."""
     patterns = [f"*/*{CLOSED_SUFFIX}"] + ([f"*/*{OPEN_SUFFIX}"] if include_open else [])
     return sorted(path for pattern in patterns for path in root.glob(pattern))
 
 
+def complete_bytes(path: Path) -> bytes:
+    """A landing file up to its last complete line: an open file's last line may still be half
+    written and is left for the next read. An open file closed (renamed) since it was listed is
+    read under its new name."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if not path.name.endswith(OPEN_SUFFIX):
+            raise
+        data = path.with_name(path.name.removesuffix(OPEN_SUFFIX) + CLOSED_SUFFIX).read_bytes()
+    return data[:data.rfind(b"\n") + 1]
+
+
 def read_landed(root: Path, include_open: bool = True) -> Iterator[dict[str, Any]]:
     """Every landed line as a dict; an ``.open`` file is read up to its last complete line."""
     for path in landing_files(root, include_open):
-        data = path.read_bytes()
-        for line in data[:data.rfind(b"\n") + 1].splitlines():
+        for line in complete_bytes(path).splitlines():
             yield json.loads(line)

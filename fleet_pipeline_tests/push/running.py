@@ -2,61 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-import uvicorn
-
-from fleet_pipeline.push.receiver import PushReceiver, create_app
+from fleet_pipeline.push import loopback
+from fleet_pipeline.push.loopback import free_port
+from fleet_pipeline.push.receiver import PushReceiver
 
 TOKEN = "test-push-token-1234"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["TOKEN", "free_port", "receiver_thread", "start_receiver_process", "wait_healthy"]
 
 
 def wait_healthy(url: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the push receiver exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"the push receiver at {url} did not answer /healthz within {timeout_s}s")
+    def gone() -> str | None:
+        if process is None or process.poll() is None:
+            return None
+        return f"exited with {process.returncode}: {process.stderr.read()}"
+
+    loopback.wait_healthy(url, timeout_s, gone)
 
 
 @contextmanager
 def receiver_thread(landing: Path, max_body_bytes: int = 1024 * 1024, **kwargs) -> Iterator[tuple[str, PushReceiver]]:
     """A receiver served by uvicorn on a thread of this process: (base URL, the receiver object)."""
-    receiver = PushReceiver(TOKEN, landing, max_body_bytes, **kwargs)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(receiver), host="127.0.0.1", port=port, log_level="warning",
-                                           loop="asyncio", http="httptools", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url)
-        yield url, receiver
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with loopback.receiver_thread(TOKEN, landing, max_body_bytes, **kwargs) as running:
+        yield running
 
 
 def start_receiver_process(landing: Path, port: int, workers: int = 1) -> subprocess.Popen:

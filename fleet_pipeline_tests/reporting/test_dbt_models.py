@@ -279,6 +279,76 @@ def test_pushed_and_polled_alarms_count_once_and_heartbeats_and_dtc_reach_core(
     assert expected_codes and codes == expected_codes
 
 
+def _world_pushes(warehouse: Warehouse) -> list:
+    """What the Tracksolid sandbox pushed in the demo: the World's messages of its days sent by then."""
+    from fleet_pipeline.sandbox.tracksolid.push import push_messages
+
+    return [m for day in warehouse.days for m in push_messages(warehouse.world, day)
+            if m.sent_at <= warehouse.extracted_from]
+
+
+def test_the_demo_pushes_the_worlds_days_through_the_receiver_into_the_push_tables(warehouse: Warehouse) -> None:
+    # The demo's push step: sandbox pusher -> receiver over HTTP -> landing files -> push loads.
+    parse_time = datetime.fromisoformat
+    pushed = _world_pushes(warehouse)
+    by_path = Counter(m.path for m in pushed)
+    assert by_path["/pushgps"] and by_path["/pushalarm"] and by_path["/pushhb"], by_path
+    tables = {"push_gps": "/pushgps", "push_alarms": "/pushalarm", "push_heartbeats": "/pushhb",
+              "push_fault_codes": "/pushfaultinfo", "push_events": "/pushevent", "push_obd": "/pushobd",
+              "push_trip_reports": "/pushtripreport"}
+    for table, path in tables.items():
+        ids = query(warehouse, f"select msg_id from raw_tracksolid.{table}")
+        assert Counter(i for (i,) in ids) == Counter(m.msg_id for m in pushed if m.path == path), table
+
+    def items(path: str) -> list[dict]:
+        return [m.item for m in pushed if m.path == path]
+
+    assert Counter(query(warehouse, "select imei, gps_time, lat, lng, speed_kmh from raw_tracksolid.push_gps")) == \
+        Counter((i["deviceImei"], parse_time(i["gpsTime"]), i["lat"], i["lng"], i["gpsSpeed"]) for i in items("/pushgps"))
+    assert Counter(query(warehouse, "select imei, alarm_time, alarm_type_id, lat, lng from raw_tracksolid.push_alarms")) \
+        == Counter((i["deviceImei"], parse_time(i["gateTime"]), str(i["alarmType"]), i["lat"], i["lng"])
+                   for i in items("/pushalarm"))
+    assert Counter(query(warehouse, "select imei, heartbeat_time, power_level_pct, gsm_signal "
+                                    "from raw_tracksolid.push_heartbeats")) == \
+        Counter((i["deviceImei"], parse_time(i["gateTime"]), i["powerLevel"], i["gsmSign"]) for i in items("/pushhb"))
+    # Every Tracksolid alarm was both pushed and polled, and counts once (alarms_daily against the
+    # World: test_alarms_daily_counts_equal_the_world_alarms).
+    via = dict(query(warehouse, "select received_via, count(*) from core.fct_alarms where platform = 'tracksolid' "
+                                "group by all"))
+    assert via == {"poll+push": by_path["/pushalarm"]}
+
+
+def test_device_health_shows_the_pushed_heartbeats_and_dtc_codes_of_the_world(warehouse: Warehouse) -> None:
+    from fleet_pipeline.sandbox.world import telemetry
+
+    world = warehouse.world
+    # The devices the sandbox pushes for a day: those activated on Tracksolid when it begins.
+    pushing = {day: {d.imei for d in world.devices_on("tracksolid", datetime.combine(day, datetime.min.time()))}
+               for day in warehouse.days}
+    rows = {(imei, day): rest for imei, day, *rest in query(
+        warehouse, "select imei, partition_date, pushed_heartbeats, last_heartbeat_at, last_power_level_pct, "
+                   "last_gsm_signal, dtc_codes_reported, dtc_codes from marts.device_health_daily "
+                   "where platform = 'tracksolid'")}
+    assert rows
+    beats_seen = codes_seen = 0
+    for (imei, day), row in rows.items():
+        device = world.device(imei)
+        beats = [b for d in warehouse.days if d <= day and imei in pushing[d]
+                 for b in telemetry.heartbeats(world.seed, device, world.day(imei, d))]
+        today = [b for b in beats if b.time.date() == day]
+        last = max(beats, key=lambda b: b.time, default=None)
+        reports = telemetry.fault_reports(world.seed, device, world.day(imei, day)) if imei in pushing[day] else []
+        codes = [code for report in reports for code in report.codes]
+        expected = [len(today), last and last.power_level, last and last.gsm_signal,
+                    len(codes), ",".join(sorted(set(codes))) or None]
+        assert [row[0], *row[2:]] == expected, (imei, day)
+        # The latest of the pushed heartbeats and the one a positions snapshot reports.
+        assert last is None or row[1] >= last.time, (imei, day, row[1], last)
+        beats_seen += len(today)
+        codes_seen += len(codes)
+    assert beats_seen and codes_seen, "the World's demo days have no heartbeat or no DTC code: nothing tested"
+
+
 def _served_devices(world: World) -> list:
     """Devices whose data reaches the warehouse: blocked Navixy trackers answer 217."""
     blocked = navixy.default_blocked_tracker_ids(world)

@@ -6,8 +6,9 @@
 -- and the last fix the vendors' snapshots taken by then report, so a snapshot day has it too), the days
 -- since, offline after offline_days (FLEET_OFFLINE_DAYS) without a fix (or none in the lookback),
 -- the last state, heartbeat, battery, power and GSM signal its vendor reported by the end of the
--- day (daily snapshots: Navixy states, Tracksolid positions), low-battery alarms and the rows of
--- its vendor's data that validation refused for that day.
+-- day (daily snapshots: Navixy states, Tracksolid positions), the heartbeats Tracksolid pushed (the
+-- last one by the end of the day, with its power level and GSM signal), the DTC fault codes pushed
+-- that day, low-battery alarms and the rows of its vendor's data that validation refused for that day.
 with days as (
     {%- if min_date is not none and max_date is not none %}
     select cast(d as date) as partition_date
@@ -63,10 +64,44 @@ snapshots as (
     from {{ ref('stg_tracksolid__positions') }}
 ),
 
--- JOIN POINT for the Tracksolid push heartbeats (core model of the push-load work): union their
--- (imei, heartbeat_at) here and last_heartbeat_at takes the latest of both.
+-- The heartbeats Tracksolid pushed, per device and UTC day, over the lookback.
+pushed_heartbeats as (
+    select imei, partition_date, heartbeats, last_heartbeat_at, last_power_level_pct, last_gsm_signal
+    from {{ ref('fct_device_heartbeats') }}
+    where true
+      {%- if min_date is not none %}
+      and partition_date >= date '{{ min_date }}' - {{ var('health_lookback_days') }}{% endif %}
+      {%- if max_date is not none %} and partition_date <= date '{{ max_date }}'{% endif %}
+),
+
+-- The device was heard from: in a snapshot, or by a pushed heartbeat; the latest of both counts.
 heartbeats as (
     select imei, last_heartbeat_at as heartbeat_at from snapshots
+    union all
+    select imei, last_heartbeat_at as heartbeat_at from pushed_heartbeats
+),
+
+pushed_heartbeat_by_day as (
+    select
+        dd.imei, dd.partition_date,
+        coalesce(sum(p.heartbeats) filter (where p.partition_date = dd.partition_date), 0) as pushed_heartbeats,
+        max_by(p.last_power_level_pct, p.last_heartbeat_at) as last_power_level_pct,
+        max_by(p.last_gsm_signal, p.last_heartbeat_at) as last_gsm_signal
+    from device_days as dd
+    join pushed_heartbeats as p
+        on p.imei = dd.imei
+       and p.partition_date <= dd.partition_date
+       and p.partition_date > dd.partition_date - {{ var('health_lookback_days') }}
+    group by dd.imei, dd.partition_date
+),
+
+dtc_by_day as (
+    select
+        imei, partition_date, count(*) as dtc_codes_reported,
+        string_agg(distinct dtc_code, ',' order by dtc_code) as dtc_codes
+    from {{ ref('fct_dtc_codes') }}
+    where true {{ partition_filter('partition_date') }}
+    group by imei, partition_date
 ),
 
 state_by_day as (
@@ -129,11 +164,18 @@ select
     s.battery_pct,
     s.power_v,
     s.gsm_signal_pct,
+    coalesce(p.pushed_heartbeats, 0) as pushed_heartbeats,
+    p.last_power_level_pct,
+    p.last_gsm_signal,
+    coalesce(c.dtc_codes_reported, 0) as dtc_codes_reported,
+    c.dtc_codes,
     coalesce(b.low_battery_alarms, 0) as low_battery_alarms,
     coalesce(r.rejected_rows, 0) as rejected_rows
 from device_days as dd
 left join last_fix as f using (imei, partition_date)
 left join state_by_day as s using (imei, partition_date)
 left join heartbeat_by_day as h using (imei, partition_date)
+left join pushed_heartbeat_by_day as p using (imei, partition_date)
+left join dtc_by_day as c using (imei, partition_date)
 left join low_battery as b using (imei, partition_date)
 left join rejects as r using (imei, partition_date)

@@ -26,8 +26,9 @@ from fleet_pipeline.automation.partitions import WEEK_PER_RUN
 from fleet_pipeline.ingest.records import Col, typed_frame
 from fleet_pipeline.ingest.source_assets import Extraction, Source, Table, extraction, load, unknown_as_null
 from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
+from fleet_pipeline.push.landing import landing_root
 from fleet_pipeline.sources.tracksolid import push_schemas as schemas
-from fleet_pipeline.sources.tracksolid.push_landing import LANDING_FOLDER, LandingReader
+from fleet_pipeline.sources.tracksolid.push_landing import LandingReader
 
 
 class PushLandingResource(ConfigurableResource):
@@ -38,7 +39,8 @@ class PushLandingResource(ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "PushLandingResource":
-        return cls(landing_dir=str(settings.data_dir() / LANDING_FOLDER), late_data_days=settings.late_data_days())
+        # Where the receiver writes (FLEET_PUSH_LANDING_DIR, else <FLEET_DATA_DIR>/push_landing).
+        return cls(landing_dir=str(landing_root()), late_data_days=settings.late_data_days())
 
     def reader(self) -> LandingReader:
         return LandingReader(Path(self.landing_dir), self.late_data_days)

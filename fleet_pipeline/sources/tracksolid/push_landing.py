@@ -1,6 +1,7 @@
 """Reading the Tracksolid push landing files: the receiver writes them, the push assets read them.
 
-The contract (docs/vendors/tracksolid.md, "Push"): ``<FLEET_DATA_DIR>/push_landing/<received UTC
+The contract is the receiver's (``fleet_pipeline.push.landing``, which lists and reads the files;
+docs/vendors/tracksolid.md, "Push"): ``<FLEET_DATA_DIR>/push_landing/<received UTC
 day>/*.jsonl``, append-only, one JSON object a line, ``{"msg_id", "push_path", "received_at",
 "item"}``; a file still being written ends in ``.jsonl.open`` and is read up to its last complete
 line. The same message may be landed twice (a vendor retry): the load de-duplicates on ``msg_id``.
@@ -23,11 +24,9 @@ from typing import Any
 
 from fleet_pipeline.ingest.http import CallStats
 from fleet_pipeline.ingest.records import INVALID_FIELDS
+from fleet_pipeline.push.landing import complete_bytes, day_files
 from fleet_pipeline.sources.tracksolid.push_schemas import LANDING_DAY, MSG_ID, PUSH_PATH, RECEIVED_AT
 
-LANDING_FOLDER = "push_landing"
-CLOSED_SUFFIX = ".jsonl"
-OPEN_SUFFIX = ".jsonl.open"
 # The item as received, for the tables that keep it whole.
 ITEM = "_item"
 # Lines handed over per chunk: typed and validated one chunk at a time (source_assets.load).
@@ -45,32 +44,14 @@ def landing_days_for(days: Sequence[date], late_data_days: int) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def day_folder(landing_dir: Path, day: date) -> Path:
-    return landing_dir / day.isoformat()
-
-
 def landed_files(landing_dir: Path, day: date, include_open: bool = True) -> list[Path]:
     """The closed (and, by default, still open) landing files of one received day, by name."""
-    folder = day_folder(landing_dir, day)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.name.endswith(CLOSED_SUFFIX) or (include_open and p.name.endswith(OPEN_SUFFIX)))
+    return day_files(landing_dir, day.isoformat(), include_open)
 
 
 def complete_lines(path: Path) -> list[str]:
-    """The file's complete lines; an open file's last line may still be half written and is left
-    for the next read. An open file renamed (closed) since it was listed is read under its new name."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        if not path.name.endswith(OPEN_SUFFIX):
-            raise
-        data = path.with_name(path.name[: -len(".open")]).read_bytes()
-    else:
-        if path.name.endswith(OPEN_SUFFIX):
-            data = data[: data.rfind(b"\n") + 1]
-    return [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    """The file's complete lines (an open file's half-written tail left for the next read)."""
+    return [line for line in complete_bytes(path).decode("utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def push_path_of(line: str) -> str | None:

@@ -33,13 +33,9 @@ from fleet_pipeline.automation.partitions import daily_partitions
 from fleet_pipeline.automation.schedules import REASON_TAG, automation_status
 from fleet_pipeline.ingest.records import _lookup
 from fleet_pipeline.ingest.source_assets import SOURCE_EXECUTOR
+from fleet_pipeline.push.landing import CLOSED_SUFFIX
 from fleet_pipeline.sources.tracksolid.push_assets import PUSH_TABLES
-from fleet_pipeline.sources.tracksolid.push_landing import (
-    CLOSED_SUFFIX,
-    complete_lines,
-    landed_files,
-    parse_line,
-)
+from fleet_pipeline.sources.tracksolid.push_landing import complete_lines, landed_files, parse_line
 
 PUSH_LOAD_JOB = "tracksolid_push_load"
 PUSH_SENSOR = "tracksolid_push_landing"

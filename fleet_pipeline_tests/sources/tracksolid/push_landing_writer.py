@@ -1,10 +1,9 @@
 """Test helper: landing files written exactly as the push-landing contract says, from the World.
 
 Not a receiver: it writes what a receiver would have landed for given push items, so the push
-assets can be tested on their own. The contract (COMMON-BRIEF / docs/vendors/tracksolid.md):
-``<landing>/<received UTC day>/*.jsonl``, one ``{"msg_id", "push_path", "received_at", "item"}``
-a line, ``msg_id`` = sha256 hex of the push path + the item's canonical JSON, files written as
-``.jsonl.open`` and renamed when closed.
+assets can be tested on their own. The files, their lines and the msg_id rule are the receiver's
+own (``fleet_pipeline.push.landing``): ``<landing>/<received UTC day>/*.jsonl``, one ``{"msg_id",
+"push_path", "received_at", "item"}`` a line, files written as ``.jsonl.open`` and renamed when closed.
 
 The push items follow docs/vendor-apis/tracksolid-pro.md section 10 and the push samples: GPS
 fixes, alarms and trips are the World's own (each fix pushed when the platform received it, so the late
@@ -14,32 +13,23 @@ login/logout) are the documents' example items placed at the World's fix times.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from fleet_pipeline.push.landing import LandingFiles, LandingRecord, message_id
 from fleet_pipeline.sandbox.tracksolid.protocol import fmt
 from fleet_pipeline.sandbox.tracksolid.synthesis import alarm_row
 from fleet_pipeline.sandbox.world import World
 
-_file_numbers = itertools.count()
 PUSH_DELAY = timedelta(seconds=30)
-
-
-def msg_id(push_path: str, item: dict[str, Any]) -> str:
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256((push_path + canonical).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Pushed:
-    """One item as pushed: its path, the item, and when the receiver took it."""
+    """One item as pushed: its path, the item, and when the receiver took it (naive UTC)."""
 
     push_path: str
     item: dict[str, Any]
@@ -47,41 +37,34 @@ class Pushed:
 
     @property
     def msg_id(self) -> str:
-        return msg_id(self.push_path, self.item)
+        return message_id(self.push_path, self.item)
+
+    def record(self) -> LandingRecord:
+        return LandingRecord.of(self.push_path, self.item, self.received_at.replace(tzinfo=timezone.utc))
 
 
 def landed_line(message: Pushed) -> str:
-    return json.dumps({"msg_id": message.msg_id, "push_path": message.push_path,
-                       "received_at": message.received_at.isoformat() + "Z", "item": message.item})
+    """The message's line as the receiver writes it (without the newline)."""
+    return message.record().line().decode().rstrip("\n")
 
 
 def land(landing_dir: Path, messages: Iterable[Pushed], keep_open: bool = False,
          extra_lines: Iterable[str] = ()) -> list[Path]:
-    """Write the messages into one file per received day, fsync'd, then closed (renamed) unless
-    ``keep_open``; ``extra_lines`` (raw text) go into the first file as they are."""
-    by_day: dict[date, list[str]] = {}
+    """Write the messages with the receiver's own landing files: one file per received day,
+    fsync'd, then closed (renamed) unless ``keep_open`` (then left as a killed receiver leaves
+    them); ``extra_lines`` (raw text) go into the first day's file as they are."""
+    by_day: dict[str, list[bytes]] = {}
     for message in messages:
-        by_day.setdefault(message.received_at.date(), []).append(landed_line(message))
+        record = message.record()
+        by_day.setdefault(record.day, []).append(record.line())
     extra = list(extra_lines)
     if extra and not by_day:
         raise ValueError("extra lines need at least one message to give them a landing day")
-    written = []
-    for n, (day, lines) in enumerate(sorted(by_day.items())):
-        folder = landing_dir / day.isoformat()
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"test-{os.getpid()}-{next(_file_numbers):06d}"
-        opened = folder / f"{name}.jsonl.open"
-        with open(opened, "w", encoding="utf-8") as out:
-            out.write("".join(line + "\n" for line in [*lines, *(extra if n == 0 else [])]))
-            out.flush()
-            os.fsync(out.fileno())
-        if keep_open:
-            written.append(opened)
-        else:
-            closed = folder / f"{name}.jsonl"
-            opened.rename(closed)
-            written.append(closed)
-    return written
+    if extra:
+        by_day[min(by_day)] += [line.encode() + b"\n" for line in extra]
+    files = LandingFiles(landing_dir)
+    files.write_durably(dict(sorted(by_day.items())))
+    return sorted(files.abandon() if keep_open else files.close_all())
 
 
 # --- the World's pushes ---------------------------------------------------------------------------
