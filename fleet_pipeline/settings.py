@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from fleet_pipeline.ingest.env import ConfigError, days_between, env_value, report_config_errors_briefly, whole_number
+from fleet_pipeline.sources.accounts import check_accounts, file_accounts
 from fleet_pipeline.sources.registry import VENDORS
 
 __all__ = ["ConfigError"]  # raised by every reader here; callers catch settings.ConfigError
@@ -44,8 +45,11 @@ VENDOR_ENV_PREFIXES = tuple(spec.env_prefix for spec in VENDORS)
 
 
 def configured_vendors(env: Mapping[str, str] | None = None) -> list[str]:
-    """Vendors with live credentials (validated: partial configuration raises ConfigError)."""
-    return [vendor for vendor, read in VENDOR_SETTINGS.items() if read(env) is not None]
+    """Vendors with live credentials, their own variables or accounts of FLEET_ACCOUNTS_FILE
+    (validated: partial configuration raises ConfigError)."""
+    env = os.environ if env is None else env
+    listed = file_accounts(env)
+    return [vendor for vendor, read in VENDOR_SETTINGS.items() if read(env) is not None or listed.get(vendor)]
 
 
 def is_sandbox_mode(env: Mapping[str, str] | None = None) -> bool:
@@ -196,7 +200,7 @@ def step_retry_delay_s(env: Mapping[str, str] | None = None) -> float:
 # Every reader of a setting, each checking its own variables: the vendors' from their specs, then the
 # general ones (a new general setting adds its reader here).
 READERS = (
-    *(read for spec in VENDORS for read in spec.readers), partitions_start, late_data_days, schedules_running,
+    *(read for spec in VENDORS for read in spec.readers), check_accounts, partitions_start, late_data_days, schedules_running,
     sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s,
 )
 

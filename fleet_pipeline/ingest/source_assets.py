@@ -11,6 +11,7 @@ per UTC day (fleet state), runs over several days for backfills, and the metadat
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,10 +23,12 @@ import duckdb as duckdb_errors
 import polars as pl
 import requests
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     AssetsDefinition,
     BackfillPolicy,
     Backoff,
@@ -33,6 +36,8 @@ from dagster import (
     Failure,
     MaterializeResult,
     RetryPolicy,
+    TableColumn,
+    TableSchema,
     asset,
 )
 from urllib3.exceptions import LocationParseError
@@ -68,6 +73,7 @@ from fleet_pipeline.ingest.loader import (
 from fleet_pipeline.ingest.records import Col
 from fleet_pipeline.ingest.validation import SHARED_COLUMN_DESCRIPTIONS
 from fleet_pipeline.ingest.warehouse import Hold, TableRef, WarehouseResource
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 # The reporting steps (dbt, the serving copy) hold the warehouse for their whole step, so they take
 # turns in this Dagster pool (limit 1, see fleet_pipeline.instance). A source step is not in it: it
@@ -77,6 +83,12 @@ WRITER_POOL = "duckdb_writer"
 # Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
 # jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR).
 VENDOR_TAG = "fleet/vendor"
+# The vendor account an asset extracts with (absent: the vendor's one account, ``default``). Each
+# account has its own budget, so the limit of one step at a time applies per account: the vendor tag
+# of an account's steps names the account too (``navixy:eu``), and accounts extract side by side.
+ACCOUNT_TAG = "fleet/account"
+ACCOUNT_COLUMN = TableColumn("account", "VARCHAR", description="The vendor account the row was extracted "
+                             "with (`default`: the vendor's single-account variables, or the sandbox).")
 SOURCE_EXECUTOR = forked_step_executor(
     "source_executor",
     # One step process per vendor (five vendors); each waits on its vendor's rate limit far more
@@ -176,9 +188,15 @@ class Source:
     # column (or "<table>.<column>") -> what it holds, for the UI; shared columns are described in
     # fleet_pipeline.ingest.validation
     column_descriptions: Mapping[str, str] = field(default_factory=dict)
+    # table -> how its asset was declared (the body and the arguments of ``asset``), to declare it
+    # again for every account of the vendor (``for_accounts``)
+    _declared: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
-    def key(self, table: str) -> AssetKey:
-        return AssetKey([self.schema, table])
+    def key(self, table: str, account: str = DEFAULT_ACCOUNT) -> AssetKey:
+        """``<schema>/<table>``; an account's own asset, when the vendor has several, is
+        ``<schema>/<account>/<table>`` (the table's asset is then the union of its accounts)."""
+        return AssetKey([self.schema, table] if account == DEFAULT_ACCOUNT else [self.schema, account, table])
 
     def describer(self, table: str) -> Callable[[str], str | None]:
         """Column name -> its description in ``table``."""
@@ -210,41 +228,104 @@ class Source:
         A partitioned asset states how many days one run may cover (``backfill``, see
         ``fleet_pipeline.automation.partitions``) and gets the row-count anomaly check. ``after``:
         tables of this source whose same partitions the body reads, so they are loaded first.
+        The asset returned is the vendor's one account's; :meth:`for_accounts` declares it again
+        for each of several.
         """
         if partitioned and backfill is None:
             raise ValueError(f"{self.schema}.{table}: a partitioned source asset needs a backfill policy")
         if not partitioned and backfill is not None:
             raise ValueError(f"{self.schema}.{table}: a snapshot is state, it has no backfill policy")
-        specs = [rejects_check_spec(self.key(table)), empty_partition_check_spec(self.key(table), self.fleet)]
+
+        def declare(body: Callable[..., Any]) -> AssetsDefinition:
+            arguments = dict(description=description, partitioned=partitioned, checks=checks, backfill=backfill,
+                             after=after)
+            self._declared[table] = (body, arguments)
+            return self._declare(table, body, DEFAULT_ACCOUNT, **arguments)
+
+        return declare
+
+    def for_accounts(self, assets: Sequence[AssetsDefinition], accounts: Sequence[str]) -> list[AssetsDefinition]:
+        """``assets`` (this source's, as declared) for the vendor's ``accounts``: as they are for
+        the one account ``default``, else one asset per table and account, each a step of its own."""
+        if list(accounts) == [DEFAULT_ACCOUNT]:
+            return list(assets)
+        clashes = sorted(set(accounts) & set(self.tables))
+        if clashes:
+            raise settings.ConfigError(f"{self.group}: account name(s) {', '.join(clashes)} are table names of "
+                                       f"{self.schema}; choose other names")
+        tables = [definition.key.path[-1] for definition in assets]
+        return [self._declare(table, self._declared[table][0], account, **self._declared[table][1])
+                for table in tables for account in accounts]
+
+    def table_specs(self, assets: Sequence[AssetsDefinition], accounts: Sequence[str]) -> list[AssetSpec]:
+        """With several accounts, each table's own asset (what the dbt models read): the union of
+        its accounts' rows, which the accounts' assets load; none with one account."""
+        if list(accounts) == [DEFAULT_ACCOUNT]:
+            return []
+        specs = []
+        for definition in assets:
+            table = definition.key.path[-1]
+            specs.append(AssetSpec(
+                key=self.key(table), deps=[self.key(table, account) for account in accounts], group_name=self.group,
+                description=f"{self.schema}.{table}: the rows of every {self.vendor} account "
+                f"({', '.join(accounts)}), each loaded by the account's own asset, told apart by `account`.",
+                kinds={"duckdb"}, owners=OWNERS,
+                metadata={"vendor": self.vendor, "table": f"{self.schema}.{table}",
+                          "dagster/column_schema": self._column_schema(table)},
+            ))
+        return specs
+
+    def _column_schema(self, table: str) -> TableSchema:
+        declared = declared_table_schema(self.model(table), self.describer(table))
+        return TableSchema(columns=[*declared.columns, ACCOUNT_COLUMN])
+
+    def _declare(
+        self, table: str, body: Callable[..., Any], account: str, description: str, partitioned: bool,
+        checks: tuple[AssetCheckSpec, ...], backfill: BackfillPolicy | None, after: tuple[str, ...],
+    ) -> AssetsDefinition:
+        key = self.key(table, account)
+        specs = [rejects_check_spec(key), empty_partition_check_spec(key, self.fleet)]
         if partitioned:
-            specs.append(row_count_check_spec(self.key(table)))
+            specs.append(row_count_check_spec(key))
+        specs += [check.replace_key(AssetCheckKey(key, check.name)) for check in checks]
+        tags = {VENDOR_TAG: self.group}
+        if account != DEFAULT_ACCOUNT:
+            tags = {VENDOR_TAG: f"{self.group}:{account}", ACCOUNT_TAG: account}
+            description = f"{description} Account {account!r}."
         with warnings.catch_warnings():
             # backfill_policy is "beta" in Dagster 1.13; the version is pinned exactly.
             warnings.simplefilter("ignore", BetaWarning)
-            return self._declare(table, description, partitioned, specs + list(checks), backfill, after)
+            return asset(
+                key=key,
+                deps=[self.key(upstream, account) for upstream in after],
+                group_name=self.group,
+                description=description,
+                partitions_def=daily_partitions if partitioned else None,
+                backfill_policy=backfill,
+                retry_policy=STEP_RETRY_POLICY,
+                kinds=KINDS,
+                owners=OWNERS,
+                op_tags=tags,
+                check_specs=specs,
+                metadata={
+                    "vendor": self.vendor,
+                    "table": f"{self.schema}.{table}",
+                    "dagster/column_schema": self._column_schema(table),
+                },
+            )(self._with_account(body, account))
 
-    def _declare(
-        self, table: str, description: str, partitioned: bool, specs: list[AssetCheckSpec],
-        backfill: BackfillPolicy | None, after: tuple[str, ...] = (),
-    ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
-        return asset(
-            key=self.key(table),
-            deps=[self.key(upstream) for upstream in after],
-            group_name=self.group,
-            description=description,
-            partitions_def=daily_partitions if partitioned else None,
-            backfill_policy=backfill,
-            retry_policy=STEP_RETRY_POLICY,
-            kinds=KINDS,
-            owners=OWNERS,
-            op_tags={VENDOR_TAG: self.group},
-            check_specs=specs,
-            metadata={
-                "vendor": self.vendor,
-                "table": f"{self.schema}.{table}",
-                "dagster/column_schema": declared_table_schema(self.model(table), self.describer(table)),
-            },
-        )
+    def _with_account(self, body: Callable[..., Any], account: str) -> Callable[..., Any]:
+        """``body`` given the vendor's resource connected to ``account`` (its resource parameter is
+        named after the source's group, the vendor's resource key)."""
+        if account == DEFAULT_ACCOUNT:
+            return body
+
+        @functools.wraps(body)  # Dagster reads the body's signature (its resources) through the wrapper
+        def account_body(context: AssetExecutionContext, **resources: Any) -> Any:
+            resources[self.group] = resources[self.group].for_account(account)
+            return body(context, **resources)
+
+        return account_body
 
 
 @dataclass
@@ -258,6 +339,8 @@ class Extraction:
 
     client: Any
     days: tuple[date, ...]
+    # the vendor account the rows come from (ACCOUNT_TAG), stored in their ``account`` column
+    account: str = DEFAULT_ACCOUNT
     started: float = field(default_factory=time.monotonic)
     now: datetime = field(default_factory=utc_now)
 
@@ -342,6 +425,7 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     # ask the asset, not the run, whether it is partitioned.
     partitioned = context.assets_def.partitions_def is not None
     days = tuple(sorted(partition_day(key) for key in context.partition_keys)) if partitioned else ()
+    account = context.op_execution_context.op_def.tags.get(ACCOUNT_TAG, DEFAULT_ACCOUNT)
     if len(days) > 1:
         context.log.info(f"one run for {len(days)} partitions, {days[0]} to {days[-1]}")
     try:
@@ -350,7 +434,7 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
         raise configuration_failure(error) from None
     with contextlib.closing(client):
         try:
-            yield Extraction(client=client, days=days)
+            yield Extraction(client=client, days=days, account=account)
         except Failure:
             raise
         except _CONFIGURATION_ERRORS as error:
@@ -387,7 +471,7 @@ def load(
     declared = source.table(table)
     try:
         batch = validate_batch(ref, typed, declared.model, key_column, key_values,
-                               unique_key=declared.key, vendor=source.vendor)
+                               unique_key=declared.key, vendor=source.vendor, account=run.account)
     except AllRowsRejected as error:
         # One line at the top of the failure, not a traceback through the loader.
         raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None

@@ -179,7 +179,7 @@ def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareho
         imeis = navixy.imei_by_tracker(run.client)
         begin, end = run.bounds
         active = navixy.active_tracker_ids(run.client)
-        moving = trackers_with_trip_points(duckdb, run.days, active)
+        moving = trackers_with_trip_points(duckdb, run.days, active, run.account)
         if moving is None:
             context.log.info("track points of the window not loaded or partly rejected: asking every tracker for trips")
         reads = _PerTracker(context, run, "track/list", lambda tid: run.client.trips(tid, begin, end))
