@@ -47,6 +47,7 @@ from fleet_pipeline.automation.anomaly import (
     Fleet,
     empty_partition_check,
     empty_partition_check_spec,
+    of_account,
     row_count_check,
     row_count_check_spec,
 )
@@ -193,10 +194,10 @@ class Source:
     _declared: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = field(
         default_factory=dict, compare=False, repr=False)
 
-    def key(self, table: str, account: str = DEFAULT_ACCOUNT) -> AssetKey:
+    def key(self, table: str, account: str | None = None) -> AssetKey:
         """``<schema>/<table>``; an account's own asset, when the vendor has several, is
         ``<schema>/<account>/<table>`` (the table's asset is then the union of its accounts)."""
-        return AssetKey([self.schema, table] if account == DEFAULT_ACCOUNT else [self.schema, account, table])
+        return AssetKey([self.schema, table] if account is None else [self.schema, account, table])
 
     def describer(self, table: str) -> Callable[[str], str | None]:
         """Column name -> its description in ``table``."""
@@ -240,7 +241,7 @@ class Source:
             arguments = dict(description=description, partitioned=partitioned, checks=checks, backfill=backfill,
                              after=after)
             self._declared[table] = (body, arguments)
-            return self._declare(table, body, DEFAULT_ACCOUNT, **arguments)
+            return self._declare(table, body, None, **arguments)
 
         return declare
 
@@ -280,7 +281,7 @@ class Source:
         return TableSchema(columns=[*declared.columns, ACCOUNT_COLUMN])
 
     def _declare(
-        self, table: str, body: Callable[..., Any], account: str, description: str, partitioned: bool,
+        self, table: str, body: Callable[..., Any], account: str | None, description: str, partitioned: bool,
         checks: tuple[AssetCheckSpec, ...], backfill: BackfillPolicy | None, after: tuple[str, ...],
     ) -> AssetsDefinition:
         key = self.key(table, account)
@@ -289,7 +290,7 @@ class Source:
             specs.append(row_count_check_spec(key))
         specs += [check.replace_key(AssetCheckKey(key, check.name)) for check in checks]
         tags = {VENDOR_TAG: self.group}
-        if account != DEFAULT_ACCOUNT:
+        if account is not None:
             tags = {VENDOR_TAG: f"{self.group}:{account}", ACCOUNT_TAG: account}
             description = f"{description} Account {account!r}."
         with warnings.catch_warnings():
@@ -314,10 +315,10 @@ class Source:
                 },
             )(self._with_account(body, account))
 
-    def _with_account(self, body: Callable[..., Any], account: str) -> Callable[..., Any]:
+    def _with_account(self, body: Callable[..., Any], account: str | None) -> Callable[..., Any]:
         """``body`` given the vendor's resource connected to ``account`` (its resource parameter is
         named after the source's group, the vendor's resource key)."""
-        if account == DEFAULT_ACCOUNT:
+        if account is None or account == DEFAULT_ACCOUNT:
             return body
 
         @functools.wraps(body)  # Dagster reads the body's signature (its resources) through the wrapper
@@ -339,8 +340,9 @@ class Extraction:
 
     client: Any
     days: tuple[date, ...]
-    # the vendor account the rows come from (ACCOUNT_TAG), stored in their ``account`` column
-    account: str = DEFAULT_ACCOUNT
+    # the vendor account of an account's own asset (ACCOUNT_TAG); None when the vendor has one
+    # account, whose rows are ``default``'s
+    account: str | None = None
     started: float = field(default_factory=time.monotonic)
     now: datetime = field(default_factory=utc_now)
 
@@ -425,7 +427,7 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     # ask the asset, not the run, whether it is partitioned.
     partitioned = context.assets_def.partitions_def is not None
     days = tuple(sorted(partition_day(key) for key in context.partition_keys)) if partitioned else ()
-    account = context.op_execution_context.op_def.tags.get(ACCOUNT_TAG, DEFAULT_ACCOUNT)
+    account = context.op_execution_context.op_def.tags.get(ACCOUNT_TAG)
     if len(days) > 1:
         context.log.info(f"one run for {len(days)} partitions, {days[0]} to {days[-1]}")
     try:
@@ -471,7 +473,7 @@ def load(
     declared = source.table(table)
     try:
         batch = validate_batch(ref, typed, declared.model, key_column, key_values,
-                               unique_key=declared.key, vendor=source.vendor, account=run.account)
+                               unique_key=declared.key, vendor=source.vendor, account=run.account or DEFAULT_ACCOUNT)
     except AllRowsRejected as error:
         # One line at the top of the failure, not a traceback through the loader.
         raise Failure(description=f"{source.vendor}: {error}", allow_retries=False) from None
@@ -481,10 +483,12 @@ def load(
         outcome = write_batch(conn, batch)
         # After the commit, on the same connection: the check sees exactly what was written, in
         # the same turn on the warehouse.
+        # With several accounts, each account's asset is judged on its own rows and devices.
         checks = [rejects_check(outcome),
-                  empty_partition_check(conn, ref, source.fleet, [(p.key, p.rows) for p in outcome.partitions])]
+                  empty_partition_check(conn, ref, source.fleet, [(p.key, p.rows) for p in outcome.partitions],
+                                        run.account)]
         if run.days and partitioned:
-            checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
+            checks.append(row_count_check(conn, of_account(ref, run.account), key_column, run.days, run.now.date()))
     extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}
     metadata = materialization_metadata(outcome, run.client.stats, run.started, source.describer(table),
                                         **extra_metadata, **hold_metadata(hold))

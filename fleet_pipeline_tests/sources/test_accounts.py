@@ -99,6 +99,15 @@ def _run(assets: list, resources: dict, day: date | None = None):
     return result
 
 
+def _check_metadata(result, asset: str, check: str) -> dict:
+    for event in result.all_events:
+        evaluation = event.event_specific_data
+        if (event.event_type_value == "ASSET_CHECK_EVALUATION" and evaluation.check_name == check
+                and evaluation.asset_key.to_user_string() == asset):
+            return {key: getattr(value, "value", value) for key, value in evaluation.metadata.items()}
+    raise AssertionError(f"no {check} evaluation of {asset}")
+
+
 def _query(resources: dict, sql: str, params=None) -> list[tuple]:
     with duckdb.connect(resources["duckdb"].database, read_only=True) as conn:
         return conn.execute(sql, params or []).fetchall()
@@ -145,7 +154,7 @@ def test_three_navixy_and_two_tracksolid_accounts_in_one_run(configured, account
     navixy_days = _assets("navixy", {"track_points", "mileage_daily"})
     tracksolid_snapshots = _assets("tracksolid", {"devices"})
     _run([*navixy_snapshots, *tracksolid_snapshots], configured)
-    _run(navixy_days, configured, day)
+    loaded_days = _run(navixy_days, configured, day)
 
     blocked = sandbox_navixy.default_blocked_tracker_ids(world)
     for account, world_account in NAVIXY_ACCOUNTS.items():
@@ -162,6 +171,9 @@ def test_three_navixy_and_two_tracksolid_accounts_in_one_run(configured, account
         assert set(mileage) == set(active), account
         for imei in active:
             assert mileage[imei] == pytest.approx(_local_day_km(world, imei, day), rel=0.02, abs=0.02), imei
+        # The account's asset is judged against the account's own devices, not the vendor's.
+        checked = _check_metadata(loaded_days, f"raw_navixy/{account}/mileage_daily", "rows_where_the_fleet_has_devices")
+        assert checked["fleet_devices"] == len(active), account
 
     for account, target in TRACKSOLID_ACCOUNTS.items():
         devices = {imei for (imei,) in _query(configured, "select imei from raw_tracksolid.devices where account = ?",
@@ -253,3 +265,21 @@ def test_without_a_file_every_vendor_has_the_one_default_account() -> None:
 
     assert {name: account_names(spec, env) for name, spec in BY_NAME.items()} == {
         name: ["default"] for name in BY_NAME}
+
+
+def test_the_vendors_own_variables_are_one_more_account_named_default(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "accounts.toml").write_text('[[navixy]]\nname = "eu"\ncredentials = { NAVIXY_API_KEY = "TEST_EU_KEY" }\n')
+    monkeypatch.setenv("FLEET_ACCOUNTS_FILE", str(tmp_path / "accounts.toml"))
+    monkeypatch.setenv("TEST_EU_KEY", "eu-key")
+    monkeypatch.setenv("NAVIXY_API_KEY", "default-key")
+    navixy = BY_NAME["navixy"]
+    assert navixy.accounts() == ["default", "eu"]
+    keys = [a.key.to_user_string() for a in navixy.load_assets()]
+    tables = [s.key.to_user_string() for s in navixy.table_specs()]
+    assert "raw_navixy/default/trackers" in keys and "raw_navixy/eu/trackers" in keys
+    assert "raw_navixy/trackers" in tables and not set(keys) & set(tables)
+    resource = NavixyResource.from_env()
+    # The default account is the resource itself; "eu" is a copy with its own key, read now.
+    assert resource.for_account("default") is resource
+    assert resource.for_account("eu").api_key == "eu-key"
