@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fleet_pipeline import settings
 from fleet_pipeline.instance import prepare_instance_home
+from fleet_pipeline.sources import accounts
 from fleet_pipeline.sources.registry import BY_NAME
 
 
@@ -362,10 +363,15 @@ def show_config() -> int:
             fleet = settings.sandbox_settings()
             print(f"every vendor:    embedded sandbox ({fleet.n_devices} devices, seed {fleet.seed})")
             return 0
+        listed = accounts.file_accounts()
         for vendor, read in settings.VENDOR_SETTINGS.items():
             live = read()  # each settings object's repr masks its secrets
-            print(f"{vendor + ':':<17}{live!r}" if live else f"{vendor + ':':<17}not configured "
-                  "(its assets fail in live mode)")
+            if live or not listed.get(vendor):
+                print(f"{vendor + ':':<17}{live!r}" if live else f"{vendor + ':':<17}not configured "
+                      "(its assets fail in live mode)")
+            for account in listed.get(vendor, []):
+                configured = read(accounts.account_env(BY_NAME[vendor], account.name))
+                print(f"{vendor + ' ' + account.name + ':':<17}{configured!r}")
     except settings.ConfigError as exc:
         return _fail(f"configuration error: {exc}")
     return 0

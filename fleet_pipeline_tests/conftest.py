@@ -119,6 +119,7 @@ def navixy_sandbox(world: World) -> Iterator[NavixySandbox]:
 SLOW = {
     "reporting/test_dbt_models.py": "dbt builds the models on a loaded warehouse",
     "reporting/test_reporting.py": "dbt builds the marts the report and the BI copy read",
+    "reporting/test_accounts_marts.py": "two warehouses of every source, each built by dbt",
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":

@@ -283,3 +283,18 @@ def test_the_vendors_own_variables_are_one_more_account_named_default(tmp_path: 
     # The default account is the resource itself; "eu" is a copy with its own key, read now.
     assert resource.for_account("default") is resource
     assert resource.for_account("eu").api_key == "eu-key"
+
+
+def test_the_configuration_report_lists_every_account_with_its_secrets_masked(configured,
+                                                                               capsys: pytest.CaptureFixture) -> None:
+    from fleet_pipeline import cli
+
+    assert cli.show_config() == 0
+    report = capsys.readouterr().out
+    for account in NAVIXY_ACCOUNTS:
+        assert f"navixy {account}:" in report
+    for account in TRACKSOLID_ACCOUNTS:
+        assert f"tracksolid {account}:" in report
+    assert sandbox_navixy.API_KEY not in report and sandbox_tracksolid.APP_SECRET not in report
+    # Vendors read through accounts alone have no "not configured" line.
+    assert not any(line.startswith(("navixy:", "tracksolid:")) for line in report.splitlines())

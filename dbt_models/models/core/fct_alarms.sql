@@ -4,13 +4,13 @@
 -- rather than dropped and show up in alarms_daily.
 with alarms as (
     select
-        'tracksolid' as platform, imei, partition_date, alarm_at, vendor_code, vendor_name,
+        'tracksolid' as platform, account, imei, partition_date, alarm_at, vendor_code, vendor_name,
         vendor_code as lookup_code, lat, lng, speed_kmh, geofence_id
     from {{ ref('stg_tracksolid__alarms') }}
     where true {{ partition_filter('partition_date') }}
     union all
     select
-        'navixy' as platform, imei, partition_date, alarm_at, vendor_code, vendor_name,
+        'navixy' as platform, account, imei, partition_date, alarm_at, vendor_code, vendor_name,
         -- Navixy reports ignition on and off as one event type; the message tells them apart
         case
             when vendor_code = 'input_change' and vendor_name ilike '%ignition on%' then 'input_change:ignition_on'
@@ -28,6 +28,7 @@ select
             partition by a.platform, a.imei, a.alarm_at, a.lookup_code order by a.lat, a.lng) as varchar)
     ) as alarm_id,
     a.platform,
+    a.account,
     a.imei,
     a.partition_date,
     a.alarm_at,

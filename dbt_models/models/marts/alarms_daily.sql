@@ -7,6 +7,7 @@ select
     partition_date as day,
     canonical_type,
     any_value(platform) as platform,
+    any_value(account) as account,
     count(*) as alarm_count,
     count(*) filter (where not is_mapped) as unmapped_count
 from {{ ref('fct_alarms') }}
