@@ -88,8 +88,7 @@ VENDOR_TAG = "fleet/vendor"
 # account has its own budget, so the limit of one step at a time applies per account: the vendor tag
 # of an account's steps names the account too (``navixy:eu``), and accounts extract side by side.
 ACCOUNT_TAG = "fleet/account"
-ACCOUNT_COLUMN = TableColumn("account", "VARCHAR", description="The vendor account the row was extracted "
-                             "with (`default`: the vendor's single-account variables, or the sandbox).")
+ACCOUNT_COLUMN = TableColumn("account", "VARCHAR", description=SHARED_COLUMN_DESCRIPTIONS["account"])
 SOURCE_EXECUTOR = forked_step_executor(
     "source_executor",
     # One step process per vendor (five vendors); each waits on its vendor's rate limit far more
