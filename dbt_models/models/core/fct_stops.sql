@@ -208,10 +208,11 @@ fresh as (
     ) as both_sources
 )
 
-{#- Stops left open by earlier runs; skipped on a table built before is_open existed (the first
-    run after the upgrade adds the column). -#}
-{%- set carry_in = is_incremental() and min_date is not none
-    and 'is_open' in (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list) %}
+{#- Stops left open by earlier runs; skipped on a table built before is_open or account existed
+    (the first run after the upgrade adds the column). -#}
+{%- set existing = (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list)
+    if is_incremental() else [] %}
+{%- set carry_in = is_incremental() and min_date is not none and 'is_open' in existing and 'account' in existing %}
 {%- if carry_in %},
 
 -- An open stop continues into the window when a run read here holds its last fix, or (device
