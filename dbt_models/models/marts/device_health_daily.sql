@@ -19,7 +19,7 @@ with days as (
 ),
 
 device_days as (
-    select d.imei, d.platform, d.time_zone, d.is_enabled, days.partition_date
+    select d.imei, d.platform, d.account, d.time_zone, d.is_enabled, days.partition_date
     from {{ ref('dim_devices') }} as d
     cross join days
     where d.activated_at is null or cast(d.activated_at as date) <= days.partition_date
@@ -114,13 +114,15 @@ select
     dd.partition_date,
     {{ local_date('dd.partition_date', device_zone('dd.time_zone')) }} as local_date,
     dd.platform,
+    dd.account,
     dd.imei,
     dd.is_enabled,
     f.fix_count,
     greatest(f.last_fix_at, s.last_fix_at) as last_fix_at,
     dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) as days_without_fixes,
-    coalesce(dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) >= {{ var('offline_days') }}, true)
-        as is_offline,
+    coalesce(
+        dd.partition_date - cast(greatest(f.last_fix_at, s.last_fix_at) as date) >= {{ var('offline_days') }}, true
+    ) as is_offline,
     s.last_state,
     s.last_state_at,
     h.last_heartbeat_at,
