@@ -23,10 +23,12 @@ from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.sources.registry import BY_NAME, VENDORS
+from fleet_pipeline.sources.tracksolid.push_assets import PushLandingResource, push_assets
 from fleet_pipeline_tests.reporting.test_dbt_models import run_dbt
 
 SEED, N_DEVICES = 42, 60
-PER_DEVICE_MARTS = ("mileage_daily", "alarms_daily", "parking_events", "parking_daily")
+PER_DEVICE_MARTS = ("mileage_daily", "alarms_daily", "parking_events", "parking_daily", "utilisation_daily",
+                    "speeding_daily", "device_health_daily")
 # mart -> the columns that may differ: the account, and when the stock snapshot was taken.
 COMPARED_WITHOUT = {**{mart: "account" for mart in PER_DEVICE_MARTS}, "firmware_rollout": None,
                     "stock_daily": "snapshot_at"}
@@ -54,8 +56,10 @@ def _load(tmp: Path, navixy: NavixyResource, navixy_assets: list, day) -> Path:
     common = dict(cache_dir=str(tmp / "cache"), retry_attempts=3, backoff_base_s=0.05,
                   sandbox_seed=SEED, sandbox_devices=N_DEVICES)
     resources = {spec.resource_key: spec.resource_class()(**common) for spec in VENDORS if spec.name != "navixy"}
-    resources.update(navixy=navixy, duckdb=WarehouseResource(database=str(db)))
-    assets = [a for spec in VENDORS if spec.name != "navixy" for a in spec.load_assets()] + navixy_assets
+    # The push tables the dbt models read, from a landing folder nothing was pushed to.
+    resources.update(navixy=navixy, duckdb=WarehouseResource(database=str(db)),
+                     tracksolid_push=PushLandingResource(landing_dir=str(tmp / "push_landing")))
+    assets = [a for spec in VENDORS if spec.name != "navixy" for a in spec.load_assets()] + navixy_assets + push_assets
     for selection, partition in (([a for a in assets if a.partitions_def is None], None),
                                  ([a for a in assets if a.partitions_def is not None], day.isoformat())):
         result = materialize(selection, partition_key=partition, resources=resources,
