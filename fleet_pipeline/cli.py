@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fleet_pipeline import settings
 from fleet_pipeline.instance import prepare_instance_home
+from fleet_pipeline.sources import accounts
 from fleet_pipeline.sources.registry import BY_NAME
 
 
@@ -330,6 +331,7 @@ def replay(vendor: str, start: str, end: str, table: str | None) -> int:
 
     instance = DagsterInstance.get()
     schema = f"raw_{vendor}"
+    vendor_accounts = BY_NAME[vendor].accounts()
     print(f"fleet-pipeline replay: {vendor} {first} .. {last}" + (f", table {table}" if table else ""))
     print(f"  archive        {root}")
     print(f"  warehouse      {warehouse}")
@@ -340,7 +342,8 @@ def replay(vendor: str, start: str, end: str, table: str | None) -> int:
         print(f"{label} ...", flush=True)
         succeeded, calls = _execute(location, defs.resolve_job_def(run.job_name), label, time.monotonic(),
                                     instance=instance, partition_key=run.partition_key, tags=run.tags(root),
-                                    asset_selection=[AssetKey([schema, name]) for name in run.tables])
+                                    asset_selection=[AssetKey(_replayed_key(schema, vendor_accounts, run.account, name))
+                                                     for name in run.tables])
         api_calls += calls
         if not succeeded:
             failures.append(run.describe())
@@ -351,6 +354,12 @@ def replay(vendor: str, start: str, end: str, table: str | None) -> int:
               "(each run replaces its days in one transaction).", file=sys.stderr)
         return 1
     return 0
+
+
+def _replayed_key(schema: str, vendor_accounts: list[str], account: str, table: str) -> list[str]:
+    """The asset a replay of ``account``'s ``table`` runs: the table's own with the one account
+    ``default``, else the account's asset (``fleet_pipeline.sources.accounts``)."""
+    return [schema, table] if vendor_accounts == [accounts.DEFAULT_ACCOUNT] else [schema, account, table]
 
 
 def _event_error(event):
@@ -496,10 +505,15 @@ def show_config() -> int:
             fleet = settings.sandbox_settings()
             print(f"every vendor:    embedded sandbox ({fleet.n_devices} devices, seed {fleet.seed})")
             return 0
+        listed = accounts.file_accounts()
         for vendor, read in settings.VENDOR_SETTINGS.items():
             live = read()  # each settings object's repr masks its secrets
-            print(f"{vendor + ':':<17}{live!r}" if live else f"{vendor + ':':<17}not configured "
-                  "(its assets fail in live mode)")
+            if live or not listed.get(vendor):
+                print(f"{vendor + ':':<17}{live!r}" if live else f"{vendor + ':':<17}not configured "
+                      "(its assets fail in live mode)")
+            for account in listed.get(vendor, []):
+                configured = read(accounts.account_env(BY_NAME[vendor], account.name))
+                print(f"{vendor + ' ' + account.name + ':':<17}{configured!r}")
     except settings.ConfigError as exc:
         return _fail(f"configuration error: {exc}")
     return 0

@@ -32,6 +32,8 @@ assets_by_vendor = {spec.name: spec.load_assets() for spec in VENDORS}
 source_assets = [asset for assets in assets_by_vendor.values() for asset in assets] + push_assets
 push_landing = PushLandingResource.from_env()
 push_load_job = build_push_load_job(push_assets)
+# A vendor with several accounts: each table's asset, the union of its accounts' assets.
+table_specs = [table for spec in VENDORS for table in spec.table_specs()]
 per_vendor_jobs = [job for spec in VENDORS for job in vendor_jobs(spec, assets_by_vendor[spec.name])]
 _partitioned = [a for a in source_assets if a.partitions_def is not None]
 _snapshots = [a for a in source_assets if a.partitions_def is None]
@@ -82,7 +84,7 @@ sensors = [build_reporting_sensor(all_daily_job, reporting_job, push_load_job), 
 # processes forked from one that imported the code location (fleet_pipeline.executors).
 defs = Definitions(
     executor=DEFAULT_EXECUTOR,
-    assets=[*source_assets, *reporting_assets],
+    assets=[*source_assets, *table_specs, *reporting_assets],
     asset_checks=freshness_checks,
     jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, push_load_job, reporting_job, *lake_jobs],
     schedules=[*schedules, *lake_schedules],

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleet_pipeline.ingest.env import ConfigError, days_between, env_value, report_config_errors_briefly, whole_number
+from fleet_pipeline.sources.accounts import check_accounts, file_accounts
 from fleet_pipeline.sources.registry import VENDORS
 
 __all__ = ["ConfigError"]  # raised by every reader here; callers catch settings.ConfigError
@@ -46,8 +47,11 @@ VENDOR_ENV_PREFIXES = tuple(spec.env_prefix for spec in VENDORS)
 
 
 def configured_vendors(env: Mapping[str, str] | None = None) -> list[str]:
-    """Vendors with live credentials (validated: partial configuration raises ConfigError)."""
-    return [vendor for vendor, read in VENDOR_SETTINGS.items() if read(env) is not None]
+    """Vendors with live credentials, their own variables or accounts of FLEET_ACCOUNTS_FILE
+    (validated: partial configuration raises ConfigError)."""
+    env = os.environ if env is None else env
+    listed = file_accounts(env)
+    return [vendor for vendor, read in VENDOR_SETTINGS.items() if read(env) is not None or listed.get(vendor)]
 
 
 def is_sandbox_mode(env: Mapping[str, str] | None = None) -> bool:
@@ -448,11 +452,10 @@ def serving_postgres(env: Mapping[str, str] | None = None) -> str | None:
 # Every reader of a setting, each checking its own variables: the vendors' from their specs, then the
 # general ones (a new general setting adds its reader here).
 READERS = (
-    *(read for spec in VENDORS for read in spec.readers), partitions_start, late_data_days, schedules_running,
-    sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days, archive_root,
-    default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh,
-    sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, warehouse_mode, lake_settings,
-    lake_retention_days, serving_postgres, duckdb_extensions_from,
+    *(read for spec in VENDORS for read in spec.readers), check_accounts, partitions_start, late_data_days,
+    schedules_running, sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days,
+    archive_root, default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh, warehouse_mode,
+    lake_settings, lake_retention_days, serving_postgres, duckdb_extensions_from,
 )
 
 

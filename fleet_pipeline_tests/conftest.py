@@ -121,6 +121,7 @@ SLOW = {
     "reporting/test_reporting.py": "dbt builds the marts the report and the BI copy read",
     "reporting/test_kpi_marts.py": "a demo and dbt builds of the KPI marts",
     "reporting/test_lake_reporting.py": "the demo on a DuckLake and Postgres, then the reporting job on a file",
+    "reporting/test_accounts_marts.py": "two warehouses of every source, each built by dbt",
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":

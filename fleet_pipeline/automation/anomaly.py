@@ -43,6 +43,26 @@ MIN_RATIO = 0.4
 
 
 @dataclass(frozen=True)
+class AccountRows(TableRef):
+    """One vendor account's rows of a raw table, as the checks of that account's asset judge them:
+    with several accounts a day's rows arrive account by account, so a table-wide count would
+    compare the first account's load with every account's trailing week."""
+
+    account: str = "default"
+
+    @property
+    def sql(self) -> str:
+        # Rows stored before tables had an account column are the account "default"'s.
+        account = self.account.replace("'", "''")
+        return f"""(SELECT * FROM "{self.schema}"."{self.name}" WHERE coalesce(account, 'default') = '{account}')"""
+
+
+def of_account(table: TableRef, account: str | None) -> TableRef:
+    """``table``, or only ``account``'s rows of it (None: the vendor has one account)."""
+    return table if account is None else AccountRows(table.schema, table.name, account)
+
+
+@dataclass(frozen=True)
 class DayVerdict:
     day: date
     rows: int
@@ -150,9 +170,10 @@ class Fleet:
     description: str
     snapshots: tuple[tuple[TableRef, str], ...]
 
-    def devices(self, conn: duckdb.DuckDBPyConnection) -> int | None:
-        """How many devices; None when no snapshot of any of the tables exists yet."""
-        counts = [latest_snapshot_rows(conn, table, where) for table, where in self.snapshots]
+    def devices(self, conn: duckdb.DuckDBPyConnection, account: str | None = None) -> int | None:
+        """How many devices (of ``account`` alone, if given); None when no snapshot of any of the
+        tables exists yet."""
+        counts = [latest_snapshot_rows(conn, of_account(table, account), where) for table, where in self.snapshots]
         known = [n for n in counts if n is not None]
         return sum(known) if known else None
 
@@ -167,11 +188,13 @@ def empty_partition_check_spec(asset_key: AssetKey, fleet: Fleet) -> AssetCheckS
 
 
 def empty_partition_check(
-    conn: duckdb.DuckDBPyConnection, table: TableRef, fleet: Fleet, rows_by_partition: Sequence[tuple[object, int]]
+    conn: duckdb.DuckDBPyConnection, table: TableRef, fleet: Fleet, rows_by_partition: Sequence[tuple[object, int]],
+    account: str | None = None,
 ) -> AssetCheckResult:
-    """WARN when a partition has 0 rows and the fleet has devices; the reason names both."""
+    """WARN when a partition has 0 rows and the fleet (``account``'s, if given) has devices; the
+    reason names both."""
     empty = [str(key) for key, rows in rows_by_partition if rows == 0]
-    devices = fleet.devices(conn)
+    devices = fleet.devices(conn, account)
     metadata: dict[str, object] = {"empty_partitions": empty, "fleet_devices": devices,
                                    "partitions": len(rows_by_partition)}
     if not empty:

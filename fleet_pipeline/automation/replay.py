@@ -6,6 +6,8 @@ backfill) is replayed over its whole window, as it was loaded: its calls asked f
 and only the same calls find their answers. When such a window reaches days a later file covers,
 that file is replayed too, after it, so that no day ends up older than it was. Snapshot tables
 (unpartitioned) are rebuilt from the files whose last day falls in the range, where there are any.
+A vendor with several accounts is planned account by account: each account's days are rebuilt from
+its own files, by its own assets.
 
 The runs are replayed in the order they were archived, each as one Dagster run of the vendor's
 daily or snapshot job for the same assets and days, tagged as a replay of the original run
@@ -23,6 +25,7 @@ from fleet_pipeline.automation.backfill import RANGE_END_TAG, RANGE_START_TAG
 from fleet_pipeline.automation.partitions import days_between
 from fleet_pipeline.ingest.archive import Archive, ArchivedStep
 from fleet_pipeline.ingest.archiving import REPLAY_ARCHIVE_TAG, REPLAY_OF_TAG
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 
 class NothingToReplay(ValueError):
@@ -41,6 +44,7 @@ class ReplayRun:
     partitioned: bool
     archived_at: datetime | None
     archive_bytes: int
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def job_name(self) -> str:
@@ -59,7 +63,8 @@ class ReplayRun:
     def describe(self) -> str:
         span = str(self.first) if self.first == self.last else f"{self.first}...{self.last}"
         kind = "" if self.partitioned else " (snapshot)"
-        return (f"{self.vendor} {', '.join(self.tables)} {span}{kind} from run {self.run_id[:8]} "
+        owner = "" if self.account == DEFAULT_ACCOUNT else f" account {self.account}"
+        return (f"{self.vendor}{owner} {', '.join(self.tables)} {span}{kind} from run {self.run_id[:8]} "
                 f"({self.archive_bytes:,} archived bytes)")
 
 
@@ -77,24 +82,27 @@ def plan_replay(archive: Archive, vendor: str, first: date, last: date,
     if only is not None and only not in tables:
         raise NothingToReplay(f"{vendor} has no table {only!r}; its tables: {', '.join(sorted(tables))}")
     wanted = {only: tables[only]} if only else dict(tables)
-    by_table: dict[str, list[ArchivedStep]] = {}
+    by_table: dict[tuple[str, str], list[ArchivedStep]] = {}
     for step in archive.steps(vendor):
         if step.table in wanted:
-            by_table.setdefault(step.table, []).append(step)
+            by_table.setdefault((step.table, step.account), []).append(step)
+    accounts = sorted({account for _, account in by_table}) or [DEFAULT_ACCOUNT]
     requested = days_between(first, last)
     chosen: set[ArchivedStep] = set()
     missing: list[str] = []
-    for table, partitioned in wanted.items():
-        steps = by_table.get(table, [])
-        if not partitioned:
-            taken = [step for step in steps if first <= step.last <= last]
-            if not taken and only:
-                missing.append(f"{vendor}.{table}: no snapshot archived between {first} and {last}")
-            chosen.update(taken)
-            continue
-        absent = _cover(steps, requested, chosen)
-        if absent:
-            missing.append(f"{vendor}.{table}: no archive for {_days_text(absent)}")
+    for account in accounts:
+        owner = "" if account == DEFAULT_ACCOUNT else f" (account {account})"
+        for table, partitioned in wanted.items():
+            steps = by_table.get((table, account), [])
+            if not partitioned:
+                taken = [step for step in steps if first <= step.last <= last]
+                if not taken and only:
+                    missing.append(f"{vendor}.{table}{owner}: no snapshot archived between {first} and {last}")
+                chosen.update(taken)
+                continue
+            absent = _cover(steps, requested, chosen)
+            if absent:
+                missing.append(f"{vendor}.{table}{owner}: no archive for {_days_text(absent)}")
     if missing:
         raise NothingToReplay(f"the archive {archive.root} cannot rebuild what was asked: " + "; ".join(missing))
     return _runs(vendor, chosen, wanted)
@@ -120,16 +128,16 @@ def _cover(steps: list[ArchivedStep], days: list[date], chosen: set[ArchivedStep
 
 
 def _runs(vendor: str, chosen: set[ArchivedStep], tables: Mapping[str, bool]) -> list[ReplayRun]:
-    groups: dict[tuple[str, date, date, bool], list[ArchivedStep]] = {}
+    groups: dict[tuple[str, str, date, date, bool], list[ArchivedStep]] = {}
     for step in chosen:
-        groups.setdefault((step.run_id, step.first, step.last, tables[step.table]), []).append(step)
+        groups.setdefault((step.account, step.run_id, step.first, step.last, tables[step.table]), []).append(step)
     runs = [
         ReplayRun(vendor, run_id, tuple(sorted(step.table for step in steps)), first_day, last_day, partitioned,
                   max((step.written_at for step in steps if step.written_at), default=None),
-                  sum(step.size for step in steps))
-        for (run_id, first_day, last_day, partitioned), steps in groups.items()
+                  sum(step.size for step in steps), account)
+        for (account, run_id, first_day, last_day, partitioned), steps in groups.items()
     ]
-    return sorted(runs, key=lambda run: (run.archived_at or datetime.min, run.run_id))
+    return sorted(runs, key=lambda run: (run.archived_at or datetime.min, run.run_id, run.account))
 
 
 def _days_text(days: list[date]) -> str:

@@ -6,10 +6,15 @@ raw table writes the answers it read (``fleet_pipeline.ingest.http.recording``) 
 before its partitions are swapped:
 
     <root>/<vendor>/<table>/<partition>/<run id>.parquet
+    <root>/<vendor>/<table>/<partition>/<account>/<run id>.parquet
 
 ``<partition>`` is the day the step replaced (``2026-11-20``), or ``first_last``
 (``2026-11-01_2026-11-30``) for a run over several days; a snapshot's partition is the day it was
 taken on. A re-run of a partition adds a file (a new run id): the latest is what the warehouse holds.
+A vendor's account other than ``default`` (``fleet_pipeline.sources.accounts``) has a folder of its
+own in the partition: two accounts' steps of one run write the same table and days, and each is
+replayed from its own answers alone (their redacted requests can be identical). The ``default``
+account's files stay where they were before there were accounts.
 
 Why Parquet with zstd: pyarrow and DuckDB are already here (no new dependency; the ``zstandard``
 module is not in the lock), Parquet compresses the repetitive JSON bodies column by column as well
@@ -40,6 +45,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from fleet_pipeline.ingest.http.recording import Answer, AnswerBook, MissingAnswer
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 SUFFIX = ".parquet"
 # zstd 9: on a day of track points about a tenth smaller than the default level for a few ms more a
@@ -73,6 +79,8 @@ class ArchivedStep:
     size: int
     # When the file was written: of two archives of a day, the later is what the warehouse holds.
     written_at: datetime | None = None
+    # The vendor account whose step read the answers.
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def days(self) -> list[date]:
@@ -101,14 +109,15 @@ class Archive:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, vendor: str, table: str, days: Sequence[date], run_id: str, extracted_at: datetime,
-              answers: Sequence[Answer]) -> ArchivedStep:
-        """One step's answers, durably, as ``<vendor>/<table>/<partition>/<run_id>.parquet``."""
+              answers: Sequence[Answer], account: str = DEFAULT_ACCOUNT) -> ArchivedStep:
+        """One step's answers, durably, as ``<vendor>/<table>/<partition>[/<account>]/<run_id>.parquet``."""
         partition = partition_name(days)
-        folder = self._join(vendor, table, partition)
+        folder = self._join(vendor, table, partition, *([] if account == DEFAULT_ACCOUNT else [account]))
         path = f"{folder}/{run_id}{SUFFIX}"
         columns = {name: [getattr(a, name) for a in answers] for name in _SCHEMA.names}
         frame = pa.Table.from_pydict(columns, schema=_SCHEMA).replace_schema_metadata(
-            {"vendor": vendor, "table": table, "run_id": run_id, "extracted_at": extracted_at.isoformat()})
+            {"vendor": vendor, "table": table, "run_id": run_id, "account": account,
+             "extracted_at": extracted_at.isoformat()})
         self._fs.create_dir(folder, recursive=True)
         if self._local:
             temporary = f"{folder}/.{run_id}.{uuid.uuid4().hex}.tmp"
@@ -125,7 +134,7 @@ class Archive:
         else:  # an object store's PUT is atomic already
             pq.write_table(frame, path, filesystem=self._fs, **PARQUET_OPTIONS)
         info = self._fs.get_file_info(path)
-        return ArchivedStep(vendor, table, min(days), max(days), run_id, path, info.size or 0, info.mtime)
+        return ArchivedStep(vendor, table, min(days), max(days), run_id, path, info.size or 0, info.mtime, account)
 
     def prune(self, vendor: str, table: str, today: date, retention_days: int) -> list[str]:
         """Delete the partitions of ``vendor``/``table`` whose last day is more than
@@ -151,20 +160,24 @@ class Archive:
             return []
         return self._fs.get_file_info(pafs.FileSelector(folder, recursive=recursive))
 
-    def steps(self, vendor: str, table: str | None = None) -> list[ArchivedStep]:
-        """Every archive file of ``vendor`` (of one ``table``), oldest partition first."""
+    def steps(self, vendor: str, table: str | None = None, account: str | None = None) -> list[ArchivedStep]:
+        """Every archive file of ``vendor`` (of one ``table``, of one ``account``), oldest partition first."""
         found = []
         for info in self._list(self._join(vendor, table) if table else self._join(vendor)):
             if info.type != pafs.FileType.File or not info.base_name.endswith(SUFFIX):
                 continue
             parts = info.path[len(self._join(vendor)) + 1:].split("/")
-            match = _PARTITION.match(parts[-2]) if len(parts) == 3 else None
+            # <table>/<partition>/<run>, or <table>/<partition>/<account>/<run> (module docstring)
+            match = _PARTITION.match(parts[1]) if len(parts) in (3, 4) else None
             if not match:
+                continue
+            owner = parts[2] if len(parts) == 4 else DEFAULT_ACCOUNT
+            if account is not None and owner != account:
                 continue
             first = date.fromisoformat(match.group(1))
             last = date.fromisoformat(match.group(2) or match.group(1))
             found.append(ArchivedStep(vendor, parts[0], first, last, parts[-1][:-len(SUFFIX)], info.path,
-                                      info.size or 0, info.mtime))
+                                      info.size or 0, info.mtime, owner))
         return sorted(found, key=lambda step: (step.first, step.last, step.table, step.path))
 
     def read(self, path: str) -> StepAnswers:
@@ -183,21 +196,22 @@ def _fsync_dir(folder: str) -> None:
 
 
 class ArchiveReplay:
-    """The answers of one archived run of a vendor, served to the same calls made again.
+    """The answers of one archived run of a vendor's account, served to the same calls made again.
 
     The answers of the run's own files come first; a call they do not hold (a token the original
-    step took from the token cache, fetched by an earlier run) is looked up in the vendor's other
+    step took from the token cache, fetched by an earlier run) is looked up in the account's other
     files, newest first, read only when such a call happens.
     """
 
-    def __init__(self, archive: Archive, vendor: str, run_id: str) -> None:
+    def __init__(self, archive: Archive, vendor: str, run_id: str, account: str = DEFAULT_ACCOUNT) -> None:
         self.archive = archive
         self.vendor = vendor
         self.run_id = run_id
-        steps = archive.steps(vendor)
+        steps = archive.steps(vendor, account=account)
         own = [step for step in steps if step.run_id == run_id]
         if not own:
-            raise MissingAnswer(f"the archive {archive.root} holds no answer of {vendor} run {run_id}")
+            owner = "" if account == DEFAULT_ACCOUNT else f" account {account!r}"
+            raise MissingAnswer(f"the archive {archive.root} holds no answer of {vendor}{owner} run {run_id}")
         self._book = AnswerBook(answer for step in own for answer in archive.read(step.path).answers)
         self._others = sorted((step for step in steps if step.run_id != run_id), key=lambda s: s.last,
                               reverse=True)

@@ -19,6 +19,7 @@ from fleet_pipeline import settings
 from fleet_pipeline.ingest.archive import Archive, ArchiveReplay, ArchivedStep
 from fleet_pipeline.ingest.http import HttpSession
 from fleet_pipeline.ingest.http.recording import MissingAnswer, Recorder
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 # The run a replay run re-plays (its id), and the archive root it reads.
 REPLAY_OF_TAG = "fleet/replay_of"
@@ -39,29 +40,33 @@ class StepRecording:
     run_id: str
     session: HttpSession
     recorder: Recorder
+    account: str = DEFAULT_ACCOUNT
 
     @classmethod
-    def attach(cls, vendor: str, run_id: str, session: HttpSession) -> StepRecording:
+    def attach(cls, vendor: str, run_id: str, session: HttpSession, account: str | None = None) -> StepRecording:
         session.recorder = Recorder()
-        return cls(vendor, run_id, session, session.recorder)
+        return cls(vendor, run_id, session, session.recorder, account or DEFAULT_ACCOUNT)
 
     def write(self, database: str, table: str, days: Sequence[date], extracted_at: datetime) -> ArchivedStep:
         """Write what was recorded (redacted now, when every secret is known) before the swap, then
         apply the retention to this vendor and table."""
         archive = Archive(settings.archive_root(database=database))
         answers = self.recorder.take(self.session.secrets, self.session.volatile_fields)
-        written = archive.write(self.vendor, table, days, self.run_id, extracted_at, answers)
+        written = archive.write(self.vendor, table, days, self.run_id, extracted_at, answers, self.account)
         archive.prune(self.vendor, table, datetime.now(timezone.utc).date(), settings.archive_retention_days())
         return written
 
 
-def attach_replay(session: HttpSession, vendor: str, table: str, run_id: str, root: str) -> datetime:
-    """Serve ``session``'s calls from ``run_id``'s archived answers; the time the original step
-    extracted at (what its snapshot stamps and time windows were taken from)."""
+def attach_replay(session: HttpSession, vendor: str, table: str, run_id: str, root: str,
+                  account: str | None = None) -> datetime:
+    """Serve ``session``'s calls from ``run_id``'s archived answers of ``account``; the time the
+    original step extracted at (what its snapshot stamps and time windows were taken from)."""
     archive = Archive(root)
-    own = [step for step in archive.steps(vendor, table) if step.run_id == run_id]
+    account = account or DEFAULT_ACCOUNT
+    own = [step for step in archive.steps(vendor, table, account) if step.run_id == run_id]
     if not own:
-        raise MissingAnswer(f"{vendor} {table}: the archive {root} has no file of run {run_id}")
-    session.replay = ArchiveReplay(archive, vendor, run_id)
+        owner = "" if account == DEFAULT_ACCOUNT else f" account {account!r}"
+        raise MissingAnswer(f"{vendor}{owner} {table}: the archive {root} has no file of run {run_id}")
+    session.replay = ArchiveReplay(archive, vendor, run_id, account)
     session.limiter = None  # nothing is sent: no vendor quota to respect
     return archive.read(own[0].path).extracted_at

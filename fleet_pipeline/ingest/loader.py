@@ -116,17 +116,24 @@ class ValidatedBatch:
     field_issues: dict[date, list[Problem]]
     duplicates: dict[date, int]
     vendor: str | None = None
+    # The vendor account the rows were extracted with: stored in every row (and reject) as
+    # ``account``, and the partitions replaced are that account's alone. None: no account column.
+    account: str | None = None
+
+    def _with_account(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame if self.account is None else frame.with_columns(account=pl.lit(self.account, pl.String))
 
     @property
     def reasons(self) -> dict[date, list[str]]:
         return {key: [p.reason for p in problems] for key, problems in self.rejects.items()}
 
     def valid(self) -> pl.DataFrame:
-        return pl.concat([part for key in self.keys for part in self.valid_parts[key]], how="vertical")
+        return self._with_account(
+            pl.concat([part for key in self.keys for part in self.valid_parts[key]], how="vertical"))
 
     def _problems(self, of: dict[date, list[Problem]]) -> pl.DataFrame:
-        return pl.concat([problems_frame(self.table, str(key), of[key], self.vendor) for key in self.keys],
-                         how="vertical")
+        return self._with_account(pl.concat(
+            [problems_frame(self.table, str(key), of[key], self.vendor) for key in self.keys], how="vertical"))
 
     def rejects_frame(self) -> pl.DataFrame:
         return self._problems(self.rejects)
@@ -158,6 +165,7 @@ def validate_batch(
     unique_key: Sequence[str] | None = None,
     vendor: str | None = None,
     require_some_valid: bool = True,
+    account: str | None = None,
 ) -> ValidatedBatch:
     """Validate ``typed`` (which carries the raw records), partition by partition.
 
@@ -171,7 +179,7 @@ def validate_batch(
     """
     keys = sorted(set(key_values))
     batch = ValidatedBatch(table, key_column, keys, {key: [] for key in keys}, {key: [] for key in keys},
-                           {key: [] for key in keys}, {key: 0 for key in keys}, vendor)
+                           {key: [] for key in keys}, {key: 0 for key in keys}, vendor, account)
     for chunk in [typed] if isinstance(typed, pl.DataFrame) else typed:
         _split_chunk(batch, chunk, schema, unique_key)
         # Let the chunk's raw records go before the next chunk is read, not after it.
@@ -229,7 +237,7 @@ def write_batch(conn: duckdb.DuckDBPyConnection, batch: ValidatedBatch,
     batch has no row for it. ``turns``: the warehouse's write turns on the tables (the lake's)."""
     valid = batch.valid()
     written = replace_partitions(conn, batch.table, valid, batch.key_column, batch.keys, batch.rejects_frame(),
-                                 field_issues=batch.field_issues_frame(), turns=turns)
+                                 field_issues=batch.field_issues_frame(), turns=turns, account=batch.account)
     partitions = [
         PartitionLoad(key=key, rows=sum(part.height for part in batch.valid_parts[key]),
                       reasons=batch.reasons[key], written=written[key],

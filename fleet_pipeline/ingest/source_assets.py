@@ -11,6 +11,7 @@ per UTC day (fleet state), runs over several days for backfills, and the metadat
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,10 +23,12 @@ import duckdb as duckdb_errors
 import polars as pl
 import requests
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     AssetsDefinition,
     BackfillPolicy,
     Backoff,
@@ -33,6 +36,8 @@ from dagster import (
     Failure,
     MaterializeResult,
     RetryPolicy,
+    TableColumn,
+    TableSchema,
     asset,
 )
 from urllib3.exceptions import LocationParseError
@@ -42,6 +47,7 @@ from fleet_pipeline.automation.anomaly import (
     Fleet,
     empty_partition_check,
     empty_partition_check_spec,
+    of_account,
     row_count_check,
     row_count_check_spec,
 )
@@ -69,6 +75,7 @@ from fleet_pipeline.ingest.loader import (
 from fleet_pipeline.ingest.records import Col
 from fleet_pipeline.ingest.validation import SHARED_COLUMN_DESCRIPTIONS
 from fleet_pipeline.ingest.warehouse import Hold, TableRef, WarehouseResource
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 # The reporting steps (dbt, the serving copy) hold the warehouse for their whole step, so they take
 # turns in this Dagster pool (limit 1, see fleet_pipeline.instance). A source step is not in it: it
@@ -78,6 +85,11 @@ WRITER_POOL = "duckdb_writer"
 # Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
 # jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR).
 VENDOR_TAG = "fleet/vendor"
+# The vendor account an asset extracts with (absent: the vendor's one account, ``default``). Each
+# account has its own budget, so the limit of one step at a time applies per account: the vendor tag
+# of an account's steps names the account too (``navixy:eu``), and accounts extract side by side.
+ACCOUNT_TAG = "fleet/account"
+ACCOUNT_COLUMN = TableColumn("account", "VARCHAR", description=SHARED_COLUMN_DESCRIPTIONS["account"])
 SOURCE_EXECUTOR = forked_step_executor(
     "source_executor",
     # One step process per vendor (five vendors); each waits on its vendor's rate limit far more
@@ -187,9 +199,15 @@ class Source:
     # column (or "<table>.<column>") -> what it holds, for the UI; shared columns are described in
     # fleet_pipeline.ingest.validation
     column_descriptions: Mapping[str, str] = field(default_factory=dict)
+    # table -> how its asset was declared (the body and the arguments of ``asset``), to declare it
+    # again for every account of the vendor (``for_accounts``)
+    _declared: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
-    def key(self, table: str) -> AssetKey:
-        return AssetKey([self.schema, table])
+    def key(self, table: str, account: str | None = None) -> AssetKey:
+        """``<schema>/<table>``; an account's own asset, when the vendor has several, is
+        ``<schema>/<account>/<table>`` (the table's asset is then the union of its accounts)."""
+        return AssetKey([self.schema, table] if account is None else [self.schema, account, table])
 
     def describer(self, table: str) -> Callable[[str], str | None]:
         """Column name -> its description in ``table``."""
@@ -221,41 +239,104 @@ class Source:
         A partitioned asset states how many days one run may cover (``backfill``, see
         ``fleet_pipeline.automation.partitions``) and gets the row-count anomaly check. ``after``:
         tables of this source whose same partitions the body reads, so they are loaded first.
+        The asset returned is the vendor's one account's; :meth:`for_accounts` declares it again
+        for each of several.
         """
         if partitioned and backfill is None:
             raise ValueError(f"{self.schema}.{table}: a partitioned source asset needs a backfill policy")
         if not partitioned and backfill is not None:
             raise ValueError(f"{self.schema}.{table}: a snapshot is state, it has no backfill policy")
-        specs = [rejects_check_spec(self.key(table)), empty_partition_check_spec(self.key(table), self.fleet)]
+
+        def declare(body: Callable[..., Any]) -> AssetsDefinition:
+            arguments = dict(description=description, partitioned=partitioned, checks=checks, backfill=backfill,
+                             after=after)
+            self._declared[table] = (body, arguments)
+            return self._declare(table, body, None, **arguments)
+
+        return declare
+
+    def for_accounts(self, assets: Sequence[AssetsDefinition], accounts: Sequence[str]) -> list[AssetsDefinition]:
+        """``assets`` (this source's, as declared) for the vendor's ``accounts``: as they are for
+        the one account ``default``, else one asset per table and account, each a step of its own."""
+        if list(accounts) == [DEFAULT_ACCOUNT]:
+            return list(assets)
+        clashes = sorted(set(accounts) & set(self.tables))
+        if clashes:
+            raise settings.ConfigError(f"{self.group}: account name(s) {', '.join(clashes)} are table names of "
+                                       f"{self.schema}; choose other names")
+        tables = [definition.key.path[-1] for definition in assets]
+        return [self._declare(table, self._declared[table][0], account, **self._declared[table][1])
+                for table in tables for account in accounts]
+
+    def table_specs(self, assets: Sequence[AssetsDefinition], accounts: Sequence[str]) -> list[AssetSpec]:
+        """With several accounts, each table's own asset (what the dbt models read): the union of
+        its accounts' rows, which the accounts' assets load; none with one account."""
+        if list(accounts) == [DEFAULT_ACCOUNT]:
+            return []
+        specs = []
+        for definition in assets:
+            table = definition.key.path[-1]
+            specs.append(AssetSpec(
+                key=self.key(table), deps=[self.key(table, account) for account in accounts], group_name=self.group,
+                description=f"{self.schema}.{table}: the rows of every {self.vendor} account "
+                f"({', '.join(accounts)}), each loaded by the account's own asset, told apart by `account`.",
+                kinds={"duckdb"}, owners=OWNERS,
+                metadata={"vendor": self.vendor, "table": f"{self.schema}.{table}",
+                          "dagster/column_schema": self._column_schema(table)},
+            ))
+        return specs
+
+    def _column_schema(self, table: str) -> TableSchema:
+        declared = declared_table_schema(self.model(table), self.describer(table))
+        return TableSchema(columns=[*declared.columns, ACCOUNT_COLUMN])
+
+    def _declare(
+        self, table: str, body: Callable[..., Any], account: str | None, description: str, partitioned: bool,
+        checks: tuple[AssetCheckSpec, ...], backfill: BackfillPolicy | None, after: tuple[str, ...],
+    ) -> AssetsDefinition:
+        key = self.key(table, account)
+        specs = [rejects_check_spec(key), empty_partition_check_spec(key, self.fleet)]
         if partitioned:
-            specs.append(row_count_check_spec(self.key(table)))
+            specs.append(row_count_check_spec(key))
+        specs += [check.replace_key(AssetCheckKey(key, check.name)) for check in checks]
+        tags = {VENDOR_TAG: self.group}
+        if account is not None:
+            tags = {VENDOR_TAG: f"{self.group}:{account}", ACCOUNT_TAG: account}
+            description = f"{description} Account {account!r}."
         with warnings.catch_warnings():
             # backfill_policy is "beta" in Dagster 1.13; the version is pinned exactly.
             warnings.simplefilter("ignore", BetaWarning)
-            return self._declare(table, description, partitioned, specs + list(checks), backfill, after)
+            return asset(
+                key=key,
+                deps=[self.key(upstream, account) for upstream in after],
+                group_name=self.group,
+                description=description,
+                partitions_def=daily_partitions if partitioned else None,
+                backfill_policy=backfill,
+                retry_policy=STEP_RETRY_POLICY,
+                kinds=KINDS,
+                owners=OWNERS,
+                op_tags=tags,
+                check_specs=specs,
+                metadata={
+                    "vendor": self.vendor,
+                    "table": f"{self.schema}.{table}",
+                    "dagster/column_schema": self._column_schema(table),
+                },
+            )(self._with_account(body, account))
 
-    def _declare(
-        self, table: str, description: str, partitioned: bool, specs: list[AssetCheckSpec],
-        backfill: BackfillPolicy | None, after: tuple[str, ...] = (),
-    ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
-        return asset(
-            key=self.key(table),
-            deps=[self.key(upstream) for upstream in after],
-            group_name=self.group,
-            description=description,
-            partitions_def=daily_partitions if partitioned else None,
-            backfill_policy=backfill,
-            retry_policy=STEP_RETRY_POLICY,
-            kinds=KINDS,
-            owners=OWNERS,
-            op_tags={VENDOR_TAG: self.group},
-            check_specs=specs,
-            metadata={
-                "vendor": self.vendor,
-                "table": f"{self.schema}.{table}",
-                "dagster/column_schema": declared_table_schema(self.model(table), self.describer(table)),
-            },
-        )
+    def _with_account(self, body: Callable[..., Any], account: str | None) -> Callable[..., Any]:
+        """``body`` given the vendor's resource connected to ``account`` (its resource parameter is
+        named after the source's group, the vendor's resource key)."""
+        if account is None or account == DEFAULT_ACCOUNT:
+            return body
+
+        @functools.wraps(body)  # Dagster reads the body's signature (its resources) through the wrapper
+        def account_body(context: AssetExecutionContext, **resources: Any) -> Any:
+            resources[self.group] = resources[self.group].for_account(account)
+            return body(context, **resources)
+
+        return account_body
 
 
 @dataclass
@@ -269,6 +350,9 @@ class Extraction:
 
     client: Any
     days: tuple[date, ...]
+    # the vendor account of an account's own asset (ACCOUNT_TAG); None when the vendor has one
+    # account, whose rows are ``default``'s
+    account: str | None = None
     started: float = field(default_factory=time.monotonic)
     now: datetime = field(default_factory=utc_now)
     # The answers the client reads, archived before the swap (None in a replay run).
@@ -355,6 +439,7 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
     # ask the asset, not the run, whether it is partitioned.
     partitioned = context.assets_def.partitions_def is not None
     days = tuple(sorted(partition_day(key) for key in context.partition_keys)) if partitioned else ()
+    account = context.op_execution_context.op_def.tags.get(ACCOUNT_TAG)
     if len(days) > 1:
         context.log.info(f"one run for {len(days)} partitions, {days[0]} to {days[-1]}")
     try:
@@ -363,7 +448,7 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
         raise configuration_failure(error) from None
     with contextlib.closing(client):
         try:
-            yield _archived(context, client, days)
+            yield _archived(context, client, days, account)
         except Failure:
             raise
         except _CONFIGURATION_ERRORS as error:
@@ -374,25 +459,25 @@ def extraction(context: AssetExecutionContext, make_client: Callable[[], Any]) -
             raise
 
 
-def _archived(context: AssetExecutionContext, client: Any, days: tuple[date, ...]) -> Extraction:
+def _archived(context: AssetExecutionContext, client: Any, days: tuple[date, ...], account: str | None) -> Extraction:
     """The step's extraction with its client's answers recorded, or, in a replay run, served from
     the archive, at the time the original step extracted."""
     if getattr(client, "http", None) is None:
         # Not a vendor API's client (pushed messages read from the receiver's landing files):
         # nothing is fetched, so nothing is archived, and those files are kept as they came.
-        return Extraction(client=client, days=days)
+        return Extraction(client=client, days=days, account=account)
     vendor = context.assets_def.group_names_by_key[context.asset_key]
     replay = replay_of(context.run.tags)
     if replay is None:
-        return Extraction(client=client, days=days,
-                          recording=StepRecording.attach(vendor, context.run_id, client.http))
+        return Extraction(client=client, days=days, account=account,
+                          recording=StepRecording.attach(vendor, context.run_id, client.http, account))
     run_id, root = replay
     try:
-        now = attach_replay(client.http, vendor, context.asset_key.path[-1], run_id, root)
+        now = attach_replay(client.http, vendor, context.asset_key.path[-1], run_id, root, account)
     except LookupError as missing:
         raise Failure(description=f"replay: {missing}", allow_retries=False) from None
     context.log.info(f"replaying {vendor} run {run_id} from the archive {root} (extracted at {now}): no vendor call")
-    return Extraction(client=client, days=days, now=now)
+    return Extraction(client=client, days=days, account=account, now=now)
 
 
 def load(
@@ -424,7 +509,7 @@ def load(
     try:
         batch = validate_batch(ref, typed, declared.model, key_column, key_values,
                                unique_key=declared.key, vendor=source.vendor,
-                               require_some_valid=require_some_valid)
+                               require_some_valid=require_some_valid, account=run.account or DEFAULT_ACCOUNT)
     except AllRowsRejected as error:
         # Every answer arrived, only its rows failed: kept, so a fix can be replayed over it.
         _archive(context, duckdb, run, table, key_values)
@@ -438,10 +523,12 @@ def load(
         outcome = write_batch(conn, batch, lambda tables: duckdb.table_turns(tables, holder, context.log.info))
         # After the commit, on the same connection: the check sees exactly what was written, in
         # the same turn on the warehouse.
+        # With several accounts, each account's asset is judged on its own rows and devices.
         checks = [rejects_check(outcome),
-                  empty_partition_check(conn, ref, source.fleet, [(p.key, p.rows) for p in outcome.partitions])]
+                  empty_partition_check(conn, ref, source.fleet, [(p.key, p.rows) for p in outcome.partitions],
+                                        run.account)]
         if run.days and partitioned:
-            checks.append(row_count_check(conn, ref, key_column, run.days, run.now.date()))
+            checks.append(row_count_check(conn, of_account(ref, run.account), key_column, run.days, run.now.date()))
     extra_metadata = {key: value() if callable(value) else value for key, value in extra_metadata.items()}
     metadata = materialization_metadata(outcome, run.client.stats, run.started, source.describer(table),
                                         **extra_metadata, **hold_metadata(hold))

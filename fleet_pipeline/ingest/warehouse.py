@@ -572,6 +572,7 @@ def replace_partitions(
     rejects: pl.DataFrame | None = None,
     field_issues: pl.DataFrame | None = None,
     turns: Callable[[Sequence[TableRef]], AbstractContextManager[Any]] | None = None,
+    account: str | None = None,
 ) -> dict[date, ReplaceResult]:
     """Atomically swap the rows of several partitions (a backfill run's days) for ``frame``.
 
@@ -581,6 +582,10 @@ def replace_partitions(
     and replace the rejects of exactly these partitions; so do ``field_issues``, in
     ``<schema>.field_issues`` (created the first time a batch has any). The transaction runs inside
     ``turns`` of the tables it writes (the lake's per-table turns, :func:`table_turns`).
+
+    With ``account``, only that vendor account's rows of the partitions (and its rejects and field
+    issues) are replaced: two accounts loading the same day and table never delete each other's
+    rows. Rows stored before tables had an ``account`` column belong to ``default``.
     """
     keys = list(dict.fromkeys(key_values))
     if not keys:
@@ -598,18 +603,20 @@ def replace_partitions(
             raise ValueError(f"{table}: rejects of a partition this write does not replace")
         rejected = _counts_by(rejects, "partition_key", [str(k) for k in keys])
     placeholders = ", ".join("?" for _ in keys)
+    of_account, account_params = ("", []) if account is None else (" AND coalesce(\"account\", 'default') = ?", [account])
     rejects_table = TableRef(table.schema, REJECTS_TABLE)
     issues_table = TableRef(table.schema, FIELD_ISSUES_TABLE)
     with turns([table, rejects_table, issues_table]) if turns is not None else nullcontext():
         conn.execute("BEGIN TRANSACTION")
         try:
-            before = _replace_rows(conn, table, frame, f'"{key_column}" IN ({placeholders})', keys, key_column)
-            of_partitions = f"table_name = ? AND partition_key IN ({placeholders})"
+            before = _replace_rows(conn, table, frame, f'"{key_column}" IN ({placeholders}){of_account}',
+                                   [*keys, *account_params], key_column)
+            of_partitions = f"table_name = ? AND partition_key IN ({placeholders}){of_account}"
+            problem_params = [table.name, *(str(k) for k in keys), *account_params]
             if rejects is not None:
-                _replace_rows(conn, rejects_table, rejects, of_partitions, [table.name, *(str(k) for k in keys)])
+                _replace_rows(conn, rejects_table, rejects, of_partitions, problem_params)
             if field_issues is not None and (field_issues.height or _table_exists(conn, issues_table)):
-                _replace_rows(conn, issues_table, field_issues, of_partitions,
-                              [table.name, *(str(k) for k in keys)])
+                _replace_rows(conn, issues_table, field_issues, of_partitions, problem_params)
             conn.execute("COMMIT")
         except BaseException as error:
             _roll_back(conn, error)

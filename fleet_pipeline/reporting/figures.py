@@ -3,7 +3,9 @@ and for the marts' Dagster metadata (the asset pages' plots per partition), so b
 number for the same day.
 
 Every figure is an aggregate over one mart, per UTC day and per vendor (``platform``); when the mart
-has an ``account`` column the vendor's accounts are told apart as well, without any setting. A mart
+holds rows of a vendor account other than ``default`` (its ``account`` column, issue 18) the vendor's
+accounts are told apart as well, without any setting; with the one account ``default`` of every
+vendor the series stay one per vendor, as before there were accounts. A mart
 that is not built yet, or lacks a column a figure needs, raises :class:`NotBuilt` naming what is
 missing, so a report section can say so instead of failing.
 """
@@ -20,6 +22,7 @@ import duckdb
 from fleet_pipeline.automation.partitions import days_between
 from fleet_pipeline.reporting import formats
 from fleet_pipeline.reporting.formats import Unit
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 # Canonical types of alarms_daily (seed alarm_type_map) that are the vehicle's own events, not
 # alarms: Navixy reports ignition on/off and trip start/end through the same event feed as its
@@ -79,6 +82,7 @@ class Marts:
         self.conn = conn
         self.schema = schema
         self._columns: dict[str, list[str]] = {}
+        self._accounts: dict[str, bool] = {}
 
     def columns(self, table: str) -> list[str]:
         """The table's columns in order; none when the table does not exist."""
@@ -90,6 +94,17 @@ class Marts:
                 "order by ordinal_position", [self.schema, table]).fetchall()
             self._columns[table] = [row[0] for row in rows]
         return self._columns[table]
+
+    def has_accounts(self, table: str) -> bool:
+        """Whether the table tells vendor accounts apart: it has an account column holding an account
+        other than ``default`` (every row is ``default``'s when no accounts file is configured)."""
+        if ACCOUNT_COLUMN not in self.columns(table):
+            return False
+        if table not in self._accounts:
+            (named,), = self.query(f"select count(*) > 0 from (select 1 from {self.relation(table)} "
+                                   f"where {quote(ACCOUNT_COLUMN)} <> '{DEFAULT_ACCOUNT}' limit 1)")
+            self._accounts[table] = bool(named)
+        return self._accounts[table]
 
     def require(self, table: str, columns: Sequence[str]) -> list[str]:
         present = self.columns(table)
@@ -138,7 +153,7 @@ class Measure:
     zero_fill: bool = False
 
     def group_by(self, marts: Marts) -> tuple[str, ...]:
-        has_account = ACCOUNT_COLUMN in marts.columns(self.table)
+        has_account = marts.has_accounts(self.table)
         return (*self.group, *((quote(ACCOUNT_COLUMN),) if has_account else ()), *self.detail)
 
     def _rows(self, marts: Marts, window: Window, by_day: bool, grouped: bool) -> list[tuple]:

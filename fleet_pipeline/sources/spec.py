@@ -74,7 +74,20 @@ class VendorSpec:
         return f"fleet_pipeline.sandbox.{self.name}"
 
     def load_assets(self) -> list[Any]:
-        return list(getattr(importlib.import_module(self.assets_module), f"{self.name}_assets"))
+        """Its assets, one per table, or one per table and account when it has several accounts
+        (``fleet_pipeline.sources.accounts``)."""
+        module = importlib.import_module(self.assets_module)
+        return module.SOURCE.for_accounts(getattr(module, f"{self.name}_assets"), self.accounts())
+
+    def table_specs(self) -> list[Any]:
+        """With several accounts, each table's own asset (the union its accounts' assets load)."""
+        module = importlib.import_module(self.assets_module)
+        return module.SOURCE.table_specs(getattr(module, f"{self.name}_assets"), self.accounts())
+
+    def accounts(self) -> list[str]:
+        from fleet_pipeline.sources.accounts import account_names
+
+        return account_names(self)
 
     def sandbox_module(self) -> ModuleType:
         return importlib.import_module(self.sandbox)

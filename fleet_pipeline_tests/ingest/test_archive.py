@@ -360,14 +360,19 @@ def _tracksolid_client(sandbox, cache: Path) -> TracksolidClient:
                             now=sandbox.clock, sleep=lambda s: None, max_calls_per_s=None)
 
 
+def _one_device_window(world):
+    """The World's Tracksolid root account, its first device, and a day's window before now."""
+    root = world.root_account("tracksolid").account_id
+    imei = world.devices_on("tracksolid", at=world.now())[0].imei
+    return root, imei, world.now() - timedelta(days=2), world.now() - timedelta(days=1)
+
+
 def test_the_session_records_accepted_answers_and_replays_them_by_call_and_parameters(tracksolid_sandbox, tmp_path):
     """The HTTP layer alone: answers recorded from the sandbox, served again to a client with an empty
     token cache (it asks for a token, as the replay of a step does) without a request; a call the
     recording does not hold fails, naming the vendor and the call."""
     world = tracksolid_sandbox.world
-    root = world.root_account("tracksolid").account_id
-    imei = world.devices_on("tracksolid", at=world.now())[0].imei
-    begin, end = world.now() - timedelta(days=2), world.now() - timedelta(days=1)
+    root, imei, begin, end = _one_device_window(world)
     recorded = _tracksolid_client(tracksolid_sandbox, tmp_path / "cache")
     recorded.http.recorder = Recorder()
     devices, points = recorded.devices(root), recorded.track_points(imei, begin, end)
@@ -386,6 +391,42 @@ def test_the_session_records_accepted_answers_and_replays_them_by_call_and_param
     with pytest.raises(VendorAPIError, match=r"tracksolid jimi.device.track.list.*replay: no archived answer"):
         replayed.track_points(imei, begin - timedelta(days=1), end)
     assert len(tracksolid_sandbox.server.requests()) == sent
+
+
+def test_two_accounts_of_one_run_archive_and_replay_their_own_answers(tracksolid_sandbox, tmp_path):
+    """Two accounts' steps of one run load the same table and day: each archive file is kept (the
+    second does not overwrite the first), a replay of one account is served that account's answers
+    alone (their redacted requests can be the same), and the replay plan has one run per account."""
+    world = tracksolid_sandbox.world
+    root, imei, begin, end = _one_device_window(world)
+    # One client (the sandbox gives a token once a minute) recording each account's calls in turn.
+    client = _tracksolid_client(tracksolid_sandbox, tmp_path / "cache")
+    client.http.recorder = Recorder()
+    archive = Archive(str(tmp_path / "archive"))
+    devices = client.devices(root)
+    archive.write("tracksolid", "track_points", [begin.date()], "run-1", world.now(),
+                  client.http.recorder.take(client.http.secrets, client.http.volatile_fields))
+    points = client.track_points(imei, begin, end)
+    lyon = archive.write("tracksolid", "track_points", [begin.date()], "run-1", world.now(),
+                         client.http.recorder.take(client.http.secrets, client.http.volatile_fields), "lyon")
+    assert Path(lyon.path).parent.name == "lyon"
+    assert sorted(step.account for step in archive.steps("tracksolid", "track_points")) == ["default", "lyon"]
+    assert [step.account for step in archive.steps("tracksolid", account="lyon")] == ["lyon"]
+
+    sent = len(tracksolid_sandbox.server.requests())
+    as_lyon = _tracksolid_client(tracksolid_sandbox, tmp_path / "cache")  # its token cached, as when recorded
+    as_lyon.http.replay = ArchiveReplay(archive, "tracksolid", "run-1", "lyon")
+    assert as_lyon.track_points(imei, begin, end) == points
+    as_default = _tracksolid_client(tracksolid_sandbox, tmp_path / "empty-default")
+    as_default.http.replay = ArchiveReplay(archive, "tracksolid", "run-1")
+    assert as_default.devices(root) == devices
+    with pytest.raises(VendorAPIError, match=r"tracksolid jimi.device.track.list.*replay: no archived answer"):
+        as_default.track_points(imei, begin, end)
+    assert len(tracksolid_sandbox.server.requests()) == sent
+
+    runs = plan_replay(archive, "tracksolid", begin.date(), begin.date(), vendor_tables("tracksolid"), "track_points")
+    assert sorted((run.account, run.run_id, run.tables) for run in runs) == [
+        ("default", "run-1", ("track_points",)), ("lyon", "run-1", ("track_points",))]
 
 
 def test_a_step_whose_answers_cannot_be_archived_swaps_nothing(tmp_path, monkeypatch):

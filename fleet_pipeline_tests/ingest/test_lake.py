@@ -237,6 +237,24 @@ def _points(day: date, rows: int) -> pl.DataFrame:
     return pl.DataFrame({"partition_date": [day] * rows, "imei": [f"{i:015d}" for i in range(rows)]})
 
 
+def test_each_account_replaces_only_its_own_rows_of_a_day_in_the_lake(lake):
+    """The per-account partition replacement on the lake: rows stored before the table had an
+    account column are 'default''s; an account's load adds the column and leaves them, and a
+    load of 'default' replaces them without touching the other account's rows of the day."""
+    table = TableRef("raw_test", "points")
+
+    def of_account(day: date, rows: int, account: str) -> pl.DataFrame:
+        return _points(day, rows).with_columns(account=pl.lit(account))
+
+    with connect("", lake) as conn:
+        replace_partitions(conn, table, _points(DAY_A, 3), "partition_date", [DAY_A])
+        replace_partitions(conn, table, of_account(DAY_A, 4, "eu"), "partition_date", [DAY_A], account="eu")
+        replace_partitions(conn, table, of_account(DAY_A, 2, "default"), "partition_date", [DAY_A],
+                           account="default")
+        replace_partitions(conn, table, of_account(DAY_A, 5, "eu"), "partition_date", [DAY_A], account="eu")
+    assert dict(_query(lake, f"select account, count(*) from {table.sql} group by 1")) == {"default": 2, "eu": 5}
+
+
 def test_a_commit_that_fails_on_a_conflict_reports_the_conflict(lake):
     table = TableRef("raw_test", "points")
     with connect("", lake) as first, connect("", lake) as second:

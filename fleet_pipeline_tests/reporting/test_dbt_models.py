@@ -55,7 +55,7 @@ def _sandbox_env(data_dir: Path) -> dict[str, str]:
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{cmd[0]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
 
 

@@ -198,10 +198,13 @@ STOCK = [("p1", DAY_1, "TRK-FMB920", "FMB920 tracker", 40), ("p1", DAY_2, "TRK-F
          ("p1", SNAPSHOT_DAY, "TRK-FMB920", "FMB920 tracker", 35)]
 
 
-def _fixture_marts(path: Path, accounts: bool = False, utilisation: bool = True) -> None:
+def _fixture_marts(path: Path, accounts: bool = False, utilisation: bool = True, one_account: bool = False) -> None:
     """A working file whose marts have the documented columns (utilisation_daily its contract's);
-    with ``accounts`` the rows carry an account: t1 and n1 of 'north', the others of 'south'."""
+    with ``accounts`` the rows carry an account: t1 and n1 of 'north', the others of 'south' (all
+    'default', the single-account configuration, with ``one_account``)."""
     def account(imei: str) -> str:
+        if one_account:
+            return "default"
         return "north" if imei in ("t1", "n1") else "south"
 
     acc_col = ", account VARCHAR" if accounts else ""
@@ -279,10 +282,11 @@ def fetched_resources(page_html: str) -> list[str]:
     return found
 
 
-def _render(tmp_path: Path, accounts: bool = False, utilisation: bool = True, **window) -> tuple[str, object]:
+def _render(tmp_path: Path, accounts: bool = False, utilisation: bool = True, one_account: bool = False,
+            **window) -> tuple[str, object]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     working, serving = tmp_path / "working.duckdb", tmp_path / "serving"
-    _fixture_marts(working, accounts=accounts, utilisation=utilisation)
+    _fixture_marts(working, accounts=accounts, utilisation=utilisation, one_account=one_account)
     publish(working, serving)
     page = tmp_path / "reports" / "fleet_report.html"
     report = write_report(serving / SERVING_FILE, page, datetime(2026, 11, 21, 6, 0), **window)
@@ -364,6 +368,14 @@ def test_report_groups_by_account_when_the_marts_have_one(tmp_path: Path) -> Non
                                                                   "navixy · north · trip_end"}
     assert {name for name, _ in traces(charts["chart-utilisation"])} == {"tracksolid · north", "tracksolid · south",
                                                           "navixy · north", "navixy · south"}
+
+
+def test_report_keeps_one_series_per_vendor_when_every_row_is_the_default_accounts(tmp_path: Path) -> None:
+    """The marts always carry `account`; with no accounts file every row is 'default''s, and the
+    report draws the vendors as before there were accounts."""
+    charts = chart_figures(_render(tmp_path, accounts=True, one_account=True)[0])
+    assert traces(charts["chart-km"]) == pytest.approx(flat(_expected_per_day(MILEAGE, lambda r: r[3])))
+    assert {name for name, _ in traces(charts["chart-utilisation"])} == {"tracksolid", "navixy"}
 
 
 def test_report_window_is_configurable(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 -- of AOVX's latest successful OTA attempt, daily reports and history); Jimi devices have none.
 with tracksolid as (
     select
-        imei, 'tracksolid' as platform, device_name, model, account_id, group_name,
+        imei, 'tracksolid' as platform, account, device_name, model, account_id, group_name,
         sim_number, activated_at, enabled as is_enabled, snapshot_date
     from {{ ref('stg_tracksolid__devices') }}
     qualify row_number() over (partition by imei order by snapshot_at desc) = 1
@@ -11,7 +11,7 @@ with tracksolid as (
 
 navixy as (
     select
-        imei, 'navixy' as platform, device_name, model,
+        imei, 'navixy' as platform, account, device_name, model,
         cast(null as varchar) as account_id, cast(group_id as varchar) as group_name,
         sim_number, activated_at, not blocked as is_enabled, snapshot_date
     from {{ ref('stg_navixy__trackers') }}
@@ -65,6 +65,7 @@ aovx as (
 select
     d.imei,
     d.platform,
+    d.account,
     case
         when t.imei is not null then 'teltonika'
         when a.imei is not null then 'aovx'

@@ -13,13 +13,13 @@
 -- says which source saw it.
 with tracksolid_sources as (
     select
-        'poll' as received_via, imei, partition_date, alarm_at, vendor_code, vendor_name, lat, lng,
+        'poll' as received_via, account, imei, partition_date, alarm_at, vendor_code, vendor_name, lat, lng,
         speed_kmh, geofence_id
     from {{ ref('stg_tracksolid__alarms') }}
     where true {{ partition_filter('partition_date') }}
     union all
     select
-        'push' as received_via, imei, partition_date, alarm_at, vendor_code, vendor_name, lat, lng,
+        'push' as received_via, account, imei, partition_date, alarm_at, vendor_code, vendor_name, lat, lng,
         speed_kmh, geofence_id
     from {{ ref('stg_tracksolid__push_alarms') }}
     where true {{ partition_filter('partition_date') }}
@@ -54,13 +54,13 @@ tracksolid as (
 
 alarms as (
     select
-        'tracksolid' as platform, imei, partition_date, alarm_at, vendor_code, vendor_name,
+        'tracksolid' as platform, account, imei, partition_date, alarm_at, vendor_code, vendor_name,
         vendor_code as lookup_code, lat, lng, speed_kmh, geofence_id, received_via_all as received_via
     from tracksolid
     where source_rank = 1
     union all
     select
-        'navixy' as platform, imei, partition_date, alarm_at, vendor_code, vendor_name,
+        'navixy' as platform, account, imei, partition_date, alarm_at, vendor_code, vendor_name,
         -- Navixy reports ignition on and off as one event type; the message tells them apart
         case
             when vendor_code = 'input_change' and vendor_name ilike '%ignition on%' then 'input_change:ignition_on'
@@ -83,6 +83,7 @@ select
             partition by a.platform, a.imei, a.alarm_at, a.lookup_code order by a.lat, a.lng) as varchar)
     ) as alarm_id,
     a.platform,
+    a.account,
     a.imei,
     a.partition_date,
     a.alarm_at,

@@ -3,6 +3,7 @@
 -- and UTC day it sent any, with its last heartbeat and the power level and GSM signal it reported
 -- then. The join point of device-health marts: (imei, partition_date).
 select
+    account,
     imei,
     partition_date,
     count(*) as heartbeats,
@@ -16,4 +17,4 @@ select
     arg_max(ignition_on, heartbeat_at) as last_ignition_on
 from {{ ref('stg_tracksolid__push_heartbeats') }}
 where true {{ partition_filter('partition_date') }}
-group by imei, partition_date
+group by account, imei, partition_date

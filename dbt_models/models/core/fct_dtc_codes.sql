@@ -4,6 +4,7 @@
 with codes as (
     select
         r.msg_id,
+        r.account,
         r.imei,
         r.partition_date,
         r.reported_at,
@@ -20,6 +21,7 @@ select
     md5(msg_id || '|' || dtc_code || '|' || cast(row_number() over (
         partition by msg_id, dtc_code order by dtc_code) as varchar)) as dtc_id,
     msg_id,
+    account,
     imei,
     partition_date,
     reported_at,

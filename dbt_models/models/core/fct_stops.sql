@@ -30,7 +30,7 @@
 -- any source of the vendor the stop kind is `unknown`, never silently parking.
 with points as (
     select
-        platform, imei, partition_date, gps_time, lat, lng, ignition_on,
+        platform, account, imei, partition_date, gps_time, lat, lng, ignition_on,
         coalesce(speed_kmh <= {{ var('stop_speed_kmh') }}, false) as is_stationary
     from {{ ref('fct_track_points') }}
     where true
@@ -103,6 +103,7 @@ runs as (
     select
         imei,
         any_value(platform) as platform,
+        any_value(account) as account,
         min(gps_time) as started_at,
         max(covered_until) as ended_at,
         max(gps_time) as last_fix_at,
@@ -169,7 +170,7 @@ new_run_ignition as (
 
 derived as (
     select
-        'derived' as stop_source, r.platform, r.imei, cast(r.started_at as date) as partition_date,
+        'derived' as stop_source, r.platform, r.account, r.imei, cast(r.started_at as date) as partition_date,
         r.started_at, r.ended_at, r.lat, r.lng,
         coalesce(
             r.fix_ignition_on,
@@ -185,7 +186,7 @@ derived as (
 
 vendor as (
     select
-        'vendor' as stop_source, 'tracksolid' as platform, imei, partition_date,
+        'vendor' as stop_source, 'tracksolid' as platform, account, imei, partition_date,
         started_at, ended_at, lat, lng, ignition_on, cast(null as bigint) as fix_count_in_stop,
         false as is_open
     from {{ ref('stg_tracksolid__parking') }}
@@ -195,7 +196,7 @@ vendor as (
 fresh as (
     select
         md5(stop_source || '|' || imei || '|' || cast(started_at as varchar)) as stop_id,
-        stop_source, platform, imei, partition_date, started_at, ended_at,
+        stop_source, platform, account, imei, partition_date, started_at, ended_at,
         date_diff('second', started_at, ended_at) as duration_s,
         case when ignition_on then 'idling' when not ignition_on then 'parking' else 'unknown' end
             as stop_kind,
@@ -207,10 +208,11 @@ fresh as (
     ) as both_sources
 )
 
-{#- Stops left open by earlier runs; skipped on a table built before is_open existed (the first
-    run after the upgrade adds the column). -#}
-{%- set carry_in = is_incremental() and min_date is not none
-    and 'is_open' in (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list) %}
+{#- Stops left open by earlier runs; skipped on a table built before is_open or account existed
+    (the first run after the upgrade adds the column). -#}
+{%- set existing = (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list)
+    if is_incremental() else [] %}
+{%- set carry_in = is_incremental() and min_date is not none and 'is_open' in existing and 'account' in existing %}
 {%- if carry_in %},
 
 -- An open stop continues into the window when a run read here holds its last fix, or (device
@@ -224,7 +226,7 @@ open_before as (
 
 continued as (
     select
-        o.stop_id, o.stop_source, o.platform, o.imei, o.partition_date, o.started_at,
+        o.stop_id, o.stop_source, o.platform, o.account, o.imei, o.partition_date, o.started_at,
         greatest(o.ended_at, r.ended_at) as ended_at,
         date_diff('second', o.started_at, greatest(o.ended_at, r.ended_at)) as duration_s,
         o.stop_kind, o.ignition_on, o.lat, o.lng,

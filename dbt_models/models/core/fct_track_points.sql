@@ -2,12 +2,12 @@
 -- Every GPS fix of every platform, with the haversine distance from the previous fix of the same
 -- device on the same UTC day (the day boundary keeps a one-day run self-contained).
 with points as (
-    select 'tracksolid' as platform, imei, partition_date, gps_time, lat, lng, speed_kmh,
+    select 'tracksolid' as platform, account, imei, partition_date, gps_time, lat, lng, speed_kmh,
            heading_deg, ignition_on, satellites, altitude_m, vendor_distance_km
     from {{ ref('stg_tracksolid__track_points') }}
     where true {{ partition_filter('partition_date') }}
     union all
-    select 'navixy' as platform, imei, partition_date, gps_time, lat, lng, speed_kmh,
+    select 'navixy' as platform, account, imei, partition_date, gps_time, lat, lng, speed_kmh,
            heading_deg, ignition_on, satellites, altitude_m, vendor_distance_km
     from {{ ref('stg_navixy__track_points') }}
     where true {{ partition_filter('partition_date') }}
@@ -24,7 +24,7 @@ with_previous as (
 )
 
 select
-    platform, imei, partition_date, gps_time, lat, lng, speed_kmh, heading_deg, ignition_on,
+    platform, account, imei, partition_date, gps_time, lat, lng, speed_kmh, heading_deg, ignition_on,
     satellites, altitude_m, vendor_distance_km,
     coalesce({{ haversine_km('prev_lat', 'prev_lng', 'lat', 'lng') }}, 0.0) as distance_from_prev_km,
     coalesce(date_diff('second', prev_gps_time, gps_time), 0) as seconds_from_prev

@@ -8,6 +8,7 @@ select
     {{ local_date('a.partition_date', device_zone('any_value(d.time_zone)')) }} as local_date,
     a.canonical_type,
     any_value(a.platform) as platform,
+    any_value(a.account) as account,
     count(*) as alarm_count,
     count(*) filter (where not a.is_mapped) as unmapped_count
 from {{ ref('fct_alarms') }} as a

@@ -20,7 +20,7 @@ with days as (
 ),
 
 device_days as (
-    select d.imei, d.platform, z.time_zone, d.is_enabled, days.partition_date
+    select d.imei, d.platform, d.account, z.time_zone, d.is_enabled, days.partition_date
     from {{ ref('dim_devices') }} as d
     left join {{ ref('dim_device_time_zones') }} as z using (imei)
     cross join days
@@ -150,6 +150,7 @@ select
     dd.partition_date,
     {{ local_date('dd.partition_date', device_zone('dd.time_zone')) }} as local_date,
     dd.platform,
+    dd.account,
     dd.imei,
     dd.is_enabled,
     f.fix_count,

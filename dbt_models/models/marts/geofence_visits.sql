@@ -12,7 +12,7 @@
 -- far back (a visit longer than visit_lookback_days loses its entry) up to those loaded after it.
 with zone_events as (
     select
-        imei, platform, alarm_at, canonical_type = 'geofence_in' as is_entry,
+        imei, platform, account, alarm_at, canonical_type = 'geofence_in' as is_entry,
         coalesce(geofence_id, '(unnamed)') as zone
     from {{ ref('fct_alarms') }}
     where canonical_type in ('geofence_in', 'geofence_out')
@@ -33,7 +33,7 @@ neighbours as (
 visits as (
     -- every exit: closing the entry just before it, or with no entry
     select
-        imei, platform, zone,
+        imei, platform, account, zone,
         case when prev_is_entry then prev_at end as entered_at,
         alarm_at as exited_at,
         case when prev_is_entry then 'closed' else 'no_entry' end as visit_status
@@ -42,7 +42,7 @@ visits as (
     union all
     -- entries no exit follows
     select
-        imei, platform, zone, alarm_at as entered_at, null as exited_at,
+        imei, platform, account, zone, alarm_at as entered_at, null as exited_at,
         case when next_is_entry is null then 'open' else 'no_exit' end as visit_status
     from neighbours
     where is_entry and coalesce(next_is_entry, true)
@@ -59,6 +59,7 @@ select
     v.partition_date as day,
     {{ local_date('v.partition_date', device_zone('z.time_zone')) }} as local_date,
     v.platform,
+    v.account,
     v.imei,
     v.zone,
     v.entered_at,

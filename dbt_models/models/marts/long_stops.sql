@@ -11,6 +11,7 @@ select
     e.day,
     e.local_date,
     e.platform,
+    e.account,
     e.imei,
     e.stop_kind,
     e.stop_source,

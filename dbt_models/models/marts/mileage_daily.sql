@@ -8,7 +8,7 @@
 -- (null, not 0: unknown) and tracker_blocked set, instead of vanishing.
 with from_points as (
     select
-        imei, partition_date, any_value(platform) as platform,
+        imei, partition_date, any_value(platform) as platform, any_value(account) as account,
         sum(distance_from_prev_km) as points_km,
         sum(vendor_distance_km) as odometer_km,
         count(*) as fix_count
@@ -18,7 +18,7 @@ with from_points as (
 ),
 
 from_trips as (
-    select imei, partition_date, any_value(platform) as platform,
+    select imei, partition_date, any_value(platform) as platform, any_value(account) as account,
            sum(distance_km) as trips_km, count(*) as trip_count
     from {{ ref('fct_trips') }}
     where true {{ partition_filter('partition_date') }}
@@ -30,6 +30,7 @@ joined as (
         coalesce(p.imei, t.imei) as imei,
         coalesce(p.partition_date, t.partition_date) as partition_date,
         coalesce(p.platform, t.platform) as platform,
+        coalesce(p.account, t.account) as account,
         t.trips_km, coalesce(t.trip_count, 0) as trip_count,
         p.points_km, coalesce(p.fix_count, 0) as fix_count,
         p.odometer_km
@@ -43,12 +44,12 @@ unseen_movement as (
 ),
 
 blocked as (
-    select imei, platform from {{ ref('dim_devices') }}
+    select imei, platform, account from {{ ref('dim_devices') }}
     where platform = 'navixy' and not is_enabled
 ),
 
 blocked_days as (
-    select b.imei, d.partition_date, b.platform
+    select b.imei, d.partition_date, b.platform, b.account
     from blocked as b
     cross join (select distinct partition_date from joined) as d
     anti join joined as j on j.imei = b.imei and j.partition_date = d.partition_date
@@ -67,7 +68,7 @@ chosen as (
     from joined
     union all by name
     select
-        imei, partition_date, platform, 0 as trip_count, 0 as fix_count,
+        imei, partition_date, platform, account, 0 as trip_count, 0 as fix_count,
         'none' as chosen_source, cast(null as double) as chosen_km, true as tracker_blocked
     from blocked_days
 )
@@ -78,6 +79,7 @@ select
     partition_date as day,
     {{ local_date('partition_date', device_zone('z.time_zone')) }} as local_date,
     platform,
+    account,
     trips_km,
     trip_count,
     points_km,

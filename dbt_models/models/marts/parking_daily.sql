@@ -62,6 +62,7 @@ select
     m.covered_day as day,
     {{ local_date('m.covered_day', device_zone('any_value(z.time_zone)')) }} as local_date,
     any_value(m.platform) as platform,
+    any_value(m.account) as account,
     case when count(distinct m.stop_source) > 1 then 'vendor+derived' else any_value(m.stop_source) end
         as stop_source,
     count(*) filter (where m.stop_kind = 'parking' and m.starts_that_day) as parking_count,

@@ -64,7 +64,7 @@ night as (
 )
 
 select
-    stop_id, imei, platform, stop_source, stop_kind, partition_date, partition_date as day,
+    stop_id, imei, platform, account, stop_source, stop_kind, partition_date, partition_date as day,
     {{ local_date('partition_date', device_zone('z.time_zone')) }} as local_date,
     started_at, ended_at, duration_s, ignition_on, lat, lng,
     greatest(date_diff('second', greatest(started_at, partition_date::timestamp), least(ended_at, early_to)), 0)

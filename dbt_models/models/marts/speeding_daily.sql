@@ -9,7 +9,7 @@
 -- longer silence is not measured). A device reports the speed of the stretch it is starting, so
 -- dense fixes (every few seconds to half a minute while driving) give the time to within a fix.
 with days as (
-    select imei, partition_date, platform, chosen_km, tracker_blocked, is_provisional
+    select imei, partition_date, platform, account, chosen_km, tracker_blocked, is_provisional
     from {{ ref('mileage_daily') }}
     where true {{ partition_filter('partition_date') }}
 ),
@@ -46,6 +46,7 @@ select
     d.partition_date,
     {{ local_date('d.partition_date', device_zone('z.time_zone')) }} as local_date,
     d.platform,
+    d.account,
     d.imei,
     d.chosen_km as km,
     case when not d.tracker_blocked then coalesce(a.overspeed_count, 0) end as overspeed_count,

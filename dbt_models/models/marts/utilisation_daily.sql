@@ -10,7 +10,7 @@
 -- km are applied to chosen_km, so the three add up to km.
 with days as (
     select
-        imei, partition_date, platform, chosen_km, tracker_blocked, is_provisional
+        imei, partition_date, platform, account, chosen_km, tracker_blocked, is_provisional
     from {{ ref('mileage_daily') }}
     where true {{ partition_filter('partition_date') }}
 ),
@@ -74,6 +74,7 @@ select
     {{ local_date('partition_date', 'time_zone') }} as local_date,
     time_zone,
     platform,
+    account,
     imei,
     -- a blocked tracker's day is unknown, not idle: every figure of it is null
     case when not tracker_blocked then trip_count end as trip_count,

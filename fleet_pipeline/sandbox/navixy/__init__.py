@@ -15,6 +15,7 @@ from fleet_pipeline.sandbox.navixy.protocol import (
     LOGIN,
     PASSWORD,
     USER_TIME_ZONE,
+    account_api_key,
 )
 from fleet_pipeline.sandbox.navixy.synthesis import (
     TRACKER_ID_BASE,
@@ -34,6 +35,7 @@ __all__ = [
     "USER_TIME_ZONE",
     "NavixyApp",
     "NavixyKnobs",
+    "account_api_key",
     "default_blocked_tracker_ids",
     "default_deleted_tracker_ids",
     "make_server",

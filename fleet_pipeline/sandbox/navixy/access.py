@@ -69,8 +69,11 @@ class AccessControl:
         presented = hash_of(request, values)
         if not presented:
             raise NavixyError(3)
+        account_id = None
         if hmac.compare_digest(presented.encode("utf-8"), API_KEY.encode("utf-8")):
             kind = "api_key"
+        elif presented.startswith(API_KEY + ".") and presented[len(API_KEY) + 1:] in self._groups:
+            kind, account_id = "api_key", presented[len(API_KEY) + 1:]
         else:
             issued = self._session_issued_at(presented)
             if issued is None:
@@ -83,7 +86,7 @@ class AccessControl:
                 raise NavixyError(4)
             kind = "session"
         return Call(method=call.method, params=call.params, iso=call.iso, hash=presented,
-                     session_kind=kind)
+                     session_kind=kind, account_id=account_id)
 
     def _session_mac(self, payload: bytes) -> bytes:
         return hmac.new(self._session_key, payload, hashlib.sha256).digest()[:8]

@@ -100,21 +100,24 @@ class AccountEndpoints:
                              "route_provider": "osrm", "translit": False}}
 
     # -- trackers ----------------------------------------------------------------------------
-    def _visible_devices(self) -> list[Device]:
+    def _visible_devices(self, call: Call) -> list[Device]:
         deleted = self.knobs.deleted_tracker_ids or set()
         today = self.now().date()
         return [d for d in self.world.devices_on(PLATFORM)
-                if d.activation_date <= today and tracker_id(d) not in deleted]
+                if d.activation_date <= today and tracker_id(d) not in deleted
+                and call.account_id in (None, d.account_id)]
 
-    def _classify(self, tid: int) -> tuple[str, Device | None]:
-        """("ok" | "blocked" | "deleted" | "missing", device) for one tracker id."""
+    def _classify(self, tid: int, call: Call) -> tuple[str, Device | None]:
+        """("ok" | "blocked" | "deleted" | "missing", device) for one tracker id; a tracker of
+        another account than the one an account key reaches is missing to it."""
         if tid in (self.knobs.deleted_tracker_ids or set()):
             return "deleted", None
         index = tid - TRACKER_ID_BASE
         if not 0 <= index < len(self.world.devices):
             return "missing", None
         d = self.world.devices[index]
-        if d.platform != PLATFORM or d.activation_date > self.now().date():
+        if (d.platform != PLATFORM or d.activation_date > self.now().date()
+                or call.account_id not in (None, d.account_id)):
             return "missing", None
         if tid in (self.knobs.blocked_tracker_ids or set()):
             return "blocked", d
@@ -123,7 +126,7 @@ class AccountEndpoints:
     def _tracker(self, call: Call) -> Device:
         """The one tracker a single-tracker call names: 201 unknown or deleted, 208 blocked."""
         tid = call.params.integer("tracker_id")
-        status, d = self._classify(tid or 0)
+        status, d = self._classify(tid or 0, call)
         if status == "blocked":
             raise NavixyError(208)
         if status != "ok" or d is None:
@@ -140,7 +143,7 @@ class AccountEndpoints:
             raise NavixyError(221)
         devices = []
         for tid in ids:
-            status, d = self._classify(tid)
+            status, d = self._classify(tid, call)
             if status != "ok" or d is None:
                 raise NavixyError(217)
             devices.append(d)
@@ -154,7 +157,7 @@ class AccountEndpoints:
             if any(not 1 <= len(label) <= 60 for label in labels):
                 raise invalid("labels", "each label must be 1 to 60 characters")
         rows = []
-        for d in self._visible_devices():
+        for d in self._visible_devices(call):
             if labels and not any(f.lower() in d.device_name.lower() for f in labels):
                 continue
             rows.append(self._tracker_object(d))
@@ -162,7 +165,7 @@ class AccountEndpoints:
 
     def tracker_read(self, call: Call) -> dict[str, Any]:
         tid = call.params.integer("tracker_id")
-        status, d = self._classify(tid or 0)
+        status, d = self._classify(tid or 0, call)
         if status not in ("ok", "blocked") or d is None:
             raise NavixyError(201)
         return {"value": self._tracker_object(d)}
@@ -183,7 +186,7 @@ class AccountEndpoints:
         missing: list[int] = []
         deleted: list[int] = []
         for tid in ids:
-            status, d = self._classify(tid)
+            status, d = self._classify(tid, call)
             if status == "ok" and d is not None:
                 found.append(d)
             elif status == "blocked":

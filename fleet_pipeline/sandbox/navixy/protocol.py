@@ -25,6 +25,12 @@ PASSWORD = "sandbox-navixy-password"
 USER_TIME_ZONE = "Europe/Paris"
 API_PREFIX = "/api-v2"
 CREDENTIALS: Mapping[str, str] = {"api_key": API_KEY, "login": LOGIN, "password": PASSWORD}
+
+
+def account_api_key(account_id: str) -> str:
+    """The API key of one Navixy account of the World: it sees the devices that account owns
+    directly, so several keys are several accounts with their own fleets (API_KEY sees them all)."""
+    return f"{API_KEY}.{account_id}"
 LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
 ZONE = ZoneInfo(USER_TIME_ZONE)
 
@@ -223,6 +229,8 @@ class Call:
     iso: bool
     hash: str | None = None
     session_kind: str | None = None     # "api_key" | "session"
+    # The World account an account API key reaches (its devices alone); None: the whole fleet.
+    account_id: str | None = None
 
 
 # -- responses -------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from dagster import EnvVar
 
 from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
@@ -16,6 +15,7 @@ class AovxResource(VendorResource):
     """Connection to the AOVX platform. No token = embedded sandbox (see VendorResource)."""
 
     vendor = "AOVX"
+    registry_name = "aovx"
     credential_hint = "set AOVX_TOKEN and AOVX_TERMINAL_IDS or AOVX_TERMINAL_IDS_FILE"
 
     base_url: str | None = None
@@ -24,12 +24,12 @@ class AovxResource(VendorResource):
     terminal_ids: list[str] = []
 
     @classmethod
-    def from_env(cls) -> AovxResource:
-        live = settings.aovx_settings()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AovxResource:
+        live = settings.aovx_settings(env)
         common = cls.common_from_env()
         if live is None:
             return cls(**common)
-        return cls(base_url=live.base_url, token=EnvVar("AOVX_TOKEN"), terminal_ids=list(live.terminal_ids),
+        return cls(base_url=live.base_url, token=cls.secret(env, "AOVX_TOKEN"), terminal_ids=list(live.terminal_ids),
                    **common)
 
     @property

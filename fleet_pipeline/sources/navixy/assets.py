@@ -20,6 +20,7 @@ from fleet_pipeline.automation.partitions import MONTH_PER_RUN, WEEK_PER_RUN
 from fleet_pipeline.ingest.records import device_rows, typed_frame
 from fleet_pipeline.ingest.source_assets import Source, Table, extraction, load, unknown_as_null
 from fleet_pipeline.ingest.warehouse import TableRef, WarehouseResource
+from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 from fleet_pipeline.sources.navixy import schemas
 from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.sources.navixy.trip_evidence import trackers_with_trip_points
@@ -179,7 +180,7 @@ def trips(context: AssetExecutionContext, navixy: NavixyResource, duckdb: Wareho
         imeis = navixy.imei_by_tracker(run.client)
         begin, end = run.bounds
         active = navixy.active_tracker_ids(run.client)
-        moving = trackers_with_trip_points(duckdb, run.days, active)
+        moving = trackers_with_trip_points(duckdb, run.days, active, run.account or DEFAULT_ACCOUNT)
         if moving is None:
             context.log.info("track points of the window not loaded or partly rejected: asking every tracker for trips")
         reads = _PerTracker(context, run, "track/list", lambda tid: run.client.trips(tid, begin, end))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from dagster import EnvVar
 
 from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
@@ -16,6 +15,7 @@ class NavixyResource(VendorResource):
     """Connection to a Navixy platform (API v2). No credentials = embedded sandbox."""
 
     vendor = "Navixy"
+    registry_name = "navixy"
     credential_hint = "set NAVIXY_API_KEY, or NAVIXY_LOGIN and NAVIXY_PASSWORD"
 
     base_url: str | None = None
@@ -24,15 +24,15 @@ class NavixyResource(VendorResource):
     password: str | None = None
 
     @classmethod
-    def from_env(cls) -> NavixyResource:
-        live = settings.navixy_settings()  # raises ConfigError on partial configuration
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NavixyResource:
+        live = settings.navixy_settings(env)  # raises ConfigError on partial configuration
         common = cls.common_from_env()
         if live is None:
             return cls(**common)
         if live.api_key:
-            return cls(base_url=live.base_url, api_key=EnvVar("NAVIXY_API_KEY"), **common)
-        return cls(base_url=live.base_url, login=EnvVar("NAVIXY_LOGIN"), password=EnvVar("NAVIXY_PASSWORD"),
-                   **common)
+            return cls(base_url=live.base_url, api_key=cls.secret(env, "NAVIXY_API_KEY"), **common)
+        return cls(base_url=live.base_url, login=cls.secret(env, "NAVIXY_LOGIN"),
+                   password=cls.secret(env, "NAVIXY_PASSWORD"), **common)
 
     @property
     def has_credentials(self) -> bool:

@@ -13,7 +13,8 @@ The points loaded into ``raw_navixy.track_points`` are trusted as that evidence 
 are complete: every day of the window has points (the partitions were loaded), and validation
 rejected no track point of those days (a rejected point might have been a trip's). Otherwise
 every tracker is asked, as before. A point without the flag counts as a trip's (the flag is
-optional: absent means not parking).
+optional: absent means not parking). With several Navixy accounts, only the account's own points
+and rejects count.
 """
 
 from __future__ import annotations
@@ -27,29 +28,33 @@ TRACK_POINTS = "raw_navixy.track_points"
 
 
 def trackers_with_trip_points(warehouse: WarehouseResource, days: Sequence[date],
-                              tracker_ids: Sequence[int]) -> list[int] | None:
-    """The trackers of ``tracker_ids`` with a non-parking point on one of ``days``, in their order;
-    None when the loaded track points of ``days`` cannot tell (not loaded, or some rejected)."""
+                              tracker_ids: Sequence[int], account: str) -> list[int] | None:
+    """The trackers of ``tracker_ids`` with a non-parking point of ``account`` on one of ``days``,
+    in their order; None when its loaded track points of ``days`` cannot tell (not loaded, or
+    some rejected)."""
     if not days:
         return None
     placeholders = ", ".join("?" for _ in days)
+    # Rows written before tables had the column belong to the account "default".
+    of_account = "AND coalesce(account, 'default') = ?"
     with warehouse.get_connection(holder="navixy trips: which trackers have trip points") as conn:
         tables = {name for (name,) in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw_navixy'").fetchall()}
         if "track_points" not in tables:
             return None
         loaded = {day for (day,) in conn.execute(
-            f"SELECT DISTINCT partition_date FROM {TRACK_POINTS} WHERE partition_date IN ({placeholders})",
-            list(days)).fetchall()}
+            f"SELECT DISTINCT partition_date FROM {TRACK_POINTS} WHERE partition_date IN ({placeholders}) "
+            f"{of_account}", [*days, account]).fetchall()}
         if loaded != set(days):
             return None
         if REJECTS_TABLE in tables:
             (rejected,) = conn.execute(
                 f"SELECT count(*) FROM raw_navixy.{REJECTS_TABLE} WHERE table_name = 'track_points' "
-                f"AND partition_key IN ({placeholders})", [str(day) for day in days]).fetchone()
+                f"AND partition_key IN ({placeholders}) {of_account}",
+                [*(str(day) for day in days), account]).fetchone()
             if rejected:
                 return None
         moving = {tracker_id for (tracker_id,) in conn.execute(
             f"SELECT DISTINCT tracker_id FROM {TRACK_POINTS} WHERE partition_date IN ({placeholders}) "
-            "AND NOT coalesce(parking, false)", list(days)).fetchall()}
+            f"AND NOT coalesce(parking, false) {of_account}", [*days, account]).fetchall()}
     return [tracker_id for tracker_id in tracker_ids if tracker_id in moving]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from dagster import EnvVar
 
 from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
@@ -16,6 +15,7 @@ class TelestoResource(VendorResource):
     """Connection to Telesto inventory. No API key = embedded sandbox (see VendorResource)."""
 
     vendor = "Telesto"
+    registry_name = "telesto"
     credential_hint = "set TELESTO_API_KEY"
 
     base_url: str | None = None
@@ -24,12 +24,12 @@ class TelestoResource(VendorResource):
     hourly_budget: int = 90
 
     @classmethod
-    def from_env(cls) -> TelestoResource:
-        live = settings.telesto_settings()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TelestoResource:
+        live = settings.telesto_settings(env)
         common = cls.common_from_env()
         if live is None:
             return cls(**common)
-        return cls(base_url=live.base_url, api_key=EnvVar("TELESTO_API_KEY"), **common)
+        return cls(base_url=live.base_url, api_key=cls.secret(env, "TELESTO_API_KEY"), **common)
 
     @property
     def has_credentials(self) -> bool:

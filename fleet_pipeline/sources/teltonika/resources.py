@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from dagster import EnvVar
 
 from fleet_pipeline.ingest.vendor_resource import VendorResource
 from fleet_pipeline.sandbox.world import World
@@ -16,6 +15,7 @@ class TeltonikaResource(VendorResource):
     """Connection to Teltonika FOTA WEB. No token = embedded sandbox (see VendorResource)."""
 
     vendor = "Teltonika FOTA"
+    registry_name = "teltonika"
     credential_hint = "set TELTONIKA_FOTA_API_TOKEN"
 
     base_url: str | None = None
@@ -24,12 +24,12 @@ class TeltonikaResource(VendorResource):
     user_agent: str = DEFAULT_USER_AGENT
 
     @classmethod
-    def from_env(cls) -> TeltonikaResource:
-        live = settings.teltonika_settings()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TeltonikaResource:
+        live = settings.teltonika_settings(env)
         common = cls.common_from_env()
         if live is None:
             return cls(**common)
-        return cls(base_url=live.base_url, api_token=EnvVar("TELTONIKA_FOTA_API_TOKEN"),
+        return cls(base_url=live.base_url, api_token=cls.secret(env, "TELTONIKA_FOTA_API_TOKEN"),
                    user_agent=live.user_agent or DEFAULT_USER_AGENT, **common)
 
     @property

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from dagster import EnvVar
 
 from fleet_pipeline.ingest.http import Backoff
 from fleet_pipeline.ingest.vendor_resource import VendorResource
@@ -17,6 +16,7 @@ class TracksolidResource(VendorResource):
     """Connection to Tracksolid Pro. No credentials = embedded sandbox (see VendorResource)."""
 
     vendor = "Tracksolid"
+    registry_name = "tracksolid"
     credential_hint = "set " + ", ".join(settings.TRACKSOLID_CREDENTIAL_VARS)
 
     base_url: str | None = None
@@ -33,18 +33,18 @@ class TracksolidResource(VendorResource):
     token_get_interval_s: float = 60.0
 
     @classmethod
-    def from_env(cls) -> TracksolidResource:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TracksolidResource:
         """Build from the environment; secrets stay ``EnvVar`` references so the UI never shows them."""
-        live = settings.tracksolid_settings()  # raises ConfigError on partial configuration
-        common = dict(cls.common_from_env(), mileage_unit=settings.tracksolid_mileage_unit())
+        live = settings.tracksolid_settings(env)  # raises ConfigError on partial configuration
+        common = dict(cls.common_from_env(), mileage_unit=settings.tracksolid_mileage_unit(env))
         if live is None:
             return cls(**common)
         return cls(
             base_url=live.base_url,
-            app_key=EnvVar("TRACKSOLID_APP_KEY"),
-            app_secret=EnvVar("TRACKSOLID_APP_SECRET"),
-            user_id=EnvVar("TRACKSOLID_USER_ID"),
-            user_password=EnvVar("TRACKSOLID_USER_PASSWORD"),
+            app_key=cls.secret(env, "TRACKSOLID_APP_KEY"),
+            app_secret=cls.secret(env, "TRACKSOLID_APP_SECRET"),
+            user_id=cls.secret(env, "TRACKSOLID_USER_ID"),
+            user_password=cls.secret(env, "TRACKSOLID_USER_PASSWORD"),
             target_account=live.target_account,
             **common,
         )

@@ -1,3 +1,3 @@
 -- aovx terminals: renamed to the shared vocabulary and typed; no logic (dbt style guide).
-select snapshot_date, snapshot_at, terminal_id, terminal_num, imei
+select {{ vendor_account() }}, snapshot_date, snapshot_at, terminal_id, terminal_num, imei
 from {{ source('raw_aovx', 'terminals') }}
