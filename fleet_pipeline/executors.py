@@ -25,6 +25,8 @@ from typing import Any
 
 from dagster import ExecutorDefinition, multiprocess_executor
 
+from fleet_pipeline import settings
+
 # The module the code location loads (workspace.yaml's python_module).
 CODE_LOCATION_MODULE = "fleet_pipeline.definitions"
 PRELOADED = (
@@ -47,7 +49,35 @@ def forked_step_executor(name: str, **config: Any) -> ExecutorDefinition:
     return multiprocess_executor.configured({**FORKED_STEPS, **config}, name=name)
 
 
+# The Celery executor's broker and result backend, read by the run's process from its environment
+# (FLEET_CELERY_BROKER) when the run starts: the run's stored configuration never holds the URL.
+CELERY_CONFIG: Mapping[str, Any] = {"broker": {"env": "FLEET_CELERY_BROKER"},
+                                    "backend": {"env": "FLEET_CELERY_BROKER"}}
+
+
+def celery_step_executor(name: str) -> ExecutorDefinition:
+    """Every step sent to the Celery workers listening on FLEET_CELERY_BROKER's ``dagster`` queue.
+
+    A worker runs the step in its own process with the instance the run names (Postgres when
+    FLEET_DAGSTER_POSTGRES is set), so pool slots (``duckdb_writer``) are claimed in that one
+    database and hold across workers. The Celery executor knows no per-tag concurrency limit: a
+    vendor's steps may run side by side on several workers, and keep within the vendor's budget
+    because its rate-limit ledger is shared (FLEET_SHARED_STATE, ``ingest.shared_state``).
+    """
+    from dagster_celery import celery_executor  # imported only in this mode: celery is slow to import
+
+    return celery_executor.configured(dict(CELERY_CONFIG), name=name)
+
+
+def step_executor(name: str, celery_name: str, **forked_config: Any) -> ExecutorDefinition:
+    """The executor FLEET_EXECUTOR chooses: forked step processes here (``name``, ``forked_config``
+    theirs), or steps on the Celery workers (``celery_name``)."""
+    if settings.executor_kind() == "celery":
+        return celery_step_executor(celery_name)
+    return forked_step_executor(name, **forked_config)
+
+
 # Every job without an executor of its own, and the assets a user materializes from the UI or the
 # CLI (Dagster's implicit asset job): a process per step, at most as many at once as there are CPUs
-# (Dagster's default), each forked.
-DEFAULT_EXECUTOR = forked_step_executor("forked_multiprocess_executor")
+# (Dagster's default), each forked; or, with FLEET_EXECUTOR=celery, every step on the workers.
+DEFAULT_EXECUTOR = step_executor("forked_multiprocess_executor", "celery_executor")
