@@ -5,6 +5,7 @@
     fleet-pipeline sandbox serve ...      run a vendor sandbox on a loopback port
     fleet-pipeline ui                     open the Dagster UI on the project's instance and warehouse
     fleet-pipeline config                 show the resolved configuration (secrets masked)
+    fleet-pipeline cluster up|down|status the distributed mode on this machine (docs/distributed.md)
 """
 
 from __future__ import annotations
@@ -404,6 +405,15 @@ def _parser() -> argparse.ArgumentParser:
     ui_cmd.add_argument("--port", type=int, default=3000)
 
     commands.add_parser("config", help="show the resolved configuration (secrets masked)")
+
+    cluster_cmd = commands.add_parser(
+        "cluster", help="Postgres, Redis, two Celery workers, the Dagster webserver and daemon on this machine")
+    cluster_sub = cluster_cmd.add_subparsers(dest="cluster_command", required=True)
+    cluster_up = cluster_sub.add_parser("up", help="start everything, then run the demo through it")
+    cluster_up.add_argument("--days", type=int, default=2, help="complete UTC days the demo loads")
+    cluster_up.add_argument("--no-demo", dest="demo", action="store_false", help="start everything, run nothing")
+    cluster_sub.add_parser("down", help="stop everything `cluster up` started")
+    cluster_sub.add_parser("status", help="which of the cluster's processes run")
     return parser
 
 
@@ -419,6 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ui(args.port)
     if args.command == "config":
         return show_config()
+    if args.command == "cluster":
+        from fleet_pipeline import cluster
+
+        if args.cluster_command == "up":
+            return cluster.up(args.days, args.demo) if args.days >= 1 else _fail("--days must be at least 1")
+        return cluster.down() if args.cluster_command == "down" else cluster.status()
     return _fail(f"unknown command {args.command!r}")
 
 
