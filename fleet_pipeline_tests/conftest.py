@@ -120,6 +120,8 @@ SLOW = {
     "reporting/test_dbt_models.py": "dbt builds the models on a loaded warehouse",
     "reporting/test_reporting.py": "dbt builds the marts the report and the BI copy read",
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
+    "app/test_cluster.py": "Postgres, Redis and two Celery workers, runs on them, a worker's process killed",
+    "ingest/test_shared_budget.py": "three processes calling a sandbox at its rate limit, twice",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":
         "a run launched in a subprocess with the multiprocess executor",
