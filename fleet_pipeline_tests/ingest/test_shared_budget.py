@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet_pipeline.ingest.shared_state import window_limiter
 from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.services import Redis, free_port
 
@@ -120,3 +121,39 @@ def test_without_the_shared_store_the_same_processes_exceed_the_budget(navixy_se
 
     assert _busiest_second([r.at for r in navixy_server.requests()]) > VENDOR_LIMIT_PER_S
     assert navixy_server.count(vendor_method="user/auth") == PROCESSES  # a login per machine
+
+
+class FakeClock:
+    """A clock that only moves when the limiter sleeps (deterministic waits)."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("evenly", [False, True])
+def test_the_redis_ledger_admits_exactly_what_the_file_ledger_admits(redis_url, tmp_path, evenly):
+    """Same rule, other store: 5 calls a second asked 12 times at once, then after a pause of 0.4 s,
+    wait the same seconds before each call with either ledger."""
+    waits = {}
+    for store in ("file", "redis"):
+        clock = FakeClock(1_800_000_000.0)
+        with pytest.MonkeyPatch.context() as patch:
+            if store == "redis":
+                patch.setenv("FLEET_SHARED_STATE", redis_url)
+            else:
+                patch.delenv("FLEET_SHARED_STATE", raising=False)
+            ledger = window_limiter(tmp_path / f"vendor-rate-{store}-{evenly}.json", 5, 1.0, evenly=evenly,
+                                    clock=clock, sleep=clock.sleep)
+        assert type(ledger).__name__ == ("RedisWindowLimiter" if store == "redis" else "FileWindowLimiter")
+        seen = [round(ledger.acquire(), 6) for _ in range(12)]
+        clock.sleep(0.4)
+        seen += [round(ledger.acquire(), 6) for _ in range(3)]
+        waits[store] = (seen, ledger.remaining(), round(ledger.try_acquire(), 6))
+    assert waits["redis"] == waits["file"]
+    assert sum(waits["file"][0]) > 1.0  # the budget made the callers wait: the comparison means something
