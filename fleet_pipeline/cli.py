@@ -358,6 +358,10 @@ def show_config() -> int:
         print(f"warehouse:       {settings.duckdb_path()}")
         print(f"dagster home:    {settings.dagster_home()}")
         print(f"cache dir:       {settings.cache_dir()}")
+        # The distributed mode's choices, never their URLs (they may carry passwords).
+        print(f"dagster storage: {'Postgres (FLEET_DAGSTER_POSTGRES)' if settings.dagster_postgres_url() else 'SQLite'}")
+        print(f"step executor:   {settings.executor_kind()}")
+        print(f"shared state:    {'Redis (FLEET_SHARED_STATE)' if settings.shared_state_url() else 'files'}")
         print(f"partitions from: {settings.partitions_start()}")
         if sandbox:
             fleet = settings.sandbox_settings()

@@ -1,7 +1,9 @@
 """The project's own Dagster instance home (``data/dagster_home``, git-ignored).
 
 Keeping it inside the project means nothing is written to the user's home directory, and runs
-launched by ``make demo`` are the same runs ``make ui`` shows afterwards.
+launched by ``make demo`` are the same runs ``make ui`` shows afterwards. With FLEET_DAGSTER_POSTGRES
+set the home holds only ``dagster.yaml``: runs, events and pool slots live in that Postgres
+(docs/distributed.md).
 
 The instance settings also carry the pool of the reporting steps: the dbt builds and the serving
 copy hold the warehouse for their whole step, so they belong to the pool ``duckdb_writer``

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def running_cluster() -> Iterator[Cluster]:
             process.wait(timeout=30)
         redis.stop()
         postgres.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _materialize(selection: list, day, config: dict, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -194,3 +196,48 @@ def test_a_worker_killed_mid_step_fails_the_run_and_leaves_the_day_as_it_was(run
         assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
     _assert_matches_world(warehouse, world, DAY_A, ("trips",))
     _assert_matches_world(warehouse, world, DAY_B, ("trips",))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_cluster_up_starts_everything_and_down_leaves_no_process(tmp_path):
+    """What a person runs: `fleet-pipeline cluster up` (here without the demo) and `cluster down`."""
+    data = Path(tempfile.mkdtemp(prefix="fleet-cluster-cli-"))
+    data.chmod(0o755)  # Postgres runs as the postgres user under root: its folder must be reachable
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "DAGSTER_HOME"))}
+    env["FLEET_DATA_DIR"] = str(data)
+    command = [str(BIN / "fleet-pipeline"), "cluster"]
+    up = subprocess.run([*command, "up", "--no-demo"], env=env, capture_output=True, text=True, timeout=900)
+    state = cluster.ClusterState.load(data / "cluster")
+    try:
+        assert up.returncode == 0 and state is not None, up.stdout[-3000:] + up.stderr[-3000:]
+        for progress in ("Postgres on 127.0.0.1", "Redis on 127.0.0.1", "Celery worker worker1 ready",
+                         "Celery worker worker2 ready", "Dagster UI ready: http://127.0.0.1:"):
+            assert progress in up.stdout, up.stdout
+        assert f"Dagster UI: {state.ui_url}" in up.stdout
+        assert set(state.processes) == {*cluster.WORKERS, "webserver", "daemon"}
+        import requests
+
+        assert requests.get(f"{state.ui_url}/server_info", timeout=30).status_code == 200
+        status = subprocess.run([*command, "status"], env=env, capture_output=True, text=True, timeout=120)
+        assert status.stdout.count("running") == 6, status.stdout  # 4 processes, Redis, Postgres
+        service_pids = [state.redis.pid(), state.postgres.pid()]
+        assert all(service_pids)
+    finally:
+        down = subprocess.run([*command, "down"], env=env, capture_output=True, text=True, timeout=600)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert {pid: _group_members(pid) for pid in state.processes.values()} == {
+        pid: [] for pid in state.processes.values()}, "a process of the cluster outlived `down`"
+    assert not any(process_alive(pid) for pid in service_pids), "Redis or Postgres still runs"
+    assert not (data / "cluster" / "cluster.json").exists()
+    shutil.rmtree(data, ignore_errors=True)

@@ -12,6 +12,7 @@ The login's session hash is shared the same way: one ``user/auth`` for the three
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def redis_url() -> Iterator[str]:
         yield server.url()
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_three_callers(base_url: str, tmp_path: Path, shared_state: str | None) -> list[int]:
