@@ -98,6 +98,11 @@ class Postgres:
             owner = pwd.getpwnam(POSTGRES_RUN_AS)
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
             self.folder.chmod(0o755)
+            reach = subprocess.run([*_as_service_user(), "test", "-w", str(self.folder)], capture_output=True)
+            if reach.returncode != 0:
+                raise ServiceError(f"Postgres runs as the {POSTGRES_RUN_AS!r} user (it refuses root), who cannot "
+                                   f"reach {self.folder}: a folder above it is private (e.g. under /root). "
+                                   "Set FLEET_DATA_DIR to a folder other users can traverse")
         if not (self.data / "PG_VERSION").exists():
             self._run([*self._tool("initdb"), "-D", str(self.data), "-U", POSTGRES_USER, "--auth=trust",
                        "-E", "UTF8", "--no-instructions"], "initdb")

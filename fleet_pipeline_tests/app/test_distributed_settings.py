@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fleet_pipeline import cluster, executors, settings
 from fleet_pipeline.instance import DAGSTER_YAML, dagster_yaml
-from fleet_pipeline.services import ServiceError, find_binary
+from fleet_pipeline.services import Postgres, ServiceError, find_binary
 
 POSTGRES = "postgresql+psycopg2://fleet:pw-not-printed@db.internal:5432/dagster"
 
@@ -64,3 +66,11 @@ def test_a_missing_service_binary_says_to_run_make_services(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ServiceError, match=r"redis-server is not installed .* run `make services`"):
         find_binary("redis-server", ("/nonexistent-too",))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs Postgres as another user")
+def test_postgres_started_by_root_in_a_private_folder_says_which_folder_to_use(tmp_path):
+    private = tmp_path / "private"  # pytest's folders are private to their owner
+    private.mkdir(mode=0o700)
+    with pytest.raises(ServiceError, match=r"cannot reach .*private/pg.* Set FLEET_DATA_DIR"):
+        Postgres(private / "pg", 1).start()
