@@ -1,7 +1,7 @@
 """``fleet-pipeline cluster up|down|status``: the distributed mode on one machine, for a person to try.
 
 ``up`` starts, in ``<FLEET_DATA_DIR>/cluster/``: Postgres (the Dagster instance's database and the
-lake's catalog), Redis (the Celery broker and the shared vendor state), two Celery workers, the
+lake's catalog, the marts for BI), Redis (the Celery broker and the shared vendor state), two Celery workers, the
 Dagster webserver and daemon, all on loopback; then it launches the demo's runs through the
 webserver, so the daemon starts them and their steps run on the workers, and prints where the UI
 is. ``down`` stops every process it started (each in a process group of its own, by the ids it
@@ -10,7 +10,8 @@ recorded) and the services. The same pieces map onto Kubernetes as docs/distribu
 The configuration is the distributed mode's environment (docs/configuration.md), written to
 ``cluster/env`` so that a shell can ``source`` it and run ``dagster`` or ``fleet-pipeline``
 against the same cluster. The lake variables (FLEET_WAREHOUSE=ducklake, FLEET_LAKE_CATALOG,
-FLEET_LAKE_DATA_PATH) are exported for the warehouse to use them.
+FLEET_LAKE_DATA_PATH) and the Postgres serving target (FLEET_SERVING_POSTGRES) are exported for the
+warehouse and the serving copy to use them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fleet_pipeline.services import Postgres, Redis, ServiceError, free_port, pr
 WORKERS = ("worker1", "worker2")
 DAGSTER_DATABASE = "dagster"
 LAKE_DATABASE = "lake"
+SERVING_DATABASE = "serving"
 # Redis databases: the Celery broker and results apart from the vendors' ledgers and tokens.
 BROKER_DB, SHARED_STATE_DB = 0, 1
 # The module dagster_celery's app reads its broker from (dagster_celery.make_app): without it a
@@ -99,6 +101,8 @@ def cluster_env(state: ClusterState) -> dict[str, str]:
         "FLEET_WAREHOUSE": "ducklake",
         "FLEET_LAKE_CATALOG": state.postgres.url(LAKE_DATABASE, driver=""),
         "FLEET_LAKE_DATA_PATH": str(data / "lake"),
+        # The marts published to Postgres for many BI users at once, beside the serving DuckDB file.
+        "FLEET_SERVING_POSTGRES": state.postgres.url(SERVING_DATABASE, driver=""),
     }
 
 
@@ -174,7 +178,7 @@ def up(days: int, demo: bool) -> int:
         step(f"Postgres on 127.0.0.1:{state.postgres_port} ({state.postgres.data}) ...")
         state.save()
         state.postgres.start()
-        for database in (DAGSTER_DATABASE, LAKE_DATABASE):
+        for database in (DAGSTER_DATABASE, LAKE_DATABASE, SERVING_DATABASE):
             state.postgres.create_database(database)
         step(f"Redis on 127.0.0.1:{state.redis_port} ...")
         state.redis.start()
