@@ -309,6 +309,8 @@ def speed_limit_kmh(env: Mapping[str, str] | None = None) -> int:
     if not 10 <= limit <= 250:
         raise ConfigError(f"FLEET_SPEED_LIMIT_KMH must be between 10 and 250, got {limit}")
     return limit
+
+
 WAREHOUSE_MODES = ("duckdb", "ducklake")
 # What the lake keeps of its history: a snapshot older than this is expired by the maintenance job
 # (time travel reaches back this far; every dbt build adds dozens of snapshots).
@@ -445,14 +447,60 @@ def serving_postgres(env: Mapping[str, str] | None = None) -> str | None:
     return postgres_url(os.environ if env is None else env, "FLEET_SERVING_POSTGRES")
 
 
+# The distributed mode (docs/distributed.md): each variable unset keeps the embedded behaviour.
+EXECUTORS = ("forkserver", "celery")
+
+
+def dagster_postgres_url(env: Mapping[str, str] | None = None) -> str | None:
+    """FLEET_DAGSTER_POSTGRES: the Dagster instance's runs, events and schedules in Postgres (else
+    SQLite files in DAGSTER_HOME). The driver must be named: with SQLAlchemy 2.1 a bare
+    ``postgresql://`` looks for psycopg 3, which is not installed ("No module named 'psycopg'")."""
+    url = env_value(os.environ if env is None else env, "FLEET_DAGSTER_POSTGRES")
+    if url and not url.startswith("postgresql+psycopg2://"):
+        scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+        raise ConfigError("FLEET_DAGSTER_POSTGRES must start with postgresql+psycopg2:// (the driver named), "
+                          f"got a URL starting {scheme!r}")
+    return url
+
+
+def executor_kind(env: Mapping[str, str] | None = None) -> str:
+    """FLEET_EXECUTOR: step processes forked on this machine (default) or steps on Celery workers."""
+    env = os.environ if env is None else env
+    kind = (env_value(env, "FLEET_EXECUTOR") or "forkserver").lower()
+    if kind not in EXECUTORS:
+        raise ConfigError(f"FLEET_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if kind == "celery" and not env_value(env, "FLEET_CELERY_BROKER"):
+        raise ConfigError("FLEET_EXECUTOR=celery needs FLEET_CELERY_BROKER (redis://host:port/db)")
+    return kind
+
+
+def celery_broker(env: Mapping[str, str] | None = None) -> str | None:
+    """FLEET_CELERY_BROKER: the Redis the Celery workers take steps from (and report results to)."""
+    return _redis_url(os.environ if env is None else env, "FLEET_CELERY_BROKER")
+
+
+def shared_state_url(env: Mapping[str, str] | None = None) -> str | None:
+    """FLEET_SHARED_STATE: the Redis holding vendor rate-limit ledgers, tokens and session hashes for
+    every machine; unset = files in the cache folder, shared by the processes of one machine."""
+    return _redis_url(os.environ if env is None else env, "FLEET_SHARED_STATE")
+
+
+def _redis_url(env: Mapping[str, str], name: str) -> str | None:
+    url = env_value(env, name)
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be a Redis URL (redis://host:port/db), got one starting "
+                          f"{url.split('://', 1)[0]!r}")
+    return url
+
+
 # Every reader of a setting, each checking its own variables: the vendors' from their specs, then the
 # general ones (a new general setting adds its reader here).
 READERS = (
     *(read for spec in VENDORS for read in spec.readers), partitions_start, late_data_days, schedules_running,
     sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days, archive_root,
     default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh,
-    sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, warehouse_mode, lake_settings,
-    lake_retention_days, serving_postgres, duckdb_extensions_from,
+    warehouse_mode, lake_settings, lake_retention_days, serving_postgres, duckdb_extensions_from,
+    dagster_postgres_url, executor_kind, celery_broker, shared_state_url,
 )
 
 

@@ -46,7 +46,7 @@ from fleet_pipeline.automation.anomaly import (
     row_count_check_spec,
 )
 from fleet_pipeline.automation.partitions import daily_partitions, partition_day, range_bounds
-from fleet_pipeline.executors import forked_step_executor
+from fleet_pipeline.executors import step_executor
 from fleet_pipeline.ingest.archiving import StepRecording, attach_replay, replay_of
 from fleet_pipeline.ingest.fanout import chunked
 from fleet_pipeline.ingest.http import (
@@ -76,10 +76,11 @@ from fleet_pipeline.ingest.warehouse import Hold, TableRef, WarehouseResource
 # alone (warehouse.exclusive_access), and the vendors of one run extract side by side.
 WRITER_POOL = "duckdb_writer"
 # Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
-# jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR).
+# jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR). On Celery
+# workers (FLEET_EXECUTOR=celery) the vendor's shared ledger keeps the budget instead.
 VENDOR_TAG = "fleet/vendor"
-SOURCE_EXECUTOR = forked_step_executor(
-    "source_executor",
+SOURCE_EXECUTOR = step_executor(
+    "source_executor", "celery_source_executor",
     # One step process per vendor (five vendors); each waits on its vendor's rate limit far more
     # than it computes, so five fit on two cores. Each is forked from a process that imported the
     # code location once (fleet_pipeline.executors), instead of importing it again.
