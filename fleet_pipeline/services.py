@@ -4,7 +4,11 @@ No Docker engine here (docs/distributed.md): the services are Debian's binaries 
 installs them) started by their own tools, each with its data and its log in one folder. Postgres
 refuses to run as root; started by root, it runs as the ``postgres`` user its package creates, and
 its folder must be reachable by that user (a path of world-readable folders, not /root or a
-pytest tmp dir).
+pytest tmp dir). A missing binary is an error naming ``make services``, never a reason to skip:
+a test of the distributed mode that silently does not run proves nothing.
+
+:func:`throwaway_postgres` and :func:`throwaway_redis` start servers for one test module or one
+benchmark, in a temporary folder removed afterwards.
 """
 
 from __future__ import annotations
@@ -15,14 +19,20 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Where Debian's packages put the Postgres server tools (besides PATH).
 POSTGRES_BIN_DIRS = ("/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
 POSTGRES_RUN_AS = "postgres"
 POSTGRES_USER = "fleet"
+# The cluster's webserver, daemon, run workers and steps, and every lake connection (catalog reads
+# and each table's write turn) hold sessions: Postgres's default of 100 is reached under load.
+POSTGRES_MAX_CONNECTIONS = 200
 
 
 class ServiceError(RuntimeError):
@@ -74,6 +84,8 @@ class Postgres:
 
     folder: Path
     port: int
+    # Extra server settings (``name=value``), e.g. ``fsync=off`` for a server thrown away afterwards.
+    server_settings: tuple[str, ...] = field(default=())
 
     @property
     def data(self) -> Path:
@@ -105,13 +117,15 @@ class Postgres:
                                    "Set FLEET_DATA_DIR to a folder other users can traverse")
         if not (self.data / "PG_VERSION").exists():
             self._run([*self._tool("initdb"), "-D", str(self.data), "-U", POSTGRES_USER, "--auth=trust",
-                       "-E", "UTF8", "--no-instructions"], "initdb")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+                       "-E", "UTF8", "--locale=C", "--no-instructions"], "initdb")
+        options = " ".join([f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+                            f"-c max_connections={POSTGRES_MAX_CONNECTIONS}",
+                            *(f"-c {setting}" for setting in self.server_settings)])
         self._run([*self._tool("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
                    "-t", str(int(timeout_s)), "start"], "pg_ctl start")
 
-    def create_database(self, name: str) -> None:
-        """Create ``name`` unless it exists."""
+    def create_database(self, name: str) -> str:
+        """Create ``name`` unless it exists; its ``postgresql://`` URL (libpq's form, no driver)."""
         import psycopg2
 
         conn = psycopg2.connect(self.url("postgres", driver=""))
@@ -123,6 +137,7 @@ class Postgres:
                     cursor.execute(f'create database "{name}"')
         finally:
             conn.close()
+        return self.url(name, driver="")
 
     def stop(self) -> None:
         """A fast shutdown (open sessions are ended); nothing when it is not running."""
@@ -224,3 +239,40 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextmanager
+def _throwaway_folder(prefix: str) -> Iterator[Path]:
+    # Under /tmp, not a pytest folder: Postgres started by root runs as the postgres user, and
+    # pytest's folders are private to their owner.
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres(prefix: str = "fleet-postgres-") -> Iterator[Postgres]:
+    """A new Postgres on a free loopback port in a temporary folder, without fsync (its data is
+    thrown away with the folder when the block ends); ``create_database`` gives each user its own."""
+    with _throwaway_folder(prefix) as folder:
+        server = Postgres(folder / "postgres", free_port(), server_settings=("fsync=off",))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextmanager
+def throwaway_redis(prefix: str = "fleet-redis-") -> Iterator[Redis]:
+    """A new Redis (no persistence) on a free loopback port in a temporary folder, stopped at the end."""
+    with _throwaway_folder(prefix) as folder:
+        server = Redis(folder, free_port())
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -12,10 +12,8 @@ The login's session hash is shared the same way: one ``user/auth`` for the three
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,7 +23,7 @@ import pytest
 
 from fleet_pipeline.ingest.shared_state import window_limiter
 from fleet_pipeline.sandbox import navixy
-from fleet_pipeline.services import Redis, free_port
+from fleet_pipeline.services import throwaway_redis
 
 VENDOR_LIMIT_PER_S = 20
 CLIENT_PACE_PER_S = 18
@@ -52,14 +50,8 @@ for _ in range(int(calls)):
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    folder = Path(tempfile.mkdtemp(prefix="fleet-redis-"))
-    server = Redis(folder, free_port())
-    server.start()
-    try:
+    with throwaway_redis() as server:
         yield server.url()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_three_callers(base_url: str, tmp_path: Path, shared_state: str | None) -> list[int]:
