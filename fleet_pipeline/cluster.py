@@ -9,9 +9,10 @@ recorded) and the services. The same pieces map onto Kubernetes as docs/distribu
 
 The configuration is the distributed mode's environment (docs/configuration.md), written to
 ``cluster/env`` so that a shell can ``source`` it and run ``dagster`` or ``fleet-pipeline``
-against the same cluster. The lake variables (FLEET_WAREHOUSE=ducklake, FLEET_LAKE_CATALOG,
-FLEET_LAKE_DATA_PATH) and the Postgres serving target (FLEET_SERVING_POSTGRES) are exported for the
-warehouse and the serving copy to use them.
+against the same cluster. The warehouse is a DuckLake (FLEET_WAREHOUSE=ducklake): its catalog in
+the cluster's Postgres, its Parquet files under ``cluster/data/lake``; the marts are also published
+to the cluster's Postgres (FLEET_SERVING_POSTGRES). Every process started here (workers, webserver,
+daemon, and the run workers the daemon starts) gets the same environment.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fleet_pipeline import settings
+from fleet_pipeline.ingest.warehouse import LakeError, ensure_lake
 from fleet_pipeline.services import Postgres, Redis, ServiceError, free_port, process_alive, stop_process, wait_for_port
 
 WORKERS = ("worker1", "worker2")
@@ -193,6 +195,12 @@ def up(days: int, demo: bool) -> int:
 
         step(f"Dagster instance in Postgres ({DAGSTER_DATABASE}), home {env['DAGSTER_HOME']} ...")
         prepare_instance_home()  # writes dagster.yaml with the Postgres storage and creates its tables
+        lake = settings.lake_settings()
+        assert lake is not None  # cluster_env sets FLEET_WAREHOUSE=ducklake
+        step(f"DuckLake: catalog in Postgres ({LAKE_DATABASE}), data in {lake.data_path} ...")
+        # Once here, before the workers: the extensions copied into the extension folder and the
+        # catalog's tables created by one process, not raced for by the first steps.
+        ensure_lake(lake)
 
         child_env = process_env(env)
         celery_config = write_celery_config(folder / "celery", env["FLEET_CELERY_BROKER"])
@@ -218,7 +226,7 @@ def up(days: int, demo: bool) -> int:
         wait_for_port(state.webserver_port, "the Dagster webserver", STARTUP_TIMEOUT_S, logs / "webserver.log")
         _wait_for_location(state)
         step(f"Dagster UI ready: {state.ui_url}")
-    except (ServiceError, settings.ConfigError, OSError) as exc:
+    except (ServiceError, settings.ConfigError, LakeError, OSError) as exc:
         _say(f"fleet-pipeline cluster: {exc}")
         _say("stopping what was started ...")
         down()

@@ -60,6 +60,13 @@ def test_the_cluster_configuration_is_valid_and_names_its_drivers(tmp_path):
     assert settings.configuration_problems(env) == []
     assert env["FLEET_DAGSTER_POSTGRES"].startswith("postgresql+psycopg2://")
     assert env["FLEET_CELERY_BROKER"] != env["FLEET_SHARED_STATE"]  # broker and vendor state apart
+    # The warehouse is the lake, its catalog and the serving target on the cluster's Postgres, its
+    # files inside the cluster's folder (a data path of its own: the lake's orphan cleanup deletes
+    # whatever else is under it).
+    lake = settings.lake_settings(env)
+    assert lake is not None and settings.warehouse_mode(env) == "ducklake"
+    assert lake.data_path.startswith(str(tmp_path / "data") + "/")
+    assert lake.catalog.endswith(":5432/lake") and settings.serving_postgres(env).endswith(":5432/serving")
 
 
 def test_a_missing_service_binary_says_to_run_make_services(monkeypatch):
