@@ -247,19 +247,25 @@ def _graphql(state: ClusterState):
 
 
 def _wait_for_location(state: ClusterState) -> None:
-    """Until the webserver has loaded the code location (the definitions import for a while)."""
+    """Until the webserver has loaded the code location (the definitions import for a while); a
+    location that loaded with an error stops ``up`` with that error, not with runs it cannot find."""
     import requests
 
-    query = '{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }'
+    query = ('{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus '
+             'locationOrLoadError { __typename ... on PythonError { message } } } } } }')
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             answer = requests.post(f"{state.ui_url}/graphql", json={"query": query}, timeout=10).json()
             entries = answer["data"]["workspaceOrError"]["locationEntries"]
-            if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
-                return
         except (requests.RequestException, KeyError, TypeError, ValueError):
-            pass
+            entries = None
+        if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
+            failed = [entry for entry in entries if (entry["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+            if failed:
+                raise ServiceError(f"the code location {failed[0]['name']} failed to load: "
+                                   f"{failed[0]['locationOrLoadError']['message'].strip()}")
+            return
         time.sleep(1)
     raise ServiceError(f"the webserver did not load the code location within {STARTUP_TIMEOUT_S} s; "
                        f"its log: {state.folder / 'logs' / 'webserver.log'}")

@@ -72,23 +72,31 @@ sensors = [build_reporting_sensor(all_daily_job, reporting_job, push_load_job), 
            build_abandoned_runs_sensor(),
            build_push_landing_sensor(push_load_job, push_landing.landing_dir, push_landing.late_data_days)]
 
-# The executor of the reporting job and of assets materialized from the UI or the CLI: step
-# processes forked from one that imported the code location (fleet_pipeline.executors).
-pipeline_defs = Definitions(
-    executor=DEFAULT_EXECUTOR,
-    assets=[*source_assets, *reporting_assets],
-    asset_checks=freshness_checks,
-    jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, push_load_job, reporting_job],
-    schedules=schedules,
-    sensors=sensors,
-    resources={
-        "dbt": dbt_resource(dbt_project),
-        **{spec.resource_key: spec.from_env() for spec in VENDORS},
-        "tracksolid_push": push_landing,
-        "duckdb": warehouse_resource(),
-    },
-)
-# The lake's upkeep exists only where there is a lake (FLEET_WAREHOUSE=ducklake).
-_lake = settings.lake_settings()
-defs = pipeline_defs if _lake is None else Definitions.merge(
-    pipeline_defs, build_lake_maintenance(_lake, settings.lake_retention_days()))
+def _definitions() -> Definitions:
+    """The code location's one Definitions object. Built here, not as two module-level objects:
+    Dagster's loader (the webserver, the daemon, ``dagster`` commands) refuses a module holding
+    more than one."""
+    # The executor of the reporting job and of assets materialized from the UI or the CLI: step
+    # processes forked from one that imported the code location (fleet_pipeline.executors).
+    pipeline = Definitions(
+        executor=DEFAULT_EXECUTOR,
+        assets=[*source_assets, *reporting_assets],
+        asset_checks=freshness_checks,
+        jobs=[*per_vendor_jobs, all_snapshots_job, all_daily_job, push_load_job, reporting_job],
+        schedules=schedules,
+        sensors=sensors,
+        resources={
+            "dbt": dbt_resource(dbt_project),
+            **{spec.resource_key: spec.from_env() for spec in VENDORS},
+            "tracksolid_push": push_landing,
+            "duckdb": warehouse_resource(),
+        },
+    )
+    # The lake's upkeep exists only where there is a lake (FLEET_WAREHOUSE=ducklake).
+    lake = settings.lake_settings()
+    if lake is None:
+        return pipeline
+    return Definitions.merge(pipeline, build_lake_maintenance(lake, settings.lake_retention_days()))
+
+
+defs = _definitions()
