@@ -105,17 +105,19 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
 DEFAULT_ARCHIVE_RETENTION_DAYS = 120
 
 
-def archive_root(env: Mapping[str, str] | None = None, database: str | Path | None = None) -> str:
+def archive_root(env: Mapping[str, str] | None = None, database: str | Path | None = None,
+                 lake_data_path: str | None = None) -> str:
     """Where the raw archive of a warehouse lives (``fleet_pipeline.ingest.archive``).
 
     In the distributed mode (FLEET_LAKE_DATA_PATH set) beside the lake's data path: the folder
     ``archive`` next to it, not inside it, where the lake's own clean-up would take the files for
     orphans. Otherwise ``archive/<warehouse file's name>`` beside the warehouse file (``database``,
     the working file by default; ``data/archive/sandbox`` in the sandbox), so that the sandbox's
-    answers and the live ones, like their warehouses, never mix.
+    answers and the live ones, like their warehouses, never mix. ``lake_data_path`` (a warehouse
+    resource's lake) wins over the variable.
     """
     env = os.environ if env is None else env
-    lake = env_value(env, "FLEET_LAKE_DATA_PATH")
+    lake = lake_data_path or env_value(env, "FLEET_LAKE_DATA_PATH")
     if lake:
         scheme, _, rest = lake.rstrip("/").rpartition("://")
         parent, _, leaf = rest.rpartition("/")

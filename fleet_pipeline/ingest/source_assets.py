@@ -132,7 +132,9 @@ def _archive(context: AssetExecutionContext, duckdb: WarehouseResource, run: Ext
     """Write the step's recorded answers to the raw archive; what to say about it in the metadata."""
     if run.recording is None:
         return {"replayed_from_archive": True}
-    written = run.recording.write(duckdb.database, table, days, run.now)
+    # Beside the warehouse this step writes to: the resource's lake, or its file.
+    root = settings.archive_root(database=duckdb.database, lake_data_path=duckdb.lake_data_path if duckdb.lake else None)
+    written = run.recording.write(root, table, days, run.now)
     context.log.info(f"archived {written.path} ({written.size:,} bytes)")
     return {"archive_file": written.path, "archive_bytes": written.size}
 

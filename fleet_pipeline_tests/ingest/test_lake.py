@@ -191,6 +191,10 @@ def test_a_writer_killed_at_commit_leaves_the_day_and_the_turn_and_its_files_are
         resources = {**ops.resources(server.base_url, tmp_path / "cache", tmp_path / "unused.duckdb"),
                      "duckdb": WarehouseResource(**_resource(lake))}
         assert materialize([assets.trips], partition_key=DAY_B.isoformat(), resources=resources).success
+        # The step's vendor answers are archived beside the lake's data path of the resource (the
+        # variable FLEET_LAKE_DATA_PATH is not set here), not under the working directory.
+        archive = Path(lake.data_path).parent / "archive" / "tracksolid" / "trips" / DAY_B.isoformat()
+        assert list(archive.glob("*.parquet")), f"no archive file in {archive}"
         baseline, files_before = _rows(lake), _parquet_files(lake)
         assert baseline["raw_tracksolid.trips"], "the baseline holds the day's trips"
 
