@@ -59,9 +59,9 @@ lint-sql: install
 	$(BIN)/sqlfluff lint dbt_models/models dbt_models/macros
 
 # PostgreSQL and Redis for the distributed mode (docs/distributed.md): Debian's packages, installed
-# only where their binaries are missing. Nothing is started here: the tests start throwaway servers
-# on loopback themselves (fleet_pipeline_tests/services.py), and fail asking for this target when
-# the binaries are not there. Debian keeps the Postgres server binaries in /usr/lib/postgresql/<N>/bin.
+# only where their binaries are missing. Nothing is started here: `fleet-pipeline cluster up` and
+# the tests start servers on loopback themselves (fleet_pipeline/services.py), and fail asking for
+# this target when the binaries are not there. Debian keeps the Postgres server binaries in /usr/lib/postgresql/<N>/bin.
 services:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then \
 		echo "services: postgresql and redis-server already installed"; \

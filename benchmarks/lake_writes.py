@@ -112,12 +112,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
-    from fleet_pipeline_tests.services import create_database, start_postgres
+    from fleet_pipeline.services import throwaway_postgres
 
-    with tempfile.TemporaryDirectory(prefix="lake-writes-") as scratch, start_postgres(scratch) as dsn:
+    with tempfile.TemporaryDirectory(prefix="lake-writes-") as scratch, throwaway_postgres() as postgres:
         for strategy in STRATEGIES:
             # A catalog database and a data path per lake: nothing of one strategy's run is left to the other.
-            print(run_strategy(create_database(dsn, strategy), Path(scratch), strategy, args.writers, args.rounds,
+            print(run_strategy(postgres.create_database(strategy), Path(scratch), strategy, args.writers, args.rounds,
                                args.rows), flush=True)
 
 

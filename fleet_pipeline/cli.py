@@ -9,6 +9,7 @@
     fleet-pipeline ui                     open the Dagster UI on the project's instance and warehouse
     fleet-pipeline report [--from --to]   render the HTML report from the serving copy for a window of days
     fleet-pipeline config                 show the resolved configuration (secrets masked)
+    fleet-pipeline cluster up|down|status the distributed mode on this machine (docs/distributed.md)
 """
 
 from __future__ import annotations
@@ -497,6 +498,10 @@ def show_config() -> int:
         print(f"warehouse:       {settings.warehouse_description()}")
         print(f"dagster home:    {settings.dagster_home()}")
         print(f"cache dir:       {settings.cache_dir()}")
+        # The distributed mode's choices, never their URLs (they may carry passwords).
+        print(f"dagster storage: {'Postgres (FLEET_DAGSTER_POSTGRES)' if settings.dagster_postgres_url() else 'SQLite'}")
+        print(f"step executor:   {settings.executor_kind()}")
+        print(f"shared state:    {'Redis (FLEET_SHARED_STATE)' if settings.shared_state_url() else 'files'}")
         print(f"partitions from: {settings.partitions_start()}")
         retention = settings.archive_retention_days()
         print(f"raw archive:     {settings.archive_root()} "
@@ -603,6 +608,15 @@ def _parser() -> argparse.ArgumentParser:
                             "day in the marts)")
     report_cmd.add_argument("--days", type=int, help="length of the window without --from (default 30)")
     report_cmd.add_argument("--out", help="file to write (default: data/reports/fleet_report.html)")
+
+    cluster_cmd = commands.add_parser(
+        "cluster", help="Postgres, Redis, two Celery workers, the Dagster webserver and daemon on this machine")
+    cluster_sub = cluster_cmd.add_subparsers(dest="cluster_command", required=True)
+    cluster_up = cluster_sub.add_parser("up", help="start everything, then run the demo through it")
+    cluster_up.add_argument("--days", type=int, default=2, help="complete UTC days the demo loads")
+    cluster_up.add_argument("--no-demo", dest="demo", action="store_false", help="start everything, run nothing")
+    cluster_sub.add_parser("down", help="stop everything `cluster up` started")
+    cluster_sub.add_parser("status", help="which of the cluster's processes run")
     return parser
 
 
@@ -627,6 +641,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config()
     if args.command == "report":
         return report(args.first, args.last, args.days, args.out)
+    if args.command == "cluster":
+        from fleet_pipeline import cluster
+
+        if args.cluster_command == "up":
+            return cluster.up(args.days, args.demo) if args.days >= 1 else _fail("--days must be at least 1")
+        return cluster.down() if args.cluster_command == "down" else cluster.status()
     return _fail(f"unknown command {args.command!r}")
 
 

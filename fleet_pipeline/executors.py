@@ -25,7 +25,7 @@ process's environment: one run per process (the run worker, the CLI), as with sp
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dagster import ExecutorDefinition, executor
@@ -36,6 +36,8 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.executor.multiprocess import MultiprocessExecutor
+
+from fleet_pipeline import settings
 
 # The module the code location loads (workspace.yaml's python_module).
 CODE_LOCATION_MODULE = "fleet_pipeline.definitions"
@@ -77,20 +79,48 @@ def forked_step_executor(name: str, **config: Any) -> ExecutorDefinition:
     @executor(name=name, config_schema=MULTI_PROC_CONFIG, requirements=multiple_process_executor_requirements())
     def _forked(init_context) -> ForkedStepExecutor:
         # Dagster's multiprocess executor configuration, read the way Dagster reads it.
-        settings = init_context.executor_config
+        config_values = init_context.executor_config
         return ForkedStepExecutor(
-            max_concurrent=settings.get("max_concurrent"),
-            tag_concurrency_limits=settings.get("tag_concurrency_limits"),
-            retries=RetryMode.from_config(settings["retries"]),
+            max_concurrent=config_values.get("max_concurrent"),
+            tag_concurrency_limits=config_values.get("tag_concurrency_limits"),
+            retries=RetryMode.from_config(config_values["retries"]),
             start_method="forkserver",
             explicit_forkserver_preload=list(PRELOADED),
-            step_dependency_config=StepDependencyConfig.from_config(settings.get("step_dependency_config")),
+            step_dependency_config=StepDependencyConfig.from_config(config_values.get("step_dependency_config")),
         )
 
     return _forked.configured(config, name=name) if config else _forked
 
 
+# The Celery executor's broker and result backend, read by the run's process from its environment
+# (FLEET_CELERY_BROKER) when the run starts: the run's stored configuration never holds the URL.
+CELERY_CONFIG: Mapping[str, Any] = {"broker": {"env": "FLEET_CELERY_BROKER"},
+                                    "backend": {"env": "FLEET_CELERY_BROKER"}}
+
+
+def celery_step_executor(name: str) -> ExecutorDefinition:
+    """Every step sent to the Celery workers listening on FLEET_CELERY_BROKER's ``dagster`` queue.
+
+    A worker runs the step in its own process with the instance the run names (Postgres when
+    FLEET_DAGSTER_POSTGRES is set), so pool slots (``duckdb_writer``) are claimed in that one
+    database and hold across workers. The Celery executor knows no per-tag concurrency limit: a
+    vendor's steps may run side by side on several workers, and keep within the vendor's budget
+    because its rate-limit ledger is shared (FLEET_SHARED_STATE, ``ingest.shared_state``).
+    """
+    from dagster_celery import celery_executor  # imported only in this mode: celery is slow to import
+
+    return celery_executor.configured(dict(CELERY_CONFIG), name=name)
+
+
+def step_executor(name: str, celery_name: str, **forked_config: Any) -> ExecutorDefinition:
+    """The executor FLEET_EXECUTOR chooses: forked step processes here (``name``, ``forked_config``
+    theirs), or steps on the Celery workers (``celery_name``)."""
+    if settings.executor_kind() == "celery":
+        return celery_step_executor(celery_name)
+    return forked_step_executor(name, **forked_config)
+
+
 # Every job without an executor of its own, and the assets a user materializes from the UI or the
 # CLI (Dagster's implicit asset job): a process per step, at most as many at once as there are CPUs
-# (Dagster's default), each forked.
-DEFAULT_EXECUTOR = forked_step_executor("forked_multiprocess_executor")
+# (Dagster's default), each forked; or, with FLEET_EXECUTOR=celery, every step on the workers.
+DEFAULT_EXECUTOR = step_executor("forked_multiprocess_executor", "celery_executor")

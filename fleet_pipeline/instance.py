@@ -1,7 +1,9 @@
 """The project's own Dagster instance home (``data/dagster_home``, git-ignored).
 
 Keeping it inside the project means nothing is written to the user's home directory, and runs
-launched by ``make demo`` are the same runs ``make ui`` shows afterwards.
+launched by ``make demo`` are the same runs ``make ui`` shows afterwards. With FLEET_DAGSTER_POSTGRES
+set the home holds only ``dagster.yaml``: runs, events and pool slots live in that Postgres
+(docs/distributed.md).
 
 The instance settings also carry the pool of the reporting steps: the dbt builds and the serving
 copy hold the warehouse for their whole step, so they belong to the pool ``duckdb_writer``
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleet_pipeline import settings
+from fleet_pipeline.services import process_alive
 
 if TYPE_CHECKING:  # dagster is imported only when an instance is opened: `fleet-pipeline config` stays fast
     from dagster import DagsterInstance
@@ -63,6 +67,22 @@ run_monitoring:
   cancel_timeout_seconds: 180
 """
 
+# FLEET_DAGSTER_POSTGRES set: runs, events, schedules and pool slots in Postgres, shared by every
+# machine (the webserver, the daemon, each Celery worker). The URL stays in the environment: the
+# file names the variable (Dagster reads it when the instance opens), never the password.
+POSTGRES_STORAGE = """\
+storage:
+  postgres:
+    postgres_url:
+      env: FLEET_DAGSTER_POSTGRES
+"""
+
+
+def dagster_yaml(env: Mapping[str, str] | None = None) -> str:
+    """The instance settings: :data:`DAGSTER_YAML`, plus Postgres storage when configured."""
+    return DAGSTER_YAML + (POSTGRES_STORAGE if settings.dagster_postgres_url(env) else "")
+
+
 ABANDONED_RUNS_SENSOR = "fail_abandoned_runs"
 ABANDONED_RUNS_INTERVAL_S = 60
 
@@ -73,8 +93,9 @@ def prepare_instance_home() -> Path:
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() != DAGSTER_YAML:
-        config.write_text(DAGSTER_YAML)
+    wanted = dagster_yaml()
+    if not config.exists() or config.read_text() != wanted:
+        config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     from dagster import DagsterInstance
 
@@ -106,7 +127,7 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
         run = instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             pid = _run_process_id(instance, run_id)
-            if pid is None or _process_alive(pid):
+            if pid is None or process_alive(pid):
                 continue  # still running (or not started yet): its slot is in use
             instance.report_run_failed(
                 run,
@@ -161,18 +182,3 @@ def _run_process_id(instance: DagsterInstance, run_id: str) -> int | None:
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
     event = records[0].event_log_entry.dagster_event if records else None
     return event.pid if event is not None else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    # A killed child its parent has not reaped yet is a zombie: dead, though its pid answers.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"

@@ -109,17 +109,19 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
 DEFAULT_ARCHIVE_RETENTION_DAYS = 120
 
 
-def archive_root(env: Mapping[str, str] | None = None, database: str | Path | None = None) -> str:
+def archive_root(env: Mapping[str, str] | None = None, database: str | Path | None = None,
+                 lake_data_path: str | None = None) -> str:
     """Where the raw archive of a warehouse lives (``fleet_pipeline.ingest.archive``).
 
     In the distributed mode (FLEET_LAKE_DATA_PATH set) beside the lake's data path: the folder
     ``archive`` next to it, not inside it, where the lake's own clean-up would take the files for
     orphans. Otherwise ``archive/<warehouse file's name>`` beside the warehouse file (``database``,
     the working file by default; ``data/archive/sandbox`` in the sandbox), so that the sandbox's
-    answers and the live ones, like their warehouses, never mix.
+    answers and the live ones, like their warehouses, never mix. ``lake_data_path`` (a warehouse
+    resource's lake) wins over the variable.
     """
     env = os.environ if env is None else env
-    lake = env_value(env, "FLEET_LAKE_DATA_PATH")
+    lake = lake_data_path or env_value(env, "FLEET_LAKE_DATA_PATH")
     if lake:
         scheme, _, rest = lake.rstrip("/").rpartition("://")
         parent, _, leaf = rest.rpartition("/")
@@ -313,6 +315,8 @@ def speed_limit_kmh(env: Mapping[str, str] | None = None) -> int:
     if not 10 <= limit <= 250:
         raise ConfigError(f"FLEET_SPEED_LIMIT_KMH must be between 10 and 250, got {limit}")
     return limit
+
+
 WAREHOUSE_MODES = ("duckdb", "ducklake")
 # What the lake keeps of its history: a snapshot older than this is expired by the maintenance job
 # (time travel reaches back this far; every dbt build adds dozens of snapshots).
@@ -449,6 +453,52 @@ def serving_postgres(env: Mapping[str, str] | None = None) -> str | None:
     return postgres_url(os.environ if env is None else env, "FLEET_SERVING_POSTGRES")
 
 
+# The distributed mode (docs/distributed.md): each variable unset keeps the embedded behaviour.
+EXECUTORS = ("forkserver", "celery")
+
+
+def dagster_postgres_url(env: Mapping[str, str] | None = None) -> str | None:
+    """FLEET_DAGSTER_POSTGRES: the Dagster instance's runs, events and schedules in Postgres (else
+    SQLite files in DAGSTER_HOME). The driver must be named: with SQLAlchemy 2.1 a bare
+    ``postgresql://`` looks for psycopg 3, which is not installed ("No module named 'psycopg'")."""
+    url = env_value(os.environ if env is None else env, "FLEET_DAGSTER_POSTGRES")
+    if url and not url.startswith("postgresql+psycopg2://"):
+        scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+        raise ConfigError("FLEET_DAGSTER_POSTGRES must start with postgresql+psycopg2:// (the driver named), "
+                          f"got a URL starting {scheme!r}")
+    return url
+
+
+def executor_kind(env: Mapping[str, str] | None = None) -> str:
+    """FLEET_EXECUTOR: step processes forked on this machine (default) or steps on Celery workers."""
+    env = os.environ if env is None else env
+    kind = (env_value(env, "FLEET_EXECUTOR") or "forkserver").lower()
+    if kind not in EXECUTORS:
+        raise ConfigError(f"FLEET_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if kind == "celery" and not env_value(env, "FLEET_CELERY_BROKER"):
+        raise ConfigError("FLEET_EXECUTOR=celery needs FLEET_CELERY_BROKER (redis://host:port/db)")
+    return kind
+
+
+def celery_broker(env: Mapping[str, str] | None = None) -> str | None:
+    """FLEET_CELERY_BROKER: the Redis the Celery workers take steps from (and report results to)."""
+    return _redis_url(os.environ if env is None else env, "FLEET_CELERY_BROKER")
+
+
+def shared_state_url(env: Mapping[str, str] | None = None) -> str | None:
+    """FLEET_SHARED_STATE: the Redis holding vendor rate-limit ledgers, tokens and session hashes for
+    every machine; unset = files in the cache folder, shared by the processes of one machine."""
+    return _redis_url(os.environ if env is None else env, "FLEET_SHARED_STATE")
+
+
+def _redis_url(env: Mapping[str, str], name: str) -> str | None:
+    url = env_value(env, name)
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be a Redis URL (redis://host:port/db), got one starting "
+                          f"{url.split('://', 1)[0]!r}")
+    return url
+
+
 # Every reader of a setting, each checking its own variables: the vendors' from their specs, then the
 # general ones (a new general setting adds its reader here).
 READERS = (
@@ -456,6 +506,7 @@ READERS = (
     schedules_running, sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days,
     archive_root, default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh, warehouse_mode,
     lake_settings, lake_retention_days, serving_postgres, duckdb_extensions_from,
+    dagster_postgres_url, executor_kind, celery_broker, shared_state_url,
 )
 
 

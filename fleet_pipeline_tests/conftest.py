@@ -123,6 +123,8 @@ SLOW = {
     "reporting/test_lake_reporting.py": "the demo on a DuckLake and Postgres, then the reporting job on a file",
     "reporting/test_accounts_marts.py": "two warehouses of every source, each built by dbt",
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
+    "app/test_cluster.py": "Postgres, Redis and two Celery workers, runs on them, a worker's process killed",
+    "ingest/test_shared_budget.py": "three processes calling a sandbox at its rate limit, twice",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":
         "a run launched in a subprocess with the multiprocess executor",

@@ -47,10 +47,10 @@ class StepRecording:
         session.recorder = Recorder()
         return cls(vendor, run_id, session, session.recorder, account or DEFAULT_ACCOUNT)
 
-    def write(self, database: str, table: str, days: Sequence[date], extracted_at: datetime) -> ArchivedStep:
-        """Write what was recorded (redacted now, when every secret is known) before the swap, then
-        apply the retention to this vendor and table."""
-        archive = Archive(settings.archive_root(database=database))
+    def write(self, root: str, table: str, days: Sequence[date], extracted_at: datetime) -> ArchivedStep:
+        """Write what was recorded (redacted now, when every secret is known) into the archive at
+        ``root`` before the swap, then apply the retention to this vendor and table."""
+        archive = Archive(root)
         answers = self.recorder.take(self.session.secrets, self.session.volatile_fields)
         written = archive.write(self.vendor, table, days, self.run_id, extracted_at, answers, self.account)
         archive.prune(self.vendor, table, datetime.now(timezone.utc).date(), settings.archive_retention_days())

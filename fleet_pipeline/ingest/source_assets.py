@@ -52,7 +52,7 @@ from fleet_pipeline.automation.anomaly import (
     row_count_check_spec,
 )
 from fleet_pipeline.automation.partitions import daily_partitions, partition_day, range_bounds
-from fleet_pipeline.executors import forked_step_executor
+from fleet_pipeline.executors import step_executor
 from fleet_pipeline.ingest.archiving import StepRecording, attach_replay, replay_of
 from fleet_pipeline.ingest.fanout import chunked
 from fleet_pipeline.ingest.http import (
@@ -83,15 +83,16 @@ from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 # alone (warehouse.exclusive_access), and the vendors of one run extract side by side.
 WRITER_POOL = "duckdb_writer"
 # Steps of one vendor share its rate limit, so a run gains nothing from two of them at once: the
-# jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR).
+# jobs run one step per vendor at a time, every vendor side by side (SOURCE_EXECUTOR). On Celery
+# workers (FLEET_EXECUTOR=celery) the vendor's shared ledger keeps the budget instead.
 VENDOR_TAG = "fleet/vendor"
 # The vendor account an asset extracts with (absent: the vendor's one account, ``default``). Each
 # account has its own budget, so the limit of one step at a time applies per account: the vendor tag
 # of an account's steps names the account too (``navixy:eu``), and accounts extract side by side.
 ACCOUNT_TAG = "fleet/account"
 ACCOUNT_COLUMN = TableColumn("account", "VARCHAR", description=SHARED_COLUMN_DESCRIPTIONS["account"])
-SOURCE_EXECUTOR = forked_step_executor(
-    "source_executor",
+SOURCE_EXECUTOR = step_executor(
+    "source_executor", "celery_source_executor",
     # One step process per vendor (five vendors); each waits on its vendor's rate limit far more
     # than it computes, so five fit on two cores. Each is forked from a process that imported the
     # code location once (fleet_pipeline.executors), instead of importing it again.
@@ -143,7 +144,9 @@ def _archive(context: AssetExecutionContext, duckdb: WarehouseResource, run: Ext
     """Write the step's recorded answers to the raw archive; what to say about it in the metadata."""
     if run.recording is None:
         return {"replayed_from_archive": True}
-    written = run.recording.write(duckdb.database, table, days, run.now)
+    # Beside the warehouse this step writes to: the resource's lake, or its file.
+    root = settings.archive_root(database=duckdb.database, lake_data_path=duckdb.lake_data_path if duckdb.lake else None)
+    written = run.recording.write(root, table, days, run.now)
     context.log.info(f"archived {written.path} ({written.size:,} bytes)")
     return {"archive_file": written.path, "archive_bytes": written.size}
 

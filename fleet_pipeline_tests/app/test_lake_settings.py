@@ -99,3 +99,21 @@ def test_only_the_lake_mode_defines_the_maintenance_job_in_the_one_definitions_o
     assert with_lake.splitlines()[0] == "['defs']" and without.splitlines()[0] == "['defs']"
     assert "'lake_maintenance'" in with_lake and "'lake_maintenance_daily'" in with_lake
     assert "lake_maintenance" not in without
+
+
+def test_the_code_location_loads_in_the_lake_mode_as_the_webserver_loads_it(tmp_path):
+    # Dagster's loader (webserver, daemon, `dagster` commands) refuses a module with two Definitions
+    # objects; `fleet-pipeline demo` imports `defs` by name and would not notice. Nothing connects to
+    # the catalog while the definitions are built, so an unreachable one is fine here.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **LAKE, "FLEET_DATA_DIR": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    code = ("from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module as load\n"
+            "targets = load('fleet_pipeline.definitions', None)\n"
+            "jobs = {job.name for job in targets[0].target_definition.resolve_all_job_defs()}\n"
+            "print(len(targets), 'lake_maintenance' in jobs, 'all_daily' in jobs)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "True", "True"]

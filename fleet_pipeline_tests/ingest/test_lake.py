@@ -1,5 +1,5 @@
 """The warehouse as a DuckLake (FLEET_WAREHOUSE=ducklake), on a real Postgres catalog started on
-loopback for this module (fleet_pipeline_tests.services; `make services` installs it) and the
+loopback for this module (fleet_pipeline.services; `make services` installs it) and the
 lake's Parquet files in a temporary folder; DuckLake and the Postgres scanner from their PyPI
 wheels, installed offline as the pipeline installs them.
 
@@ -41,10 +41,10 @@ from fleet_pipeline.ingest.warehouse import (
 )
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.services import Postgres, throwaway_postgres
 from fleet_pipeline.settings import LakeSettings
 from fleet_pipeline.sources.tracksolid import assets
 from fleet_pipeline_tests import ops_code_location as ops
-from fleet_pipeline_tests.services import create_database, start_postgres
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -55,9 +55,9 @@ TRIPS = TableRef("raw_tracksolid", "trips")
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with start_postgres(tmp_path_factory.mktemp("postgres")) as dsn:
-        yield dsn
+def postgres() -> Iterator[Postgres]:
+    with throwaway_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +66,9 @@ def extension_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def lake(postgres: str, extension_directory: Path, tmp_path: Path) -> LakeSettings:
+def lake(postgres: Postgres, extension_directory: Path, tmp_path: Path) -> LakeSettings:
     """A lake of its own: a new catalog database and a new data folder."""
-    catalog = create_database(postgres, f"lake_{uuid.uuid4().hex[:10]}")
+    catalog = postgres.create_database(f"lake_{uuid.uuid4().hex[:10]}")
     return LakeSettings(catalog=catalog, data_path=str(tmp_path / "lake") + "/",
                         extension_directory=extension_directory, extensions_from="wheels")
 
@@ -158,6 +158,7 @@ from datetime import date
 from pathlib import Path
 from fleet_pipeline.ingest.warehouse import TableRef, connect, replace_partitions, table_turns
 from fleet_pipeline_tests.dies_at_commit import DiesAtCommit
+from fleet_pipeline.services import Postgres, throwaway_postgres
 from fleet_pipeline.settings import LakeSettings
 
 settings, day = json.loads(sys.argv[1]), date.fromisoformat(sys.argv[2])
@@ -190,6 +191,10 @@ def test_a_writer_killed_at_commit_leaves_the_day_and_the_turn_and_its_files_are
         resources = {**ops.resources(server.base_url, tmp_path / "cache", tmp_path / "unused.duckdb"),
                      "duckdb": WarehouseResource(**_resource(lake))}
         assert materialize([assets.trips], partition_key=DAY_B.isoformat(), resources=resources).success
+        # The step's vendor answers are archived beside the lake's data path of the resource (the
+        # variable FLEET_LAKE_DATA_PATH is not set here), not under the working directory.
+        archive = Path(lake.data_path).parent / "archive" / "tracksolid" / "trips" / DAY_B.isoformat()
+        assert list(archive.glob("*.parquet")), f"no archive file in {archive}"
         baseline, files_before = _rows(lake), _parquet_files(lake)
         assert baseline["raw_tracksolid.trips"], "the baseline holds the day's trips"
 

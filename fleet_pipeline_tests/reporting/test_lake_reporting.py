@@ -27,8 +27,8 @@ import pytest
 from fleet_pipeline import settings
 from fleet_pipeline.ingest.warehouse import attach_warehouse
 from fleet_pipeline.reporting.serving import SERVING_FILE
+from fleet_pipeline.services import throwaway_postgres
 from fleet_pipeline.settings import LakeSettings
-from fleet_pipeline_tests.services import create_database, start_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -70,8 +70,8 @@ def _run(command: list[str], env: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def lake_demo(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("lake_demo")
-    with start_postgres(root / "postgres") as dsn:
-        catalog, serving = create_database(dsn, "lake"), create_database(dsn, "serving")
+    with throwaway_postgres() as postgres:
+        catalog, serving = postgres.create_database("lake"), postgres.create_database("serving")
         data_dir = root / "lake_run"
         env = _env(data_dir, FLEET_WAREHOUSE="ducklake", FLEET_LAKE_CATALOG=catalog,
                    FLEET_LAKE_DATA_PATH=str(root / "lake"), FLEET_SERVING_POSTGRES=serving)

@@ -97,7 +97,32 @@ class SlidingWindowLimiter:
                 self._stamps.pop(0)
 
 
-class FileWindowLimiter:
+class WindowLedger:
+    """A limiter whose window lives in a store every process shares (a file here, Redis in
+    ``ingest.shared_state``): subclasses say how to take a slot (``_reserve``)."""
+
+    _sleep: Callable[[float], None]
+
+    def _reserve(self) -> float:
+        """Take a slot and return 0, or return how long to wait before trying again."""
+        raise NotImplementedError
+
+    def try_acquire(self) -> float:
+        """Take a slot and return 0.0, or take nothing and return the seconds until one frees.
+
+        Never sleeps: for quotas whose window is too long to wait out inside a pipeline step
+        (Telesto: 100 an hour, then a 15-minute block)."""
+        return self._reserve()
+
+    def acquire(self) -> float:
+        waited = 0.0
+        while (wait := self._reserve()) > 0:
+            self._sleep(wait)
+            waited += wait
+        return waited
+
+
+class FileWindowLimiter(WindowLedger):
     """At most ``max_calls`` requests in any ``per_s``-second window, across processes and runs.
 
     Vendor quotas belong to the account or the client address, not to a Python object: the steps
@@ -151,20 +176,6 @@ class FileWindowLimiter:
             ledger.truncate()
             ledger.write(json.dumps(stamps))
             return 0.0
-
-    def try_acquire(self) -> float:
-        """Take a slot and return 0.0, or take nothing and return the seconds until one frees.
-
-        Never sleeps: for quotas whose window is too long to wait out inside a pipeline step
-        (Telesto: 100 an hour, then a 15-minute block)."""
-        return self._reserve()
-
-    def acquire(self) -> float:
-        waited = 0.0
-        while (wait := self._reserve()) > 0:
-            self._sleep(wait)
-            waited += wait
-        return waited
 
     def remaining(self) -> int:
         """Calls still allowed in the current window (for metadata and tests)."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fleet_pipeline.ingest.http import Secrets, VendorAPIError, VendorAuthError, VendorResponseError
-from fleet_pipeline.ingest.shared_files import SharedJsonFile, cache_key
+from fleet_pipeline.ingest.shared_files import cache_key
+from fleet_pipeline.ingest.shared_state import shared_json
 from fleet_pipeline.sources.navixy.endpoints import USER_AUTH, VENDOR
 from fleet_pipeline.sources.navixy.errors import SessionRejected, TrackerNotFound
 from fleet_pipeline.sources.time_windows import as_naive_utc
@@ -30,8 +31,7 @@ class SessionCache:
     """The ``user/auth`` hash of one (base URL, login), shared by every process on the machine."""
 
     def __init__(self, directory: Path, base_url: str, login: str) -> None:
-        self.file = SharedJsonFile(directory, f"navixy-session-{cache_key(base_url, login)}")
-        self.path = self.file.path
+        self.file = shared_json(directory, f"navixy-session-{cache_key(base_url, login)}")
 
     def read(self) -> str | None:
         value = (self.file.read() or {}).get("hash")

@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo
 
 from fleet_pipeline.ingest.http import (
     Backoff,
-    FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
@@ -39,6 +38,7 @@ from fleet_pipeline.ingest.http import (
     VendorResponseError,
 )
 from fleet_pipeline.ingest.shared_files import cache_key
+from fleet_pipeline.ingest.shared_state import window_limiter
 from fleet_pipeline.sources.navixy.auth import SessionAuth, SessionCache
 from fleet_pipeline.sources.navixy.endpoints import (
     GET_DIAGNOSTICS,
@@ -151,7 +151,7 @@ class NavixyClient(VendorClient):
             # platform on this machine (other steps, other runs, other users) draws from one
             # ledger. Real time on purpose: the vendor's window is wall-clock.
             limiter=(
-                FileWindowLimiter(_ledger_path(self.cache_dir, self.base_url), max_calls_per_s, 1.0,
+                window_limiter(_ledger_path(self.cache_dir, self.base_url), max_calls_per_s, 1.0,
                                  evenly=True)
                 if max_calls_per_s else None
             ),

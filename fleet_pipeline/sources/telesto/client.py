@@ -7,7 +7,8 @@ fail too. So this client never asks the server to tell it that the hour is used 
 
 * every attempt (retries included) takes a slot from a ``FileWindowLimiter`` ledger in
   ``cache_dir``, shared by every process and run on the machine and keyed by the API's origin
-  (the limit is per IP, so per machine, whatever the key). The default budget is 90, leaving
+  (the limit is per IP, so per machine, whatever the key; machines behind one address share the
+  ledger and the block record in Redis with FLEET_SHARED_STATE). The default budget is 90, leaving
   headroom for a human with curl on the same IP;
 * when the budget is used up it does NOT wait (up to an hour, inside a pipeline step): it raises
   ``TelestoRateLimited`` (a ``VendorRateLimitError``) saying when the next call is allowed;
@@ -22,14 +23,10 @@ invalid key to Telesto). It is registered with the redactor: it never appears in
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -39,7 +36,6 @@ from urllib.parse import urlsplit
 
 from fleet_pipeline.ingest.http import (
     Backoff,
-    FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
@@ -54,6 +50,7 @@ from fleet_pipeline.ingest.http import (
     VendorResponseError,
     retry_after_s,
 )
+from fleet_pipeline.ingest.shared_state import shared_json, window_limiter
 from fleet_pipeline.sources.time_windows import utcnow
 
 logger = logging.getLogger("fleet_pipeline.sources.telesto")
@@ -130,9 +127,10 @@ class HourlyBudget:
         self.directory = Path(directory)
         self.max_calls = max_calls
         self._now = now
-        self.window = FileWindowLimiter(self.directory / f"telesto-rate-{key}.json", max_calls,
+        self.window = window_limiter(self.directory / f"telesto-rate-{key}.json", max_calls,
                                         RATE_WINDOW_S, clock=lambda: _epoch(self._now()))
-        self.block_path = self.directory / f"telesto-block-{key}.json"
+        self.block = shared_json(self.directory, f"telesto-block-{key}")
+        self.block_path = self.directory / f"telesto-block-{key}.json"  # the block's file without FLEET_SHARED_STATE
 
     def acquire(self, method: str = PRODUCTS) -> None:
         """Take one call from the budget, or raise ``TelestoRateLimited`` without waiting."""
@@ -162,16 +160,16 @@ class HourlyBudget:
     def blocked_until(self) -> datetime | None:
         """End of a server block still running, else None."""
         try:
-            until = float(json.loads(self.block_path.read_text(encoding="utf-8"))["until"])
-        except FileNotFoundError:
+            until = float((self.block.read() or {})["until"])
+        except KeyError:
             return None
-        except (OSError, ValueError, TypeError, KeyError):
-            logger.warning("telesto block file %s is unreadable; ignoring it", self.block_path)
+        except (ValueError, TypeError):
+            logger.warning("telesto block record %s is unreadable; ignoring it", self.block_path.name)
             return None
         return _from_epoch(until) if _epoch(self._now()) < until else None
 
     def record_block(self, until: datetime) -> None:
-        """Remember a server block for every process on the machine (never shortening one).
+        """Remember a server block for every process sharing this budget (never shortening one).
 
         Read-compare-replace without a lock: two processes that race here both write "about
         now + 15 min", so the worst case is a block remembered a moment too short or too long.
@@ -179,16 +177,7 @@ class HourlyBudget:
         current = self.blocked_until()
         if current is not None and current >= until:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".telesto-block-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"until": _epoch(until), "until_utc": until.isoformat()}, handle)
-            os.replace(tmp, self.block_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        self.block.write({"until": _epoch(until), "until_utc": until.isoformat()})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ from typing import Any
 
 from fleet_pipeline.ingest.http import (
     Backoff,
-    FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
@@ -52,6 +51,7 @@ from fleet_pipeline.ingest.http import (
     retry_after_s,
 )
 from fleet_pipeline.ingest.shared_files import cache_key
+from fleet_pipeline.ingest.shared_state import window_limiter
 
 logger = logging.getLogger("fleet_pipeline.sources.teltonika")
 
@@ -137,7 +137,7 @@ class TeltonikaFotaClient(VendorClient):
         self.throttle_backoff = throttle_backoff or Backoff(base_s=15.0, multiplier=2.0, max_s=60.0)
         self._owns_http = http is None
         limiter = (
-            FileWindowLimiter(_ledger_path(self.cache_dir, self.base_url), max_calls_per_min,
+            window_limiter(_ledger_path(self.cache_dir, self.base_url), max_calls_per_min,
                               RATE_WINDOW_S, clock=clock, sleep=sleep)
             if max_calls_per_min and http is None else None
         )

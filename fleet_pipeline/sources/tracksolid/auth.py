@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fleet_pipeline.ingest.http import CallStats, Secrets, VendorAPIError, VendorResponseError
-from fleet_pipeline.ingest.shared_files import SharedJsonFile, cache_key
+from fleet_pipeline.ingest.shared_files import cache_key
+from fleet_pipeline.ingest.shared_state import shared_json
 from fleet_pipeline.sources.tracksolid.errors import VENDOR
 from fleet_pipeline.sources.tracksolid.rows import int_or_none
 
@@ -70,8 +71,7 @@ class TokenCache:
     """The token of one (base URL, app key, user), shared by every process on the machine."""
 
     def __init__(self, directory: Path, base_url: str, app_key: str, user_id: str) -> None:
-        self.file = SharedJsonFile(directory, f"tracksolid-token-{cache_key(base_url, app_key, user_id)}")
-        self.path = self.file.path
+        self.file = shared_json(directory, f"tracksolid-token-{cache_key(base_url, app_key, user_id)}")
 
     def read(self) -> TokenState:
         data = self.file.read()

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 
 from fleet_pipeline.ingest.http import (
     Backoff,
-    FileWindowLimiter,
     HttpSession,
     Reply,
     RequestParts,
@@ -37,6 +36,7 @@ from fleet_pipeline.ingest.http import (
     VendorResponseError,
 )
 from fleet_pipeline.ingest.shared_files import cache_key
+from fleet_pipeline.ingest.shared_state import window_limiter
 from fleet_pipeline.sources.time_windows import utcnow, windows
 from fleet_pipeline.sources.tracksolid.auth import TOKEN_GET, TokenCache, TokenKeeper
 from fleet_pipeline.sources.tracksolid.errors import VENDOR, TokenRejected, check_reply
@@ -119,7 +119,7 @@ class TracksolidClient(VendorClient):
             # same node and key (other steps, other runs) shares one ledger. Real time on purpose:
             # the vendor's window is wall-clock, whatever clock the caller injects for timestamps.
             limiter=(
-                FileWindowLimiter(_ledger_path(token_cache_dir, self.url, app_key), max_calls_per_s, 1.0,
+                window_limiter(_ledger_path(token_cache_dir, self.url, app_key), max_calls_per_s, 1.0,
                                  evenly=True)
                 if max_calls_per_s else None
             ),

@@ -1,0 +1,243 @@
+"""The distributed mode's runtime on loopback: Dagster's instance in Postgres, steps on two Celery workers.
+
+Real processes, started the way ``fleet-pipeline cluster up`` starts them (``fleet_pipeline.services``
+and ``fleet_pipeline.cluster``): Postgres, Redis, two workers of one step at a time each. Runs are
+started by ``dagster asset materialize`` of ``celery_code_location`` (the real Tracksolid assets with
+the product's Celery executor) against a Tracksolid sandbox served by the test, and judged by the
+World, the instance's own records (read from Postgres) and the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+from fleet_pipeline import cluster
+from fleet_pipeline.instance import prepare_instance_home
+from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
+from fleet_pipeline.sandbox.world import World
+from fleet_pipeline.services import Postgres, Redis, free_port, process_alive, stop_process
+from fleet_pipeline_tests import celery_code_location
+from fleet_pipeline_tests import ops_code_location as ops
+from fleet_pipeline_tests.ingest.test_concurrency import (
+    DAY_A,
+    DAY_B,
+    WRITERS,
+    _assert_matches_world,
+    _query,
+    _step_windows,
+    _wait_until,
+)
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Cluster:
+    postgres: Postgres
+    env: dict[str, str]
+    workers: dict[str, subprocess.Popen]
+    folder: Path
+
+    def worker_log(self, name: str) -> Path:
+        return self.folder / "logs" / f"{name}.log"
+
+
+@pytest.fixture(scope="module")
+def running_cluster() -> Iterator[Cluster]:
+    # Not a pytest tmp dir: Postgres runs as the postgres user when the tests run as root, and
+    # pytest's folders are private to their owner.
+    folder = Path(tempfile.mkdtemp(prefix="fleet-cluster-test-"))
+    folder.chmod(0o755)
+    postgres, redis = Postgres(folder / "postgres", free_port()), Redis(folder / "redis", free_port())
+    workers: dict[str, subprocess.Popen] = {}
+    postgres.start()
+    try:
+        postgres.create_database("dagster")
+        redis.start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+        env.update({
+            "DAGSTER_HOME": str(folder / "dagster_home"),
+            "FLEET_DAGSTER_POSTGRES": postgres.url("dagster"),
+            "FLEET_EXECUTOR": "celery",
+            "FLEET_CELERY_BROKER": redis.url(0),
+            "FLEET_SHARED_STATE": redis.url(1),
+            "FLEET_STEP_RETRIES": "0",
+            "FLEET_PARTITIONS_START": os.environ.get("FLEET_PARTITIONS_START", "2026-01-01"),
+        })
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            prepare_instance_home()
+            config = cluster.write_celery_config(folder / "celery", redis.url(0))
+            child_env = cluster.process_env(env)
+            for name in cluster.WORKERS:
+                workers[name] = cluster.start_celery_worker(name, config, child_env, folder / "logs" / f"{name}.log")
+            for name, process in workers.items():
+                cluster.wait_for_worker(folder / "logs" / f"{name}.log", process, timeout_s=240)
+            yield Cluster(postgres, child_env, workers, folder)
+    finally:
+        for process in workers.values():
+            stop_process(process.pid, timeout_s=30, group=True)
+            process.wait(timeout=30)
+        redis.stop()
+        postgres.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _materialize(selection: list, day, config: dict, env: dict[str, str], log: Path) -> subprocess.Popen:
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", celery_code_location.MODULE,
+               "--select", ",".join(a.key.to_user_string() for a in selection),
+               "--partition", day.isoformat(), "--config-json", json.dumps(config)]
+    with log.open("w") as output:  # a file, not a pipe: a full pipe would stall the run
+        return subprocess.Popen(command, env=env, stdout=output, stderr=output)
+
+
+def _runs_in_postgres(postgres: Postgres) -> dict[str, str]:
+    """run id -> status, read from the instance's Postgres tables directly (not through Dagster)."""
+    with psycopg2.connect(postgres.url("dagster", driver="")) as conn, conn.cursor() as cursor:
+        cursor.execute("select run_id, status from runs")
+        return dict(cursor.fetchall())
+
+
+def _celery_workers_of(instance: DagsterInstance, run_id: str) -> dict[str, str]:
+    """step key -> the worker that executed it, from the engine events each worker logged."""
+    workers = {}
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = entry.dagster_event
+        metadata = {key: getattr(value, "value", value) for key, value in event.event_specific_data.metadata.items()}
+        if "Celery worker" in metadata:
+            workers[event.step_key] = metadata["Celery worker"]
+    return workers
+
+
+def test_source_steps_run_on_two_workers_at_once_with_runs_and_events_in_postgres(running_cluster, tmp_path):
+    world, warehouse = World(seed=42, n_devices=8), tmp_path / "warehouse.duckdb"
+    before = set(_runs_in_postgres(running_cluster.postgres))
+    with sandbox_tracksolid.make_server(world) as server:
+        # Each call a little slow, so that each step lasts seconds: long enough for both to be taken.
+        server.knobs.latency_s = 0.05
+        config = ops.run_config(server.base_url, tmp_path / "cache", warehouse)
+        log = tmp_path / "run.log"
+        process = _materialize(WRITERS, DAY_A, config, running_cluster.env, log)
+        assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
+
+    runs = {run_id: status for run_id, status in _runs_in_postgres(running_cluster.postgres).items()
+            if run_id not in before}
+    assert list(runs.values()) == ["SUCCESS"], runs
+    [run_id] = runs
+    with DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        by_step = _celery_workers_of(instance, run_id)
+        windows = _step_windows(instance, [run_id])
+    assert len(by_step) == 2 and {w.split("@")[0] for w in by_step.values()} == set(cluster.WORKERS), by_step
+    (first_start, first_end, _), (second_start, _, _) = windows
+    assert second_start < first_end, f"the two steps did not run at once: {windows}"
+    _assert_matches_world(warehouse, world, DAY_A, ("trips", "alarms"))
+
+
+def _pool_child(worker: subprocess.Popen) -> int:
+    """The pid of the worker's pool process (concurrency 1: its one child), which runs the steps."""
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    assert len(children) == 1, f"the worker has {len(children)} pool processes, expected 1"
+    return int(children[0])
+
+
+def test_a_worker_killed_mid_step_fails_the_run_and_leaves_the_day_as_it_was(running_cluster, tmp_path):
+    world, warehouse = World(seed=42, n_devices=8), tmp_path / "warehouse.duckdb"
+    trips = WRITERS[0]
+    with sandbox_tracksolid.make_server(world) as server:
+        config = ops.run_config(server.base_url, tmp_path / "cache", warehouse)
+        # DAY_A loaded first: the rows the killed run must not touch.
+        first = _materialize([trips], DAY_A, config, running_cluster.env, tmp_path / "first.log")
+        assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+        day_a = _query(warehouse, "select * from raw_tracksolid.trips order by all")
+
+        server.knobs.latency_s = 0.5  # a step of minutes: killed while it extracts DAY_B
+        log = tmp_path / "killed.log"
+        before = set(_runs_in_postgres(running_cluster.postgres))
+        process = _materialize([trips], DAY_B, config, running_cluster.env, log)
+        with DagsterInstance.get() as instance:
+            def started() -> str | None:
+                new = [r for r in _runs_in_postgres(running_cluster.postgres) if r not in before]
+                return next((r for r in new if _celery_workers_of(instance, r)), None)
+
+            _wait_until(lambda: started() is not None and server.count() > 0, "the step to start on a worker",
+                        timeout_s=300)
+            run_id = started()
+            [worker_name] = _celery_workers_of(instance, run_id).values()
+        worker = running_cluster.workers[worker_name.split("@")[0]]
+        child = _pool_child(worker)
+        os.kill(child, signal.SIGKILL)
+        assert process.wait(timeout=300) != 0, "the run succeeded although its step's process was killed"
+
+        with DagsterInstance.get() as instance:
+            assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+        assert _query(warehouse, "select * from raw_tracksolid.trips order by all") == day_a
+        assert _query(warehouse, "select count(*) from raw_tracksolid.trips where partition_date = ?",
+                      [DAY_B]) == [(0,)]
+
+        # The worker survives the loss of its pool process and takes the next run's step.
+        assert process_alive(worker.pid)
+        server.knobs.latency_s = 0.0
+        again = _materialize([trips], DAY_B, config, running_cluster.env, tmp_path / "again.log")
+        assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
+    _assert_matches_world(warehouse, world, DAY_A, ("trips",))
+    _assert_matches_world(warehouse, world, DAY_B, ("trips",))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_cluster_up_starts_everything_and_down_leaves_no_process(tmp_path):
+    """What a person runs: `fleet-pipeline cluster up` (here without the demo) and `cluster down`."""
+    data = Path(tempfile.mkdtemp(prefix="fleet-cluster-cli-"))
+    data.chmod(0o755)  # Postgres runs as the postgres user under root: its folder must be reachable
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "DAGSTER_HOME"))}
+    env["FLEET_DATA_DIR"] = str(data)
+    command = [str(BIN / "fleet-pipeline"), "cluster"]
+    up = subprocess.run([*command, "up", "--no-demo"], env=env, capture_output=True, text=True, timeout=900)
+    state = cluster.ClusterState.load(data / "cluster")
+    try:
+        assert up.returncode == 0 and state is not None, up.stdout[-3000:] + up.stderr[-3000:]
+        for progress in ("Postgres on 127.0.0.1", "Redis on 127.0.0.1", "Celery worker worker1 ready",
+                         "Celery worker worker2 ready", "Dagster UI ready: http://127.0.0.1:"):
+            assert progress in up.stdout, up.stdout
+        assert f"Dagster UI: {state.ui_url}" in up.stdout
+        assert set(state.processes) == {*cluster.WORKERS, "webserver", "daemon"}
+        import requests
+
+        assert requests.get(f"{state.ui_url}/server_info", timeout=30).status_code == 200
+        status = subprocess.run([*command, "status"], env=env, capture_output=True, text=True, timeout=120)
+        assert status.stdout.count("running") == 6, status.stdout  # 4 processes, Redis, Postgres
+        service_pids = [state.redis.pid(), state.postgres.pid()]
+        assert all(service_pids)
+    finally:
+        down = subprocess.run([*command, "down"], env=env, capture_output=True, text=True, timeout=600)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert {pid: _group_members(pid) for pid in state.processes.values()} == {
+        pid: [] for pid in state.processes.values()}, "a process of the cluster outlived `down`"
+    assert not any(process_alive(pid) for pid in service_pids), "Redis or Postgres still runs"
+    assert not (data / "cluster" / "cluster.json").exists()
+    shutil.rmtree(data, ignore_errors=True)
