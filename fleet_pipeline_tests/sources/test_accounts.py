@@ -27,6 +27,7 @@ from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy.resources import NavixyResource
 from fleet_pipeline.sources.registry import BY_NAME
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
+from fleet_pipeline_tests.run_results import query as _query
 
 # Navixy account of the file -> the World account its key reaches (disjoint fleets: 20, 3 and 4
 # devices in a World of 60).
@@ -106,11 +107,6 @@ def _check_metadata(result, asset: str, check: str) -> dict:
                 and evaluation.asset_key.to_user_string() == asset):
             return {key: getattr(value, "value", value) for key, value in evaluation.metadata.items()}
     raise AssertionError(f"no {check} evaluation of {asset}")
-
-
-def _query(resources: dict, sql: str, params=None) -> list[tuple]:
-    with duckdb.connect(resources["duckdb"].database, read_only=True) as conn:
-        return conn.execute(sql, params or []).fetchall()
 
 
 def _navixy_devices(world: World, world_account: str) -> dict[str, object]:

@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -22,6 +21,8 @@ from fleet_pipeline.sandbox import navixy as sandbox_navixy
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.navixy import assets
 from fleet_pipeline.sources.navixy.resources import NavixyResource
+from fleet_pipeline_tests.run_results import materialization_metadata as _metadata
+from fleet_pipeline_tests.run_results import query as _query
 
 SPRING_FORWARD, FALL_BACK = date(2026, 3, 29), date(2026, 10, 25)
 PARIS = ZoneInfo("Europe/Paris")
@@ -58,19 +59,6 @@ def _run(resources: dict, day: date | None = None, selection=None):
     return materialize(selection or (EVENT_ASSETS if day else SNAPSHOT_ASSETS),
                        partition_key=day.isoformat() if day else None, resources=resources,
                        instance=DagsterInstance.ephemeral(), raise_on_error=False)
-
-
-def _query(resources: dict, sql: str, params=None) -> list[tuple]:
-    with duckdb.connect(resources["duckdb"].database, read_only=True) as conn:
-        return conn.execute(sql, params or []).fetchall()
-
-
-def _metadata(result, table: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization.asset_key.path[-1] == table:
-            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-    raise AssertionError(f"{table} was not materialized")
 
 
 def _active_devices(world: World, server) -> list:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -22,6 +21,8 @@ from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.tracksolid import assets
 from fleet_pipeline.sources.tracksolid.resources import TracksolidResource
+from fleet_pipeline_tests.run_results import materialization_metadata as _metadata
+from fleet_pipeline_tests.run_results import query as _query
 
 TODAY = datetime.now(timezone.utc).date()
 # Late uploads arrive up to 3 days after the fix: a day 5+ days back is complete.
@@ -72,19 +73,6 @@ def _run(resources: dict, day: date | None = None, selection=None, instance=None
         instance=instance or DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
-
-
-def _query(resources: dict, sql: str, params=None) -> list[tuple]:
-    with duckdb.connect(resources["duckdb"].database, read_only=True) as conn:
-        return conn.execute(sql, params or []).fetchall()
-
-
-def _metadata(result, table: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization.asset_key.path[-1] == table:
-            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-    raise AssertionError(f"{table} was not materialized")
 
 
 def _tracksolid_imeis(world: World) -> list[str]:

@@ -12,7 +12,6 @@ from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster import DagsterInstance, Definitions, build_sensor_context, materialize
 
@@ -28,6 +27,8 @@ from fleet_pipeline.sources.tracksolid.push_sensor import (
     landing_requests,
 )
 from fleet_pipeline_tests.conftest import WORLD_NOW
+from fleet_pipeline_tests.run_results import materialization_metadata
+from fleet_pipeline_tests.run_results import query as _query
 from fleet_pipeline_tests.sources.tracksolid.push_landing_writer import Pushed, land, landed_line, world_pushes
 
 # A day whose fixes partly arrive late (161 of them, up to 3 days after) with 24 devices.
@@ -58,17 +59,8 @@ def _load(resources: dict, day: date = DAY, selection=None):
     return result
 
 
-def _query(resources: dict, sql: str, params=None) -> list[tuple]:
-    with duckdb.connect(resources["duckdb"].database, read_only=True) as conn:
-        return conn.execute(sql, params or []).fetchall()
-
-
 def _metadata(result, table: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization.asset_key.path[-1] == table and "landed_messages" in materialization.metadata:
-            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-    raise AssertionError(f"{table} was not materialized")
+    return materialization_metadata(result, table, having=lambda metadata: "landed_messages" in metadata)
 
 
 def _gps_truth(world: World, imeis: list[str], day: date) -> Counter:
