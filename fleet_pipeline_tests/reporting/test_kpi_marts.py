@@ -22,6 +22,7 @@ import pytest
 
 from fleet_pipeline import settings
 from fleet_pipeline.sandbox import navixy
+from fleet_pipeline.sandbox.navixy.synthesis import GROUP_ID_BASE
 from fleet_pipeline.sandbox.world import World, kpis
 from fleet_pipeline_tests.reporting.test_dbt_models import (
     BIN,
@@ -194,6 +195,23 @@ def test_utilisation_daily_equals_the_world(warehouse: Warehouse) -> None:
         seen["working_hours_km"] += truth["working_hours"]
     assert seen["driving"] >= 10 and seen["idle"] >= 5, seen
     assert seen["after_hours_km"] > 50 and seen["working_hours_km"] > 50, seen
+
+
+def test_mileage_and_utilisation_carry_each_devices_vendor_group(warehouse: Warehouse) -> None:
+    """Mileage and utilisation per account and group, for the team that manages each: the group is the
+    vendor's, which the sandbox derives from the device's World account (Navixy: one group per
+    account, ids from GROUP_ID_BASE in the World's account order; Tracksolid: one "Default group")."""
+    world = warehouse.world
+    navixy_accounts = [a for a in world.accounts if a.platform == "navixy"]
+    navixy_group = {a.account_id: str(GROUP_ID_BASE + n + 1) for n, a in enumerate(navixy_accounts)}
+    for mart in ("mileage_daily", "utilisation_daily"):
+        rows = _rows(warehouse, f"select imei, platform, group_name from marts.{mart}")
+        assert rows, mart
+        for row in rows:
+            device = world.device(row["imei"])
+            expected = navixy_group.get(device.account_id, "0") if row["platform"] == "navixy" else "Default group"
+            assert row["group_name"] == expected, (mart, row)
+    assert len({row["group_name"] for row in _rows(warehouse, "select group_name from marts.mileage_daily")}) >= 2
 
 
 # ---------------------------------------------------------------- speeding

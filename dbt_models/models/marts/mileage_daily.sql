@@ -80,6 +80,8 @@ select
     {{ local_date('partition_date', device_zone('z.time_zone')) }} as local_date,
     platform,
     account,
+    -- the vendor's device group, for the team that manages it (Navixy group id, Tracksolid group name)
+    g.group_name,
     trips_km,
     trip_count,
     points_km,
@@ -103,3 +105,4 @@ select
     ) as is_provisional
 from chosen
 left join (select imei, time_zone from {{ ref('dim_device_time_zones') }}) as z using (imei)
+left join (select imei, group_name from {{ ref('dim_devices') }}) as g using (imei)

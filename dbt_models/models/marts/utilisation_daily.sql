@@ -75,6 +75,8 @@ select
     time_zone,
     platform,
     account,
+    -- the vendor's device group, for the team that manages it (Navixy group id, Tracksolid group name)
+    g.group_name,
     imei,
     -- a blocked tracker's day is unknown, not idle: every figure of it is null
     case when not tracker_blocked then trip_count end as trip_count,
@@ -92,3 +94,4 @@ select
     -- (idling stops end within their day)
     is_provisional
 from measured
+left join (select imei, group_name from {{ ref('dim_devices') }}) as g using (imei)
