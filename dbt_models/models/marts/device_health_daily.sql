@@ -84,7 +84,9 @@ heartbeats as (
 pushed_heartbeat_by_day as (
     select
         dd.imei, dd.partition_date,
-        coalesce(sum(p.heartbeats) filter (where p.partition_date = dd.partition_date), 0) as pushed_heartbeats,
+        -- bigint, not sum()'s hugeint, which the serving Parquet files cannot hold as an integer
+        cast(coalesce(sum(p.heartbeats) filter (where p.partition_date = dd.partition_date), 0) as bigint)
+            as pushed_heartbeats,
         max_by(p.last_power_level_pct, p.last_heartbeat_at) as last_power_level_pct,
         max_by(p.last_gsm_signal, p.last_heartbeat_at) as last_gsm_signal
     from device_days as dd
