@@ -212,12 +212,15 @@ def test_the_asset_graph_shows_every_vendor_and_layer(project: Project, page: Pa
     # One layer opened: its lineage (taller than the window: the marts' upstream models around
     # them), then its list, where a person finds every mart without scrolling the graph.
     page.goto(f"{project.base_url}/locations/{CODE_LOCATION}/asset-groups/marts")
-    expect(page.get_by_text("mileage_daily", exact=True).first).to_be_visible()
+    # Eleven marts and their upstream models: the graph opens zoomed out to fit them, so node names
+    # are drawn as blocks until a person zooms in; the list below names every mart.
+    page.wait_for_load_state("networkidle")
     expect(page.get_by_text("Loading...")).to_have_count(0)  # each node's status, as a person waits for it
     screenshot(page, "02_asset_graph_marts")
     page.get_by_role("tab", name="List").click()
     for mart in ("mileage_daily", "parking_daily", "parking_events", "alarms_daily", "firmware_rollout",
-                 "stock_daily"):
+                 "stock_daily", "utilisation_daily", "speeding_daily", "device_health_daily", "geofence_visits",
+                 "long_stops"):
         expect(page.locator(f'a[href="/assets/marts/{mart}"]').first).to_be_visible()
     screenshot(page, "02_asset_group_marts_list")
 
