@@ -201,16 +201,21 @@ def load_extensions(conn: duckdb.DuckDBPyConnection, names: Sequence[str], direc
     offline (``source="wheels"``: ``INSTALL '<file>'``), or from DuckDB's own repository
     (``"repository"``: ``INSTALL ducklake``, what production machines with internet access run)."""
     conn.execute(f"SET extension_directory = {sql_string(str(directory))}")
-    installed = {row[0] for row in conn.execute(
-        "SELECT extension_name FROM duckdb_extensions() WHERE installed").fetchall()}
-    for name in names:
-        if name not in installed:
-            what = sql_string(str(extension_file(name))) if source == "wheels" else name
-            try:
-                conn.execute(f"INSTALL {what}")
-            except duckdb.Error as exc:
-                raise LakeError(f"INSTALL {name} (from {source}) into {directory} failed: {exc}") from None
-        conn.execute(f"LOAD {name}")
+    # Processes starting at once on a new directory (two steps, two workers) take turns: one that
+    # saw a half-copied file as installed would LOAD it, fail, and try to download it instead.
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".install.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        installed = {row[0] for row in conn.execute(
+            "SELECT extension_name FROM duckdb_extensions() WHERE installed").fetchall()}
+        for name in names:
+            if name not in installed:
+                what = sql_string(str(extension_file(name))) if source == "wheels" else name
+                try:
+                    conn.execute(f"INSTALL {what}")
+                except duckdb.Error as exc:
+                    raise LakeError(f"INSTALL {name} (from {source}) into {directory} failed: {exc}") from None
+            conn.execute(f"LOAD {name}")
 
 
 def load_lake_extensions(conn: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
