@@ -260,7 +260,14 @@ def render(result: dict[str, Any]) -> str:
             cells.append(f"{text:>{width}}")
         return f"{label:<22}" + "".join(cells)
 
-    lines += [line("wall s", "wall_s"), line("CPU s (with children)", "cpu_s"), line("peak RSS MiB", "peak_rss_mib", 0)]
+    # A launched run is several processes, forked from one: its resident sizes summed count the pages
+    # they share once per process. Its memory is the tree's PSS (each shared page counted once) and
+    # its largest process; a one-process stage's peak RSS is both.
+    for stage in stages.values():
+        stage.setdefault("largest_process_mib", stage.get("max_process_peak_rss_mib", stage.get("peak_rss_mib")))
+        stage.setdefault("memory_mib", stage.get("peak_pss_mib", stage.get("peak_rss_mib")))
+    lines += [line("wall s", "wall_s"), line("CPU s (with children)", "cpu_s"),
+              line("peak memory MiB", "memory_mib", 0), line("largest process MiB", "largest_process_mib", 0)]
     for table in TABLES:
         lines.append(f"{'rows ' + table:<22}" + "".join(
             f"{_fmt_rows((stages[n].get('rows') or {}).get(table)):>{width}}" for n in names))
@@ -273,10 +280,10 @@ def render(result: dict[str, Any]) -> str:
 
     launched = stages.get("launched")
     if launched and launched.get("steps") is not None:
-        lines += ["", "CLI-launched: peak RSS is the peak of the resident sizes summed over the CLI process and its "
-                  f"step processes (sampled at 10 Hz); the largest single process peaked at "
-                  f"{launched['max_process_peak_rss_mib']:.0f} MiB; summed as PSS (pages shared by forked processes "
-                  f"counted once), the tree peaked at {launched.get('peak_pss_mib', 0):.0f} MiB. The CLI processes loaded the code location in "
+        lines += ["", "peak memory: the peak RSS of a one-process stage; of the CLI-launched run, the peak PSS of the "
+                  "CLI process and its step processes together (sampled at 10 Hz; a page the forked processes share "
+                  f"is counted once); their resident sizes summed peaked at {launched['peak_rss_mib']:.0f} MiB. "
+                  "The CLI processes loaded the code location in "
                   + ", ".join(f"{s:.1f} s" for s in launched["cli_load_s"] if s is not None)
                   + " (from their start to their run's first event)."]
         own = [s for s in launched["steps"] if s["own_process"]]

@@ -139,6 +139,15 @@ def run_vendor(spec: dict[str, Any]) -> dict[str, Any]:
     assets = BY_NAME[vendor].load_assets()
     vendor_resource = _vendor_resource(vendor, spec["base_url"], spec["cache_dir"])
     resources = {vendor: vendor_resource, "duckdb": WarehouseResource(database=spec["warehouse"])}
+    if vendor == "tracksolid":
+        # The day's push tables, as all_daily loads them (the staging models read them): nothing
+        # is pushed during a benchmark, so they are loaded empty from an empty landing folder.
+        from fleet_pipeline.sources.tracksolid.push_assets import PushLandingResource, push_assets
+
+        assets = [*assets, *push_assets]
+        landing = Path(spec["warehouse"]).with_name("push_landing")
+        landing.mkdir(exist_ok=True)
+        resources["tracksolid_push"] = PushLandingResource(landing_dir=str(landing))
     partitioned = [a for a in assets if a.partitions_def is not None]
     snapshots = [a for a in assets if a.partitions_def is None]
 

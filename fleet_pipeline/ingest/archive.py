@@ -16,13 +16,14 @@ own in the partition: two accounts' steps of one run write the same table and da
 replayed from its own answers alone (their redacted requests can be identical). The ``default``
 account's files stay where they were before there were accounts.
 
-Why Parquet with zstd: pyarrow and DuckDB are already here (no new dependency; the ``zstandard``
-module is not in the lock), Parquet compresses the repetitive JSON bodies column by column as well
-as a ``.jsonl.zst`` file would, one file per step is written whole (atomically: a temporary name,
-fsync, rename) so a crash never leaves half an archive, and the archive can be read with plain SQL
-(``select call, body from 'data/archive/sandbox/tracksolid/alarms/*/*.parquet'``). Through
-``pyarrow.fs`` the same code writes a local folder or an object store (the distributed mode keeps
-the archive beside the lake's data path, ``fleet_pipeline.settings.archive_root``).
+Why Parquet with zstd: polars writes it (no new dependency; the ``zstandard`` module is not in the
+lock), Parquet compresses the repetitive JSON bodies column by column as well as a ``.jsonl.zst``
+file would, one file per step is published whole (written under a scratch name, fsync'd, renamed)
+so a crash never leaves half an archive, and the archive can be read with plain SQL
+(``select call, body from 'data/archive/sandbox/tracksolid/alarms/*/*.parquet'``). A local folder
+is written with plain file operations; an object store (the distributed mode keeps the archive
+beside the lake's data path, ``fleet_pipeline.settings.archive_root``) through ``pyarrow.fs``,
+imported only then: pyarrow costs a writing step ~40 MiB.
 
 Nothing secret is written: requests and bodies are redacted with every secret the client
 registered, volatile request fields (timestamps, signatures) are left out, and headers are not kept.
@@ -34,31 +35,36 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+import polars as pl
 
 from fleet_pipeline.ingest.http.recording import Answer, AnswerBook, MissingAnswer
 from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 SUFFIX = ".parquet"
 # zstd 9: on a day of track points about a tenth smaller than the default level for a few ms more a
-# megabyte; 19 gains another tenth at twenty times the CPU, too much for the largest steps.
-# Statistics only where they help a query: min/max of a body would store two whole answers again
-# in the footer, the size of a small step's whole file.
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9,
-                   "write_statistics": ["call", "http_method", "status", "received_at"]}
+# megabyte; 19 gains another tenth at twenty times the CPU, too much for the largest steps. No
+# statistics: min/max of a body would store two whole answers again in the footer, the size of a
+# small step's whole file, and a file is one step: there is nothing to skip within it.
+COMPRESSION = {"compression": "zstd", "compression_level": 9, "statistics": False}
+# Answers per row group, by the size of their bodies: a step's answers (a day of track points is
+# hundreds of MB of JSON) are written a group at a time, never held all at once.
+ROW_GROUP_BODY_BYTES = 4 * 1024 * 1024
+# Rows per row group of the archive file (an answer is a row): bounds what the compressing writer
+# holds when the bodies are large (a tracker's day of points is ~100 KB).
+ROWS_PER_ROW_GROUP = 64
 _PARTITION = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:_(\d{4}-\d{2}-\d{2}))?$")
-_SCHEMA = pa.schema([
-    ("call", pa.string()), ("http_method", pa.string()), ("path", pa.string()), ("request", pa.string()),
-    ("status", pa.int32()), ("body", pa.string()), ("received_at", pa.timestamp("us")),
-])
+_SCHEMA = {"call": pl.String, "http_method": pl.String, "path": pl.String, "request": pl.String,
+           "status": pl.Int32, "body": pl.String, "received_at": pl.Datetime("us")}
 
 
 def partition_name(days: Sequence[date]) -> str:
@@ -95,46 +101,124 @@ class StepAnswers:
     answers: list[Answer]
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """A file or folder found under the archive's root."""
+
+    path: str
+    base_name: str
+    is_file: bool
+    size: int
+    mtime: datetime | None
+
+
+class _LocalFolder:
+    """The archive in a folder of this machine: plain file operations, so that a step that writes
+    it does not load pyarrow (~40 MiB) for them."""
+
+    def __init__(self, root: str) -> None:
+        self.base = os.path.abspath(root)
+
+    def list(self, folder: str, recursive: bool) -> list[_Entry]:
+        if not os.path.isdir(folder):
+            return []
+        found = []
+        for current, folders, files in os.walk(folder):
+            for name in [*folders, *files]:
+                path = os.path.join(current, name)
+                stat = os.stat(path)
+                found.append(_Entry(path, name, name in files, stat.st_size,
+                                    datetime.fromtimestamp(stat.st_mtime, timezone.utc)))
+            if not recursive:
+                break
+        return found
+
+    def delete_dir(self, folder: str) -> None:
+        shutil.rmtree(folder)
+
+    def publish(self, written: Path, folder: str, path: str) -> None:
+        """Move the finished file into place atomically (it was written in the same folder)."""
+        os.replace(written, path)
+        _fsync_dir(folder)
+
+    def scratch_parent(self, folder: str) -> str:
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
+    def readable(self, path: str) -> bytes | str:
+        return path
+
+
+class _ObjectStore:
+    """The archive in an object store (``s3://``, ``gs://``...), through ``pyarrow.fs``."""
+
+    def __init__(self, root: str) -> None:
+        import pyarrow.fs as pafs
+
+        self.pafs = pafs
+        self.fs, self.base = pafs.FileSystem.from_uri(root)
+
+    def list(self, folder: str, recursive: bool) -> list[_Entry]:
+        if self.fs.get_file_info(folder).type != self.pafs.FileType.Directory:
+            return []
+        return [_Entry(info.path, info.base_name, info.type == self.pafs.FileType.File, info.size or 0, info.mtime)
+                for info in self.fs.get_file_info(self.pafs.FileSelector(folder, recursive=recursive))]
+
+    def delete_dir(self, folder: str) -> None:
+        self.fs.delete_dir(folder)
+
+    def publish(self, written: Path, folder: str, path: str) -> None:
+        """Upload the finished file: an object becomes visible only when its upload is complete."""
+        self.fs.create_dir(folder, recursive=True)
+        with written.open("rb") as source, self.fs.open_output_stream(path) as sink:
+            shutil.copyfileobj(source, sink, 8 * 1024 * 1024)
+
+    def scratch_parent(self, folder: str) -> str | None:
+        return None  # the system's temporary folder
+
+    def readable(self, path: str) -> bytes | str:
+        with self.fs.open_input_file(path) as source:
+            return source.read()
+
+
 class Archive:
     """The archive under one root (a folder, or an object-store URL ``pyarrow.fs`` understands)."""
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self._fs, self._base = pafs.FileSystem.from_uri(root if "://" in root else os.path.abspath(root))
-        self._local = isinstance(self._fs, pafs.LocalFileSystem)
+        remote = "://" in root and not root.startswith("file://")
+        self._storage: Any = _ObjectStore(root) if remote else _LocalFolder(root.removeprefix("file://"))
 
     def _join(self, *parts: str) -> str:
-        return "/".join([self._base.rstrip("/"), *parts])
+        return "/".join([self._storage.base.rstrip("/"), *parts])
 
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, vendor: str, table: str, days: Sequence[date], run_id: str, extracted_at: datetime,
-              answers: Sequence[Answer], account: str = DEFAULT_ACCOUNT) -> ArchivedStep:
-        """One step's answers, durably, as ``<vendor>/<table>/<partition>[/<account>]/<run_id>.parquet``."""
+              answers: Iterable[Answer], account: str = DEFAULT_ACCOUNT) -> ArchivedStep:
+        """One step's answers, durably, as ``<vendor>/<table>/<partition>[/<account>]/<run_id>.parquet``.
+
+        The answers are written a group at a time into uncompressed parts in a scratch folder,
+        then streamed into the one zstd file (never all in memory); a crash leaves no file under
+        the final name, only a scratch folder starting with a dot, which no reader lists."""
         partition = partition_name(days)
         folder = self._join(vendor, table, partition, *([] if account == DEFAULT_ACCOUNT else [account]))
         path = f"{folder}/{run_id}{SUFFIX}"
-        columns = {name: [getattr(a, name) for a in answers] for name in _SCHEMA.names}
-        frame = pa.Table.from_pydict(columns, schema=_SCHEMA).replace_schema_metadata(
-            {"vendor": vendor, "table": table, "run_id": run_id, "account": account,
-             "extracted_at": extracted_at.isoformat()})
-        self._fs.create_dir(folder, recursive=True)
-        if self._local:
-            temporary = f"{folder}/.{run_id}.{uuid.uuid4().hex}.tmp"
-            try:
-                with open(temporary, "wb") as sink:
-                    pq.write_table(frame, sink, **PARQUET_OPTIONS)
-                    sink.flush()
-                    os.fsync(sink.fileno())
-                os.replace(temporary, path)
-            finally:
-                if os.path.exists(temporary):
-                    os.remove(temporary)
-            _fsync_dir(folder)
-        else:  # an object store's PUT is atomic already
-            pq.write_table(frame, path, filesystem=self._fs, **PARQUET_OPTIONS)
-        info = self._fs.get_file_info(path)
-        return ArchivedStep(vendor, table, min(days), max(days), run_id, path, info.size or 0, info.mtime, account)
+        metadata = {"vendor": vendor, "table": table, "run_id": run_id, "account": account,
+                    "extracted_at": extracted_at.isoformat()}
+        with tempfile.TemporaryDirectory(prefix=f".{run_id}.", dir=self._storage.scratch_parent(folder)) as scratch:
+            parts = []
+            for number, group in enumerate(_row_groups(answers)):
+                parts.append(Path(scratch) / f"part-{number:05d}{SUFFIX}")
+                _frame(group).write_parquet(parts[-1], compression="uncompressed", statistics=False)
+            written = Path(scratch) / f"{uuid.uuid4().hex}{SUFFIX}"
+            source = pl.scan_parquet(parts) if parts else _frame([]).lazy()
+            source.sink_parquet(written, **COMPRESSION, row_group_size=ROWS_PER_ROW_GROUP, metadata=metadata,
+                                sync_on_close="all")
+            size = written.stat().st_size
+            self._storage.publish(written, folder, path)
+        return ArchivedStep(vendor, table, min(days), max(days), run_id, path, size,
+                            datetime.now(timezone.utc), account)
 
     def prune(self, vendor: str, table: str, today: date, retention_days: int) -> list[str]:
         """Delete the partitions of ``vendor``/``table`` whose last day is more than
@@ -143,30 +227,27 @@ class Archive:
             return []
         oldest_kept = today - timedelta(days=retention_days)
         removed = []
-        for info in self._list(self._join(vendor, table), recursive=False):
-            match = _PARTITION.match(info.base_name)
-            if info.type != pafs.FileType.Directory or not match:
+        for entry in self._storage.list(self._join(vendor, table), recursive=False):
+            match = _PARTITION.match(entry.base_name)
+            if entry.is_file or not match:
                 continue
             last = date.fromisoformat(match.group(2) or match.group(1))
             if last < oldest_kept:
-                self._fs.delete_dir(info.path)
-                removed.append(info.path)
+                self._storage.delete_dir(entry.path)
+                removed.append(entry.path)
         return removed
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _list(self, folder: str, recursive: bool = True) -> list[pafs.FileInfo]:
-        if self._fs.get_file_info(folder).type != pafs.FileType.Directory:
-            return []
-        return self._fs.get_file_info(pafs.FileSelector(folder, recursive=recursive))
-
     def steps(self, vendor: str, table: str | None = None, account: str | None = None) -> list[ArchivedStep]:
         """Every archive file of ``vendor`` (of one ``table``, of one ``account``), oldest partition first."""
         found = []
-        for info in self._list(self._join(vendor, table) if table else self._join(vendor)):
-            if info.type != pafs.FileType.File or not info.base_name.endswith(SUFFIX):
+        for entry in self._storage.list(self._join(vendor, table) if table else self._join(vendor), recursive=True):
+            if not entry.is_file or not entry.base_name.endswith(SUFFIX):
                 continue
-            parts = info.path[len(self._join(vendor)) + 1:].split("/")
+            parts = entry.path[len(self._join(vendor)) + 1:].split("/")
+            if any(part.startswith(".") for part in parts):
+                continue  # a step's scratch folder, being written
             # <table>/<partition>/<run>, or <table>/<partition>/<account>/<run> (module docstring)
             match = _PARTITION.match(parts[1]) if len(parts) in (3, 4) else None
             if not match:
@@ -176,15 +257,34 @@ class Archive:
                 continue
             first = date.fromisoformat(match.group(1))
             last = date.fromisoformat(match.group(2) or match.group(1))
-            found.append(ArchivedStep(vendor, parts[0], first, last, parts[-1][:-len(SUFFIX)], info.path,
-                                      info.size or 0, info.mtime, owner))
+            found.append(ArchivedStep(vendor, parts[0], first, last, parts[-1][:-len(SUFFIX)], entry.path,
+                                      entry.size, entry.mtime, owner))
         return sorted(found, key=lambda step: (step.first, step.last, step.table, step.path))
 
     def read(self, path: str) -> StepAnswers:
-        frame = pq.read_table(path, filesystem=self._fs)
-        metadata = {k.decode(): v.decode() for k, v in (frame.schema.metadata or {}).items()}
-        answers = [Answer(**row) for row in frame.to_pylist()]
+        source = self._storage.readable(path)
+        metadata = pl.read_parquet_metadata(source)
+        frame = pl.read_parquet(source, columns=list(_SCHEMA))
+        answers = [Answer(**row) for row in frame.iter_rows(named=True)]
         return StepAnswers(datetime.fromisoformat(metadata["extracted_at"]), answers)
+
+
+def _frame(answers: Sequence[Answer]) -> pl.DataFrame:
+    return pl.DataFrame({name: [getattr(a, name) for a in answers] for name in _SCHEMA}, schema=_SCHEMA)
+
+
+def _row_groups(answers: Iterable[Answer]) -> Iterator[list[Answer]]:
+    """``answers`` in consecutive groups of about :data:`ROW_GROUP_BODY_BYTES` of bodies."""
+    group: list[Answer] = []
+    size = 0
+    for answer in answers:
+        group.append(answer)
+        size += len(answer.body)
+        if size >= ROW_GROUP_BODY_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
 
 
 def _fsync_dir(folder: str) -> None:

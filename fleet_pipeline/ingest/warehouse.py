@@ -345,9 +345,13 @@ def table_turns(lake: LakeSettings | None, tables: Sequence[TableRef], holder: s
 # DuckDB keeps the new row groups in memory until the commit; each of its threads builds row groups
 # of its own, and the buffer pool grows to its limit before it spills. The write takes a second or
 # two either way; capped, the step's peak is lower: +45 against +76 MiB for 217,000 track points,
-# +107 against +155 MiB for 2.2 million (docs/performance.md). A resource's own connection_config
-# wins over these.
+# +107 against +155 MiB for 2.2 million (docs/performance.md). 16 MB saved another ~20 MiB, but a
+# commit that replaces a day over rows already stored then failed to pin a block: the limit has to
+# fit what the commit needs, which grows with the table, not only the batch. A resource's own
+# connection_config wins over these.
 SOURCE_WRITE_CONFIG = {"threads": 1, "memory_limit": "64MB"}
+# Rows per row group of the file a batch is handed to DuckDB in: DuckDB reads a row group at a time.
+HANDOVER_ROW_GROUP = 16_384
 
 
 class WarehouseResource(DuckDBResource):
@@ -509,7 +513,7 @@ def _staged(frame: pl.DataFrame) -> Iterator[str]:
     process that writes (docs/performance.md); the file costs ~0.3 µs a row."""
     with tempfile.TemporaryDirectory(prefix="fleet-incoming-") as scratch:
         path = Path(scratch) / "rows.parquet"
-        frame.write_parquet(path, compression="uncompressed", statistics=False)
+        frame.write_parquet(path, compression="uncompressed", statistics=False, row_group_size=HANDOVER_ROW_GROUP)
         yield "read_parquet('{}')".format(str(path).replace("'", "''"))
 
 

@@ -378,7 +378,7 @@ def test_the_session_records_accepted_answers_and_replays_them_by_call_and_param
     devices, points = recorded.devices(root), recorded.track_points(imei, begin, end)
     assert devices and points
     sent = len(tracksolid_sandbox.server.requests())
-    answers = recorded.http.recorder.take(recorded.http.secrets, recorded.http.volatile_fields)
+    answers = list(recorded.http.recorder.take(recorded.http.secrets, recorded.http.volatile_fields))
     assert [a.call for a in answers] == ["jimi.oauth.token.get", "jimi.user.device.list", "jimi.device.track.list"]
     archive = Archive(str(tmp_path / "archive"))
     archive.write("tracksolid", "track_points", [begin.date()], "run-1", world.now(), answers)

@@ -20,7 +20,7 @@ import json
 import threading
 import urllib.parse
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -107,16 +107,20 @@ class Recorder:
         with self._lock:
             return len(self._taken)
 
-    def take(self, secrets: Secrets, volatile: frozenset[str]) -> list[Answer]:
-        """Every answer so far, redacted with what ``secrets`` knows now; the buffer is emptied."""
+    def take(self, secrets: Secrets, volatile: frozenset[str]) -> Iterator[Answer]:
+        """Every answer so far, redacted with what ``secrets`` knows now, one at a time; the buffer
+        is emptied at once. Each answer is decompressed only when asked for and its compressed
+        body let go then: a day of track points is hundreds of MB of JSON, never held whole."""
         with self._lock:
             taken, self._taken = self._taken, []
-        return [Answer(call=t.call, http_method=t.http_method.upper(), path=path_of(t.url, secrets),
-                       request=request_record(t.data, t.json_body, t.params, volatile, secrets),
-                       status=t.status,
-                       body=secrets.redact(zlib.decompress(t.body).decode("utf-8", errors="replace")),
-                       received_at=t.received_at)
-                for t in taken]
+        taken.reverse()
+        while taken:
+            t = taken.pop()
+            yield Answer(call=t.call, http_method=t.http_method.upper(), path=path_of(t.url, secrets),
+                         request=request_record(t.data, t.json_body, t.params, volatile, secrets),
+                         status=t.status,
+                         body=secrets.redact(zlib.decompress(t.body).decode("utf-8", errors="replace")),
+                         received_at=t.received_at)
 
 
 class MissingAnswer(LookupError):
