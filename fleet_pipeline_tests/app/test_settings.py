@@ -185,3 +185,26 @@ def test_dbt_reads_the_kpi_settings_with_the_same_defaults():
         "FLEET_DEFAULT_TIME_ZONE": settings.DEFAULT_TIME_ZONE, "FLEET_WORKING_HOURS": settings.DEFAULT_WORKING_HOURS,
         "FLEET_OFFLINE_DAYS": str(settings.DEFAULT_OFFLINE_DAYS), "FLEET_LONG_STOP_DAYS": str(settings.DEFAULT_LONG_STOP_DAYS),
         "FLEET_SPEED_LIMIT_KMH": str(settings.DEFAULT_SPEED_LIMIT_KMH)}
+
+
+def _effective(options: str) -> dict[str, str]:
+    """jemalloc's options as it reads them: comma-separated, a later value of a key wins (polars puts
+    its own defaults in front of what it finds)."""
+    return dict(option.split(":", 1) for option in options.split(",") if option)
+
+
+def test_the_package_sets_the_allocators_to_give_memory_back_unless_the_user_did():
+    """polars' jemalloc and pyarrow's pool read their settings when they load: importing the package
+    (before the code location imports polars) sets them, and leaves a value the user set alone."""
+    show = ("import os, fleet_pipeline, polars; "
+            "print(os.environ['_RJEM_MALLOC_CONF'], os.environ['ARROW_DEFAULT_MEMORY_POOL'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("_RJEM_MALLOC_CONF", "ARROW_DEFAULT_MEMORY_POOL")}
+    ours = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, timeout=60)
+    jemalloc, pool = ours.stdout.split()
+    effective = _effective(jemalloc)
+    assert (effective["dirty_decay_ms"], effective["muzzy_decay_ms"]) == ("0", "0"), jemalloc
+    assert pool == "system", ours.stderr[-2000:]
+    theirs = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, timeout=60,
+                            env={**env, "_RJEM_MALLOC_CONF": "dirty_decay_ms:2000", "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"})
+    jemalloc, pool = theirs.stdout.split()
+    assert _effective(jemalloc)["dirty_decay_ms"] == "2000" and pool == "mimalloc", theirs.stderr[-2000:]

@@ -444,3 +444,37 @@ def test_a_step_whose_answers_cannot_be_archived_swaps_nothing(tmp_path, monkeyp
     assert not result.success
     assert swaps == []
     assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+# Run in a fresh interpreter: what a step process of the code location loads to archive and replay.
+_ARCHIVE_WITHOUT_PYARROW = """
+import sys
+from datetime import date, datetime
+import fleet_pipeline.definitions
+from fleet_pipeline.ingest.archive import Archive, ArchiveReplay
+from fleet_pipeline.ingest.http.recording import Answer
+
+answers = [Answer("track/read", "POST", "/track/read", '{"tracker_id": %d}' % n, 200, "x" * 100_000 + str(n),
+                  datetime(2026, 11, 30, 12, n // 60, n % 60)) for n in range(150)]
+archive = Archive(sys.argv[1])
+step = archive.write("navixy", "track_points", [date(2026, 11, 30)], "run-1", datetime(2026, 11, 30, 13), iter(answers))
+read = archive.read(step.path)
+assert read.answers == answers and read.extracted_at == datetime(2026, 11, 30, 13), "answers changed on the way"
+assert [s.run_id for s in archive.steps("navixy")] == ["run-1"]
+print("pyarrow" in sys.modules, step.size)
+"""
+
+
+def test_a_local_archive_is_written_and_read_without_pyarrow_in_row_groups(tmp_path):
+    """A step process writing its answers to a local archive does not load pyarrow (~40 MiB); the
+    answers come back exactly, and 15 MB of bodies are written as several row groups, not one."""
+    done = subprocess.run([sys.executable, "-c", _ARCHIVE_WITHOUT_PYARROW, str(tmp_path / "archive")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded, size = done.stdout.split()
+    assert loaded == "False", "pyarrow was imported to write or read a local archive"
+    [path] = (tmp_path / "archive").rglob("*.parquet")
+    assert int(size) == path.stat().st_size
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_rows == 150 and metadata.num_row_groups > 1
+    assert not [p for p in (tmp_path / "archive").rglob("*") if p.name.startswith(".")], "a scratch file was left"
