@@ -13,7 +13,8 @@ about one chunk above what it keeps. Both libraries keep freed memory for reuse 
 
 Both are environment settings the libraries read when they start, so they are set here, when the
 package is imported (before the code location imports polars), and only where the user has not
-set them already.
+set them already. polars puts its own defaults in front of the jemalloc options it finds; jemalloc
+reads them left to right, so these (later) win.
 """
 
 from __future__ import annotations
