@@ -222,6 +222,7 @@ def stop_process(pid: int, timeout_s: float = 15, group: bool = False) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        _reap(pid)
         if not (_group_alive(pid) if group else process_alive(pid)):
             return
         time.sleep(0.2)
@@ -229,16 +230,34 @@ def stop_process(pid: int, timeout_s: float = 15, group: bool = False) -> None:
         send(pid, 9)
     except ProcessLookupError:
         pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit if it is this process's child: until then it stays a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs: its exited members (zombies not yet collected
+    by their parent) do not count, or a stop would wait its whole timeout for nothing."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 @contextmanager

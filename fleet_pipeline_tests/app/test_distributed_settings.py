@@ -81,3 +81,20 @@ def test_postgres_started_by_root_in_a_private_folder_says_which_folder_to_use(t
     private.mkdir(mode=0o700)
     with pytest.raises(ServiceError, match=r"cannot reach .*private/pg.* Set FLEET_DATA_DIR"):
         Postgres(private / "pg", 1).start()
+
+
+def test_stopping_a_process_group_whose_leader_exited_does_not_wait_for_the_kill_timeout():
+    """A worker's group whose members all exited on SIGTERM is stopped: its leader, this process's
+    child, stays a zombie until collected, which must not count as running (a cluster's stop used to
+    wait its whole timeout per worker, then SIGKILL nothing)."""
+    import subprocess
+    import time
+
+    from fleet_pipeline.services import process_alive, stop_process
+
+    leader = subprocess.Popen(["bash", "-c", "sleep 300 & wait"], start_new_session=True)
+    time.sleep(0.5)
+    started = time.monotonic()
+    stop_process(leader.pid, timeout_s=120, group=True)
+    assert time.monotonic() - started < 60, "the stop waited for its kill timeout"
+    assert not process_alive(leader.pid)
