@@ -5,8 +5,8 @@ Both modes run the same command, ``dagster asset materialize -m fleet_pipeline.d
 CLI process:
 
 * **embedded**: the project's default: a SQLite instance home, one DuckDB file, the definitions'
-  forked multiprocess executor (step processes forked from the CLI's process, one step per
-  account at a time, accounts side by side);
+  executor for assets materialized from the CLI (``executors.DEFAULT_EXECUTOR``: step processes
+  forked from the CLI's process, as many at once as there are CPUs, whichever account's);
 * **distributed**: the issue 18 mode as ``fleet-pipeline cluster up`` configures it
   (``cluster.cluster_env``): the Dagster instance in Postgres, FLEET_EXECUTOR=celery with Redis as
   the broker and FLEET_SHARED_STATE, FLEET_WAREHOUSE=ducklake with its catalog in Postgres; the
