@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "peer": "benchmarks.peer",  # issue 17's comparison with dlt
     "push": "benchmarks.push_load",  # issue 19's load test of the push receiver
     "archive": "benchmarks.archive_size",  # issue 19's raw archive, its size per device-day
+    "accounts": "benchmarks.accounts",  # issue 18's Navixy accounts x Celery workers, both modes
 }
 
 if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:

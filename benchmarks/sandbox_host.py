@@ -18,6 +18,11 @@ the pipeline's.
 ``--throttle-count-file PATH`` keeps in PATH the number of calls the vendors answered with their
 rate-limit error (Navixy: HTTP 429, code 15) since the start, counted where they are drawn, the
 same way whichever client makes the calls (the peer benchmark reads it before and after a stage).
+``--call-log-file PATH`` logs every rate-limited call with the caller it counts against (the
+account of a Navixy API key) and whether it was refused (``benchmarks.call_log``; the accounts
+benchmark reads it per stage).
+``--warm-accounts ID,...`` warms only the devices of those World accounts (the accounts a
+benchmark extracts, in a World sized so that they are large: the others are never asked for).
 
 prints one JSON line ``{"navixy": "http://127.0.0.1:PORT", ...}`` once every server listens,
 then serves until stdin closes or SIGTERM arrives.
@@ -34,6 +39,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.call_log import CALLERS, CallLog
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.registry import VENDORS
 
@@ -44,11 +50,14 @@ VENDOR_MODULES: dict[str, Any] = {spec.name: spec.sandbox_module() for spec in V
 PLATFORM_OF = {"tracksolid": "tracksolid", "navixy": "navixy"}
 
 
-def start_servers(world: World, latency_s: float, vendors: list[str]) -> dict[str, Any]:
-    """The servers of ``vendors`` over ``world``, started, with ``latency_s`` added to each request."""
+def start_servers(world: World, latency_s: float, vendors: list[str],
+                  rate_clocks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The servers of ``vendors`` over ``world``, started, with ``latency_s`` added to each request
+    (and the rate clock ``rate_clocks`` gives a vendor, if any)."""
     servers = {}
     for vendor in vendors:
-        server = VENDOR_MODULES[vendor].make_server(world)
+        clock = (rate_clocks or {}).get(vendor)
+        server = VENDOR_MODULES[vendor].make_server(world, **({"rate_clock": clock} if clock else {}))
         server.knobs.set(latency_s=latency_s)
         servers[vendor] = server.start()
     return servers
@@ -91,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the vendors to serve, comma separated (default: all five)")
     parser.add_argument("--throttle-count-file", type=Path, default=None,
                         help="keep the number of calls refused by the vendors' rate limits in this file")
+    parser.add_argument("--call-log-file", type=Path, default=None,
+                        help="log every rate-limited call, its caller and whether it was refused, in this file")
+    parser.add_argument("--warm-accounts", default="",
+                        help="with --warm-day, warm only the devices of these World accounts (comma separated)")
     args = parser.parse_args(argv)
     vendors = [v for v in args.vendors.split(",") if v]
     unknown = sorted(set(vendors) - set(VENDOR_MODULES))
@@ -100,15 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     world = World(seed=args.seed, n_devices=args.devices)
     if args.warm_day:
         platforms = {PLATFORM_OF[v] for v in vendors if v in PLATFORM_OF}
+        accounts = {a for a in args.warm_accounts.split(",") if a}
         for offset in (-1, 0, 1):
             for device in world.devices:
-                if device.platform in platforms:
+                if device.platform in platforms and (not accounts or device.account_id in accounts):
                     world.day(device.imei, args.warm_day + timedelta(days=offset))
-    servers = start_servers(world, args.latency_ms / 1000.0, vendors)
+    call_log = CallLog(args.call_log_file) if args.call_log_file else None
+    logged = [vendor for vendor in vendors if vendor in CALLERS] if call_log else []
+    servers = start_servers(world, args.latency_ms / 1000.0, vendors,
+                            {vendor: call_log.rate_clock for vendor in logged} if call_log else None)
     if args.throttle_count_file:
         counter = ThrottleCounter(args.throttle_count_file)
         for server in servers.values():
             counter.wrap(server.app)
+    for vendor in logged:
+        call_log.wrap(servers[vendor].app, CALLERS[vendor])
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     # Closing our stdin (the parent exiting, even by a crash) also stops us: no orphaned servers.
@@ -120,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     for server in servers.values():
         server.stop()
+    if call_log:
+        call_log.close()
     return 0
 
 

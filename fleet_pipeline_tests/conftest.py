@@ -125,6 +125,8 @@ SLOW = {
     "app/test_cli.py": "the demo, `dagster asset materialize` and `dg check defs` in subprocesses",
     "app/test_cluster.py": "Postgres, Redis and two Celery workers, runs on them, a worker's process killed",
     "ingest/test_shared_budget.py": "three processes calling a sandbox at its rate limit, twice",
+    "sandbox/test_benchmark_accounts.py::test_the_subcommand_loads_each_accounts_devices_in_both_modes":
+        "the accounts benchmark at 20 devices: Postgres, Redis, a Celery worker and two launched runs",
     "app/test_ui_browser.py": "a demo, the Dagster webserver and chromium",
     "app/test_launched_runs.py::test_a_launched_source_job_has_no_step_that_only_runs_checks":
         "a run launched in a subprocess with the multiprocess executor",

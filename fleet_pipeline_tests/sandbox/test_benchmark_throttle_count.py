@@ -21,9 +21,10 @@ from fleet_pipeline.sandbox import navixy
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _status(url: str) -> int:
+def _status(url: str, key: str = navixy.API_KEY) -> int:
+    """The HTTP status of one Navixy call made with ``key``."""
     request = urllib.request.Request(url, data=b"{}", method="POST", headers={
-        "Content-Type": "application/json", "Authorization": f"NVX {navixy.API_KEY}"})
+        "Content-Type": "application/json", "Authorization": f"NVX {key}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status
