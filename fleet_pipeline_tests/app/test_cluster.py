@@ -99,9 +99,10 @@ def running_cluster() -> Iterator[Cluster]:
 
 
 def _materialize(selection: list, day, config: dict, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``dagster asset materialize`` of ``selection`` (of ``day``'s partition, unless None)."""
     command = [str(BIN / "dagster"), "asset", "materialize", "-m", celery_code_location.MODULE,
-               "--select", ",".join(a.key.to_user_string() for a in selection),
-               "--partition", day.isoformat(), "--config-json", json.dumps(config)]
+               "--select", ",".join(a.key.to_user_string() for a in selection), "--config-json", json.dumps(config)]
+    command += ["--partition", day.isoformat()] if day is not None else []
     with log.open("w") as output:  # a file, not a pipe: a full pipe would stall the run
         return subprocess.Popen(command, env=env, stdout=output, stderr=output)
 
@@ -158,8 +159,8 @@ def _pool_child(worker: subprocess.Popen) -> int:
 
 def _launch_until_a_worker_runs_it(selection: list, day, config: dict, env: dict[str, str], cluster_: Cluster,
                                    log: Path, is_called) -> tuple[subprocess.Popen, str, str]:
-    """Launch a run and wait until a worker has started its one step and the step calls the vendor;
-    returns the run's process, its id and the worker's name (``worker1``)."""
+    """Launch a run and wait until a worker has started its one step and ``is_called()`` (the step
+    calls the vendor); returns the run's process, its id and the worker's name (``worker1``)."""
     before = set(_runs_in_postgres(cluster_.postgres))
     process = _materialize(selection, day, config, env, log)
     with DagsterInstance.get() as instance:
@@ -211,6 +212,16 @@ LOSSES = {
 }
 
 
+def _wait_for_run_end(process: subprocess.Popen, log: Path, killed_at: float) -> int:
+    """The run's exit code, once it has ended within RUN_ENDS_WITHIN_S of the kill at ``killed_at``."""
+    try:
+        return process.wait(timeout=max(0.0, killed_at + RUN_ENDS_WITHIN_S - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"the run did not end within {RUN_ENDS_WITHIN_S:.0f} s of the kill; its log ends: "
+                             + log.read_text()[-2000:]) from None
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_worker_killed_mid_step_fails_the_step_saying_why_and_leaves_the_day_as_it_was(running_cluster, tmp_path,
                                                                                        loss):
@@ -230,19 +241,13 @@ def test_a_worker_killed_mid_step_fails_the_step_saying_why_and_leaves_the_day_a
             [trips], DAY_B, config, env, running_cluster, tmp_path / "killed.log", lambda: server.count() > 0)
         killed_at = time.monotonic()
         kill(running_cluster, worker_name)
-        try:
-            code = process.wait(timeout=RUN_ENDS_WITHIN_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"the run did not end within {RUN_ENDS_WITHIN_S:.0f} s of the kill; its log ends: "
-                                 + (tmp_path / "killed.log").read_text()[-2000:]) from None
+        code = _wait_for_run_end(process, tmp_path / "killed.log", killed_at)
         print(f"{loss} killed: the run ended {time.monotonic() - killed_at:.1f} s later "
               f"(FLEET_CELERY_WORKER_LOST_S={WORKER_LOST_S})")
         assert code != 0, "the run succeeded although its step was killed"
 
         with DagsterInstance.get() as instance:
             assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
-            assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
             [failure] = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
         message = failure.dagster_event.step_failure_data.error.message
         assert f"{worker_name}@" in message and explanation in message, message
@@ -284,12 +289,30 @@ def test_a_whole_worker_killed_mid_step_has_the_step_retried_on_the_other_worker
         assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
         [retry] = instance.all_logs(run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
         [worker_of_last_attempt] = _celery_workers_of(instance, run_id).values()
-        assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
     assert f"Celery worker {worker_name}@" in retry.dagster_event.step_retry_data.error.message
     assert worker_of_last_attempt.split("@")[0] != worker_name
     _restart_worker(running_cluster, worker_name)
     # The day once, as the World has it: the lost attempt wrote nothing, the retry all of it.
     _assert_matches_world(warehouse, world, DAY_B, ("trips",))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_step_killed_while_it_holds_the_writer_pool_slot_gives_the_slot_back(running_cluster, tmp_path, loss):
+    kill, _ = LOSSES[loss]
+    env = {**running_cluster.env, "FLEET_CELERY_WORKER_LOST_S": str(WORKER_LOST_S)}
+    log = tmp_path / "run.log"
+    process, run_id, worker_name = _launch_until_a_worker_runs_it(
+        [celery_code_location.holds_the_writer_slot], None, {}, env, running_cluster, log, lambda: True)
+    with DagsterInstance.get() as instance:
+        assert run_id in instance.event_log_storage.get_concurrency_run_ids(), "the step holds no pool slot"
+        killed_at = time.monotonic()
+        kill(running_cluster, worker_name)
+        assert _wait_for_run_end(process, log, killed_at) != 0
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+        # Freed by the run itself as the step failed: no daemon runs here to free it after the run.
+        assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
+    if loss == "whole worker":
+        _restart_worker(running_cluster, worker_name)
 
 
 def _group_members(pgid: int) -> list[int]:
