@@ -37,6 +37,7 @@ from typing import Any
 
 from celery import states
 from celery.exceptions import WorkerLostError
+from dagster import DagsterEventType
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._serdes import serialize_value
 from dagster._utils.error import serializable_error_info_from_exc_info
@@ -47,6 +48,8 @@ from dagster_celery.executor import CeleryExecutor, _submit_task
 # live worker's main process answers within milliseconds, even while its pool process is busy).
 CHECK_EVERY_S = 5.0
 ANSWER_TIMEOUT_S = 2.0
+# The metadata key of the engine event Dagster's Celery task logs as a worker starts a step.
+CELERY_WORKER_KEY = "Celery worker"
 
 
 class CeleryStepLost(Exception):
@@ -97,8 +100,8 @@ class WatchedStep:
             try:
                 return self.task.get()
             except WorkerLostError as exc:  # the worker's main process saw its pool process die
-                worker = f"Celery worker {self.worker}" if self.worker else "the Celery worker running it"
-                self.lost = f"{worker} lost the process running it ({exc})"
+                worker = self.worker or self._worker_from_event_log()
+                self.lost = f"Celery worker {worker or '(not recorded)'} lost the process running it ({exc})"
         return self._lost_step_events()
 
     def revoke(self) -> None:
@@ -110,6 +113,17 @@ class WatchedStep:
         started = meta.get("result") if meta.get("status") == states.STARTED else None
         if isinstance(started, dict) and started.get("hostname"):
             self.worker, self._last_answer, self._next_check = started["hostname"], now, now + CHECK_EVERY_S
+
+    def _worker_from_event_log(self) -> str | None:
+        """The worker that Dagster's task logged it runs the step on (its last attempt's): for a step
+        lost before the run saw it started (the started state is overwritten by the failure)."""
+        context = self._step_context
+        records = context.instance.get_records_for_run(context.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+        events = [record.event_log_entry.dagster_event for record in records]
+        workers = [getattr(event.event_specific_data, "metadata", {}).get(CELERY_WORKER_KEY)
+                   for event in events if event is not None and event.step_key == context.step.key]
+        named = [getattr(worker, "value", worker) for worker in workers if worker is not None]
+        return named[-1] if named else None
 
     def _why_lost(self) -> str | None:
         try:
