@@ -45,7 +45,7 @@ from dagster_celery.core_execution_loop import core_celery_execution_loop
 from dagster_celery.executor import CeleryExecutor, _submit_task
 
 # How often the run asks a step's worker about its task, and how long it waits for each answer (a
-# live worker's main process answers within milliseconds, even while its pool process is busy).
+# live worker's main process answers at once, even while its pool process is busy).
 CHECK_EVERY_S = 5.0
 ANSWER_TIMEOUT_S = 2.0
 # The metadata key of the engine event Dagster's Celery task logs as a worker starts a step.
