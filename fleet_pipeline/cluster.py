@@ -121,7 +121,13 @@ def write_celery_config(folder: Path, broker: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{CELERY_CONFIG_MODULE}.py").write_text(
         "# Written by fleet_pipeline/cluster.py: the broker and result backend of the Dagster Celery app.\n"
-        f"broker_url = {broker!r}\nresult_backend = {broker!r}\nworker_prefetch_multiplier = 1\n")
+        f"broker_url = {broker!r}\nresult_backend = {broker!r}\nworker_prefetch_multiplier = 1\n"
+        "# The run asks the worker that started a step whether it still runs it (fleet_pipeline/celery_watch.py):\n"
+        "# the task's started state names that worker.\n"
+        "task_track_started = True\n"
+        "# A busy worker reserves no further step: a worker killed holds none it had not started yet\n"
+        "# (Redis would deliver such a step again only after its visibility timeout, an hour).\n"
+        "worker_disable_prefetch = True\n")
     return folder
 
 

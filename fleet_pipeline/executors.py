@@ -106,10 +106,29 @@ def celery_step_executor(name: str) -> ExecutorDefinition:
     database and hold across workers. The Celery executor knows no per-tag concurrency limit: a
     vendor's steps may run side by side on several workers, and keep within the vendor's budget
     because its rate-limit ledger is shared (FLEET_SHARED_STATE, ``ingest.shared_state``).
-    """
-    from dagster_celery import celery_executor  # imported only in this mode: celery is slow to import
 
-    return celery_executor.configured(dict(CELERY_CONFIG), name=name)
+    Dagster's Celery executor, with each step's worker watched (``celery_watch``): a step whose
+    worker is lost fails, or is retried on a live worker, after FLEET_CELERY_WORKER_LOST_S.
+    """
+    # Imported only in this mode: celery is slow to import.
+    from dagster_celery.executor import CELERY_CONFIG as CELERY_CONFIG_SCHEMA
+
+    from fleet_pipeline.celery_watch import WatchedCeleryExecutor
+
+    @executor(name=name, config_schema=CELERY_CONFIG_SCHEMA, requirements=multiple_process_executor_requirements())
+    def _watched(init_context):
+        # Dagster's Celery executor configuration, read the way dagster_celery.celery_executor reads it.
+        config_values = init_context.executor_config
+        return WatchedCeleryExecutor(
+            broker=config_values.get("broker"),
+            backend=config_values.get("backend"),
+            config_source=config_values.get("config_source"),
+            include=config_values.get("include"),
+            retries=RetryMode.from_config(config_values["retries"]),
+            worker_lost_s=settings.celery_worker_lost_s(),
+        )
+
+    return _watched.configured(dict(CELERY_CONFIG), name=name)
 
 
 def step_executor(name: str, celery_name: str, **forked_config: Any) -> ExecutorDefinition:

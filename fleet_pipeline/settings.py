@@ -485,6 +485,19 @@ def celery_broker(env: Mapping[str, str] | None = None) -> str | None:
     return _redis_url(os.environ if env is None else env, "FLEET_CELERY_BROKER")
 
 
+DEFAULT_CELERY_WORKER_LOST_S = 60
+
+
+def celery_worker_lost_s(env: Mapping[str, str] | None = None) -> int:
+    """FLEET_CELERY_WORKER_LOST_S: how long the worker running a step may leave the run's questions
+    unanswered before the step counts as lost (the worker killed, its machine gone; ``celery_watch``)."""
+    seconds = whole_number(os.environ if env is None else env, "FLEET_CELERY_WORKER_LOST_S",
+                           DEFAULT_CELERY_WORKER_LOST_S, "a whole number of seconds")
+    if not 5 <= seconds <= 86400:
+        raise ConfigError(f"FLEET_CELERY_WORKER_LOST_S must be between 5 and 86400 seconds, got {seconds}")
+    return seconds
+
+
 def shared_state_url(env: Mapping[str, str] | None = None) -> str | None:
     """FLEET_SHARED_STATE: the Redis holding vendor rate-limit ledgers, tokens and session hashes for
     every machine; unset = files in the cache folder, shared by the processes of one machine."""
@@ -506,7 +519,7 @@ READERS = (
     schedules_running, sandbox_seed, sandbox_devices, step_retries, step_retry_delay_s, archive_retention_days,
     archive_root, default_time_zone, working_hours, offline_days, long_stop_days, speed_limit_kmh, warehouse_mode,
     lake_settings, lake_retention_days, serving_postgres, duckdb_extensions_from,
-    dagster_postgres_url, executor_kind, celery_broker, shared_state_url,
+    dagster_postgres_url, executor_kind, celery_broker, celery_worker_lost_s, shared_state_url,
 )
 
 

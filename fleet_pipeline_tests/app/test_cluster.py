@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import psycopg2
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from fleet_pipeline import cluster
+from fleet_pipeline import celery_watch, cluster
 from fleet_pipeline.instance import prepare_instance_home
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
@@ -98,9 +99,10 @@ def running_cluster() -> Iterator[Cluster]:
 
 
 def _materialize(selection: list, day, config: dict, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``dagster asset materialize`` of ``selection`` (of ``day``'s partition, unless None)."""
     command = [str(BIN / "dagster"), "asset", "materialize", "-m", celery_code_location.MODULE,
-               "--select", ",".join(a.key.to_user_string() for a in selection),
-               "--partition", day.isoformat(), "--config-json", json.dumps(config)]
+               "--select", ",".join(a.key.to_user_string() for a in selection), "--config-json", json.dumps(config)]
+    command += ["--partition", day.isoformat()] if day is not None else []
     with log.open("w") as output:  # a file, not a pipe: a full pipe would stall the run
         return subprocess.Popen(command, env=env, stdout=output, stderr=output)
 
@@ -155,47 +157,162 @@ def _pool_child(worker: subprocess.Popen) -> int:
     return int(children[0])
 
 
-def test_a_worker_killed_mid_step_fails_the_run_and_leaves_the_day_as_it_was(running_cluster, tmp_path):
+def _launch_until_a_worker_runs_it(selection: list, day, config: dict, env: dict[str, str], cluster_: Cluster,
+                                   log: Path, is_called) -> tuple[subprocess.Popen, str, str]:
+    """Launch a run and wait until a worker has started its one step and ``is_called()`` (the step
+    calls the vendor); returns the run's process, its id and the worker's name (``worker1``)."""
+    before = set(_runs_in_postgres(cluster_.postgres))
+    process = _materialize(selection, day, config, env, log)
+    with DagsterInstance.get() as instance:
+        def started() -> str | None:
+            new = [r for r in _runs_in_postgres(cluster_.postgres) if r not in before]
+            return next((r for r in new if _celery_workers_of(instance, r)), None)
+
+        _wait_until(lambda: started() is not None and is_called(), "the step to start on a worker", timeout_s=300)
+        run_id = started()
+        [worker_name] = _celery_workers_of(instance, run_id).values()
+    return process, run_id, worker_name.split("@")[0]
+
+
+# How long a silent worker is given in the tests below (the product's default is 60 s), and how soon
+# after the kill the run must have ended: the silence, the checks' period and answer timeout, and a
+# margin for a loaded machine.
+WORKER_LOST_S = 10
+RUN_ENDS_WITHIN_S = WORKER_LOST_S + celery_watch.CHECK_EVERY_S + celery_watch.ANSWER_TIMEOUT_S + 60
+
+
+def _kill_whole_worker(cluster_: Cluster, name: str) -> None:
+    """SIGKILL to the worker's main process and its pool process at once (its process group), as the
+    loss of its machine does: nothing of the worker is left to report anything."""
+    worker = cluster_.workers[name]
+    child = _pool_child(worker)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    _wait_until(lambda: not process_alive(child), "the worker's pool process to be gone", timeout_s=30)
+
+
+def _restart_worker(cluster_: Cluster, name: str) -> None:
+    """The killed worker started again under its name, so that the module's other tests have two."""
+    log = cluster_.worker_log(name)
+    log.rename(log.with_name(f"{name}.killed-{time.time_ns()}.log"))  # the new one's readiness in a log of its own
+    cluster_.workers[name] = cluster.start_celery_worker(name, cluster_.folder / "celery", cluster_.env, log)
+    cluster.wait_for_worker(log, cluster_.workers[name], timeout_s=240)
+
+
+def _kill_pool_process(cluster_: Cluster, name: str) -> None:
+    """SIGKILL to the worker's pool process alone: the out-of-memory killer's usual choice, as the pool
+    process holds the step's memory. The worker's main process lives on."""
+    os.kill(_pool_child(cluster_.workers[name]), signal.SIGKILL)
+
+
+# What is killed mid-step, and what the step's failure then says.
+LOSSES = {
+    "pool process": (_kill_pool_process, "lost the process running it"),
+    "whole worker": (_kill_whole_worker, "has not answered for"),
+}
+
+
+def _wait_for_run_end(process: subprocess.Popen, log: Path, killed_at: float) -> int:
+    """The run's exit code, once it has ended within RUN_ENDS_WITHIN_S of the kill at ``killed_at``."""
+    try:
+        return process.wait(timeout=max(0.0, killed_at + RUN_ENDS_WITHIN_S - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"the run did not end within {RUN_ENDS_WITHIN_S:.0f} s of the kill; its log ends: "
+                             + log.read_text()[-2000:]) from None
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_worker_killed_mid_step_fails_the_step_saying_why_and_leaves_the_day_as_it_was(running_cluster, tmp_path,
+                                                                                       loss):
     world, warehouse = World(seed=42, n_devices=8), tmp_path / "warehouse.duckdb"
     trips = WRITERS[0]
+    kill, explanation = LOSSES[loss]
+    env = {**running_cluster.env, "FLEET_CELERY_WORKER_LOST_S": str(WORKER_LOST_S)}  # no step retries
     with sandbox_tracksolid.make_server(world) as server:
         config = ops.run_config(server.base_url, tmp_path / "cache", warehouse)
         # DAY_A loaded first: the rows the killed run must not touch.
-        first = _materialize([trips], DAY_A, config, running_cluster.env, tmp_path / "first.log")
+        first = _materialize([trips], DAY_A, config, env, tmp_path / "first.log")
         assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
         day_a = _query(warehouse, "select * from raw_tracksolid.trips order by all")
 
         server.knobs.latency_s = 0.5  # a step of minutes: killed while it extracts DAY_B
-        log = tmp_path / "killed.log"
-        before = set(_runs_in_postgres(running_cluster.postgres))
-        process = _materialize([trips], DAY_B, config, running_cluster.env, log)
-        with DagsterInstance.get() as instance:
-            def started() -> str | None:
-                new = [r for r in _runs_in_postgres(running_cluster.postgres) if r not in before]
-                return next((r for r in new if _celery_workers_of(instance, r)), None)
-
-            _wait_until(lambda: started() is not None and server.count() > 0, "the step to start on a worker",
-                        timeout_s=300)
-            run_id = started()
-            [worker_name] = _celery_workers_of(instance, run_id).values()
-        worker = running_cluster.workers[worker_name.split("@")[0]]
-        child = _pool_child(worker)
-        os.kill(child, signal.SIGKILL)
-        assert process.wait(timeout=300) != 0, "the run succeeded although its step's process was killed"
+        process, run_id, worker_name = _launch_until_a_worker_runs_it(
+            [trips], DAY_B, config, env, running_cluster, tmp_path / "killed.log", lambda: server.count() > 0)
+        killed_at = time.monotonic()
+        kill(running_cluster, worker_name)
+        code = _wait_for_run_end(process, tmp_path / "killed.log", killed_at)
+        print(f"{loss} killed: the run ended {time.monotonic() - killed_at:.1f} s later "
+              f"(FLEET_CELERY_WORKER_LOST_S={WORKER_LOST_S})")
+        assert code != 0, "the run succeeded although its step was killed"
 
         with DagsterInstance.get() as instance:
             assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+            [failure] = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+        message = failure.dagster_event.step_failure_data.error.message
+        assert f"{worker_name}@" in message and explanation in message, message
+        assert "kept its previous rows" in message, message
         assert _query(warehouse, "select * from raw_tracksolid.trips order by all") == day_a
         assert _query(warehouse, "select count(*) from raw_tracksolid.trips where partition_date = ?",
                       [DAY_B]) == [(0,)]
 
-        # The worker survives the loss of its pool process and takes the next run's step.
-        assert process_alive(worker.pid)
+        # A worker survives the loss of its pool process; a lost worker's step is re-run by the other.
+        assert process_alive(running_cluster.workers[worker_name].pid) == (loss == "pool process")
         server.knobs.latency_s = 0.0
-        again = _materialize([trips], DAY_B, config, running_cluster.env, tmp_path / "again.log")
+        again = _materialize([trips], DAY_B, config, env, tmp_path / "again.log")
         assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
+    if loss == "whole worker":
+        _restart_worker(running_cluster, worker_name)
     _assert_matches_world(warehouse, world, DAY_A, ("trips",))
     _assert_matches_world(warehouse, world, DAY_B, ("trips",))
+
+
+def test_a_whole_worker_killed_mid_step_has_the_step_retried_on_the_other_worker(running_cluster, tmp_path):
+    world, warehouse = World(seed=42, n_devices=8), tmp_path / "warehouse.duckdb"
+    trips = WRITERS[0]
+    # The run's process decides the retry (the step's retry policy, as for a crashed step process).
+    env = {**running_cluster.env, "FLEET_CELERY_WORKER_LOST_S": str(WORKER_LOST_S),
+           "FLEET_STEP_RETRIES": "1", "FLEET_STEP_RETRY_DELAY_S": "0"}
+    with sandbox_tracksolid.make_server(world) as server:
+        config = ops.run_config(server.base_url, tmp_path / "cache", warehouse)
+        server.knobs.latency_s = 0.5
+        process, run_id, worker_name = _launch_until_a_worker_runs_it(
+            [trips], DAY_B, config, env, running_cluster, tmp_path / "run.log", lambda: server.count() > 0)
+        killed_at = time.monotonic()
+        _kill_whole_worker(running_cluster, worker_name)
+        server.knobs.latency_s = 0.0
+        assert process.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
+        print(f"whole worker killed, step retried: the run succeeded {time.monotonic() - killed_at:.1f} s later "
+              f"(FLEET_CELERY_WORKER_LOST_S={WORKER_LOST_S})")
+
+    with DagsterInstance.get() as instance:
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+        [retry] = instance.all_logs(run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        [worker_of_last_attempt] = _celery_workers_of(instance, run_id).values()
+    assert f"Celery worker {worker_name}@" in retry.dagster_event.step_retry_data.error.message
+    assert worker_of_last_attempt.split("@")[0] != worker_name
+    _restart_worker(running_cluster, worker_name)
+    # The day once, as the World has it: the lost attempt wrote nothing, the retry all of it.
+    _assert_matches_world(warehouse, world, DAY_B, ("trips",))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_step_killed_while_it_holds_the_writer_pool_slot_gives_the_slot_back(running_cluster, tmp_path, loss):
+    kill, _ = LOSSES[loss]
+    env = {**running_cluster.env, "FLEET_CELERY_WORKER_LOST_S": str(WORKER_LOST_S)}
+    log = tmp_path / "run.log"
+    process, run_id, worker_name = _launch_until_a_worker_runs_it(
+        [celery_code_location.holds_the_writer_slot], None, {}, env, running_cluster, log, lambda: True)
+    with DagsterInstance.get() as instance:
+        assert run_id in instance.event_log_storage.get_concurrency_run_ids(), "the step holds no pool slot"
+        killed_at = time.monotonic()
+        kill(running_cluster, worker_name)
+        assert _wait_for_run_end(process, log, killed_at) != 0
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+        # Freed by the run itself as the step failed: no daemon runs here to free it after the run.
+        assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
+    if loss == "whole worker":
+        _restart_worker(running_cluster, worker_name)
 
 
 def _group_members(pgid: int) -> list[int]:

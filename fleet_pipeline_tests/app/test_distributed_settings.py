@@ -41,6 +41,8 @@ def test_the_instance_file_names_the_variable_never_the_url():
     ({"FLEET_EXECUTOR": "celery", "FLEET_CELERY_BROKER": "amqp://guest@localhost//"},
      "FLEET_CELERY_BROKER must be a Redis URL"),
     ({"FLEET_SHARED_STATE": "postgres://db/state"}, "FLEET_SHARED_STATE must be a Redis URL"),
+    ({"FLEET_CELERY_WORKER_LOST_S": "1"}, "FLEET_CELERY_WORKER_LOST_S must be between 5 and 86400 seconds, got 1"),
+    ({"FLEET_CELERY_WORKER_LOST_S": "a minute"}, "FLEET_CELERY_WORKER_LOST_S must be a whole number of seconds"),
 ])
 def test_a_bad_distributed_setting_is_one_clear_line(env, message):
     problems = settings.configuration_problems(env)
