@@ -14,18 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING
 
 from fleet_pipeline import settings
+from fleet_pipeline.ingest.archive import Archive, ArchiveReplay, ArchivedStep
 from fleet_pipeline.ingest.http import HttpSession
 from fleet_pipeline.ingest.http.recording import MissingAnswer, Recorder
 from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
-
-if TYPE_CHECKING:
-    from fleet_pipeline.ingest.archive import ArchivedStep
-
-# The archive module (pyarrow, ~40 MiB and 0.2 s) is imported when a step writes or replays, not
-# where the code location loads: the CLI, the webserver and the run process never need it.
 
 # The run a replay run re-plays (its id), and the archive root it reads.
 REPLAY_OF_TAG = "fleet/replay_of"
@@ -56,8 +50,6 @@ class StepRecording:
     def write(self, root: str, table: str, days: Sequence[date], extracted_at: datetime) -> ArchivedStep:
         """Write what was recorded (redacted now, when every secret is known) into the archive at
         ``root`` before the swap, then apply the retention to this vendor and table."""
-        from fleet_pipeline.ingest.archive import Archive
-
         archive = Archive(root)
         answers = self.recorder.take(self.session.secrets, self.session.volatile_fields)
         written = archive.write(self.vendor, table, days, self.run_id, extracted_at, answers, self.account)
@@ -69,8 +61,6 @@ def attach_replay(session: HttpSession, vendor: str, table: str, run_id: str, ro
                   account: str | None = None) -> datetime:
     """Serve ``session``'s calls from ``run_id``'s archived answers of ``account``; the time the
     original step extracted at (what its snapshot stamps and time windows were taken from)."""
-    from fleet_pipeline.ingest.archive import Archive, ArchiveReplay
-
     archive = Archive(root)
     account = account or DEFAULT_ACCOUNT
     own = [step for step in archive.steps(vendor, table, account) if step.run_id == run_id]
