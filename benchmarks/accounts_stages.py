@@ -29,7 +29,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -224,12 +223,7 @@ def run_distributed(accounts: list[BenchAccount], workers: int, day: str, env: M
         return {"success": False, "errors": [str(error)]}
     finally:
         for process in started.values():
-            # Reaped at once: an exited worker left a zombie would keep its process group alive in
-            # stop_process's eyes until its SIGKILL timeout (60 s a worker).
-            reaper = threading.Thread(target=process.wait, daemon=True)
-            reaper.start()
-            stop_process(process.pid, timeout_s=60, group=True)
-            reaper.join(timeout=60)
+            stop_process(process.pid, timeout_s=60, group=True)  # collects the exited worker too
         with log.open("a") as combined:  # the stage's folder is removed at the end
             for name in started:
                 combined.write(f"\n===== {name} of {label} =====\n"
