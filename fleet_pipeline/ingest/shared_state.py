@@ -40,10 +40,12 @@ KEY_PREFIX = "fleet_pipeline:"
 # middle frees the lock after this long.
 RENEWAL_LOCK_S = 120.0
 
-# KEYS[1]: the ledger (sorted set, score = call time). ARGV: now, window seconds, max calls, minimum
-# seconds between two calls, a unique member. Returns "0" when a call was recorded, else the seconds
-# to wait (as a string: Redis would truncate a Lua number to an integer). The same rule as
-# FileWindowLimiter._reserve, so both stores admit the same calls.
+# KEYS[1]: the ledger (sorted set, score = call time, booked slots may lie ahead). ARGV: now, window
+# seconds, max calls, minimum seconds between two calls, a unique member, "book" or "try". Returns
+# the seconds until the slot taken ("book": always takes the next free slot; "try": takes a slot only
+# if it is free now, else returns the wait and takes nothing), as a string: Redis would truncate a
+# Lua number to an integer. The same rule as FileWindowLimiter (limits.next_slot), so both stores
+# admit the same calls.
 _RESERVE = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -52,20 +54,21 @@ local max_calls = tonumber(ARGV[3])
 local min_interval = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per_s)
 local count = redis.call('ZCARD', key)
+local slot = now
+if count > 0 then
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  slot = math.max(slot, tonumber(last[2]) + min_interval)
+end
 if count >= max_calls then
   local oldest = redis.call('ZRANGE', key, count - max_calls, count - max_calls, 'WITHSCORES')
-  return tostring(math.max(per_s - (now - tonumber(oldest[2])), 0.001))
+  slot = math.max(slot, tonumber(oldest[2]) + per_s)
 end
-if min_interval > 0 and count > 0 then
-  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  local gap = now - tonumber(last[2])
-  if gap < min_interval then
-    return tostring(math.max(min_interval - gap, 0.001))
-  end
+if slot > now and ARGV[6] ~= 'book' then
+  return tostring(math.max(slot - now, 0.001))
 end
-redis.call('ZADD', key, now, ARGV[5])
-redis.call('PEXPIRE', key, math.ceil(per_s * 1000) + 1000)
-return '0'
+redis.call('ZADD', key, slot, ARGV[5])
+redis.call('PEXPIRE', key, math.ceil((slot - now + per_s) * 1000) + 1000)
+return tostring(slot - now)
 """
 
 
@@ -130,11 +133,17 @@ class RedisWindowLimiter(WindowLedger):
         self._client = client
 
     def _reserve(self) -> float:
+        return self._update("try")
+
+    def _book(self) -> float:
+        return self._update("book")
+
+    def _update(self, mode: str) -> float:
         now = self._clock()
         member = f"{now!r}:{uuid.uuid4().hex}"
         try:
             answer = self._reserve_script(keys=[self.key], args=[repr(now), repr(self.per_s), self.max_calls,
-                                                                 repr(self.min_interval_s), member])
+                                                                 repr(self.min_interval_s), member, mode])
         except Exception as exc:  # redis.RedisError, imported lazily
             raise SharedStateError(f"the rate-limit ledger {self.key} in Redis (FLEET_SHARED_STATE) "
                                    f"could not be updated: {type(exc).__name__}: {exc}") from exc

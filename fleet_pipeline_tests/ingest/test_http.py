@@ -494,3 +494,22 @@ def test_an_even_file_limiter_spaces_calls_across_clients(tmp_path):
     assert gaps == [pytest.approx(0.25)] * 7
     # Any one-second window holds at most the budget.
     assert max(sum(1 for s in stamps if start <= s < start + 1.0) for start in stamps) == 4
+
+
+def test_callers_paced_evenly_each_book_a_slot_of_their_own(tmp_path):
+    """Callers asking at the same moment get consecutive slots, each sleeping until its own: none
+    sleeps, wakes and asks again (waking late, it would have lost the slot for good)."""
+    from fleet_pipeline.ingest.http import FileWindowLimiter
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock stands still: every caller asks at 1000.0
+        slept.append(seconds)
+        if len(slept) > 20:
+            raise AssertionError("a caller slept and asked again instead of keeping its slot")
+
+    ledger = tmp_path / "ledger.json"
+    clients = [FileWindowLimiter(ledger, 4, 1.0, evenly=True, clock=lambda: 1000.0, sleep=sleep) for _ in range(2)]
+    waits = [clients[n % 2].acquire() for n in range(6)]
+    assert waits == [pytest.approx(w) for w in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)]
+    assert slept == waits[1:]

@@ -102,6 +102,7 @@ class WindowLedger:
     ``ingest.shared_state``): subclasses say how to take a slot (``_reserve``)."""
 
     _sleep: Callable[[float], None]
+    min_interval_s: float  # > 0: calls paced evenly, each booking a slot of its own
 
     def _reserve(self) -> float:
         """Take a slot and return 0, or return how long to wait before trying again."""
@@ -114,12 +115,35 @@ class WindowLedger:
         (Telesto: 100 an hour, then a 15-minute block)."""
         return self._reserve()
 
+    def _book(self) -> float:
+        """Take the next free slot, now or later, and return the seconds until it comes."""
+        raise NotImplementedError
+
     def acquire(self) -> float:
+        if self.min_interval_s > 0:
+            # Paced evenly, each caller books a slot of its own on the schedule and sleeps until
+            # it. Retrying ``_reserve`` after sleeping lost the slot whenever a caller woke late
+            # (a busy GIL, a loaded machine), and slots lost are never made up: 16 callers in a
+            # process parsing answers reached 27 calls a second of a pace of 45.
+            wait = self._book()
+            if wait > 0:
+                self._sleep(wait)
+            return wait
         waited = 0.0
         while (wait := self._reserve()) > 0:
             self._sleep(wait)
             waited += wait
         return waited
+
+
+def next_slot(stamps: list[float], now: float, max_calls: int, per_s: float, min_interval_s: float) -> float:
+    """The earliest time at or after ``now`` that keeps ``min_interval_s`` after the last booked
+    call (``stamps``: sorted, booked slots may lie ahead of ``now``) and ``max_calls`` in any
+    ``per_s`` window."""
+    slot = max(now, stamps[-1] + min_interval_s) if stamps else now
+    if len(stamps) >= max_calls:
+        slot = max(slot, stamps[-max_calls] + per_s)
+    return slot
 
 
 class FileWindowLimiter(WindowLedger):
@@ -158,6 +182,12 @@ class FileWindowLimiter(WindowLedger):
 
     def _reserve(self) -> float:
         """Take a slot and return 0, or return how long to wait before trying again."""
+        return self._update(booking=False)
+
+    def _book(self) -> float:
+        return self._update(booking=True)
+
+    def _update(self, *, booking: bool) -> float:
         with open(self.path, "a+", encoding="utf-8") as ledger:
             fcntl.flock(ledger, fcntl.LOCK_EX)
             ledger.seek(0)
@@ -167,15 +197,14 @@ class FileWindowLimiter(WindowLedger):
                 stamps = []  # a torn or foreign file: start a fresh window rather than fail
             now = self._clock()
             stamps = sorted(s for s in stamps if now - s < self.per_s)
-            if len(stamps) >= self.max_calls:
-                return max(self.per_s - (now - stamps[-self.max_calls]), 0.001)
-            if stamps and now - stamps[-1] < self.min_interval_s:
-                return max(self.min_interval_s - (now - stamps[-1]), 0.001)
-            stamps.append(now)
+            slot = next_slot(stamps, now, self.max_calls, self.per_s, self.min_interval_s)
+            if slot > now and not booking:
+                return max(slot - now, 0.001)
+            stamps.append(slot)
             ledger.seek(0)
             ledger.truncate()
             ledger.write(json.dumps(stamps))
-            return 0.0
+            return slot - now
 
     def remaining(self) -> int:
         """Calls still allowed in the current window (for metadata and tests)."""
