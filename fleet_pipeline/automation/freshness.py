@@ -16,8 +16,10 @@ partition, so the daily late-data re-runs of older days would hide a missing yes
 The checks cost no process of their own: the sensor runs them in a job of their own
 (``freshness_checks``) whose one step runs in the run's own process (the in-process executor), and
 the source jobs leave them out (:func:`without_freshness_checks`) instead of starting a step
-process that loads the code location to read two timestamps. After a failed check the sensor
-evaluates it again once its table was re-loaded.
+process that loads the code location to read two timestamps. Assets materialized from the UI or the
+CLI bring their freshness checks along; those steps run in the run's own process
+(``fleet_pipeline.executors``). After a failed check the sensor evaluates it again once its table
+was re-loaded.
 """
 
 from __future__ import annotations

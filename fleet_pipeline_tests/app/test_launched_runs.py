@@ -3,7 +3,8 @@
 A launched run of a source job executes each step in a process of its own (the multiprocess
 executor), so a step that only reads two timestamps for a freshness check would cost a process
 that loads the code location. The source jobs leave the freshness checks to their sensor; each
-step of a launched ``navixy_daily`` run materializes an asset, against the Navixy sandbox.
+step of a launched ``navixy_daily`` run materializes an asset, against the Navixy sandbox. Assets
+materialized from the CLI (or the UI) bring their freshness checks along, evaluated in the run process.
 """
 
 from __future__ import annotations
@@ -100,3 +101,43 @@ def test_launched_runs_fork_their_step_processes():
     assert defs.resolve_job_def(freshness.JOB_NAME).executor_def.name == "in_process"
     # The module the step processes find preloaded is the one the code location loads.
     assert CodeLocation.from_workspace().module_name == executors.CODE_LOCATION_MODULE
+
+
+def test_assets_materialized_from_the_cli_evaluate_their_freshness_checks_in_the_run_process(tmp_path: Path):
+    """`dagster asset materialize` (as the UI's Materialize button) brings the assets' freshness checks
+    along: they are evaluated, in the run's own process, while each asset gets a process of its own."""
+    world = World(seed=42, n_devices=20)
+    selected = ("raw_navixy/trackers", "raw_navixy/trips")  # a snapshot table and a daily one
+    with sandbox_navixy.make_server(world) as server:
+        env = _clean_env(tmp_path, NAVIXY_BASE_URL=server.base_url + sandbox_navixy.API_PREFIX,
+                         NAVIXY_API_KEY=sandbox_navixy.API_KEY, FLEET_DUCKDB_PATH=str(tmp_path / "launched.duckdb"),
+                         FLEET_STEP_RETRIES="0")
+        done = subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "fleet_pipeline.definitions",
+             "--select", ",".join(selected), "--partition", DAY],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs()
+        logs = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
+    kinds = DagsterEventType
+    own_process = {e.step_key for e in logs if e.dagster_event.event_type == kinds.STEP_WORKER_STARTING}
+    freshness_steps: dict[str, set[str]] = {}
+    for e in logs:
+        if e.dagster_event.event_type == kinds.ASSET_CHECK_EVALUATION:
+            evaluation = e.dagster_event.event_specific_data
+            if evaluation.check_name == freshness.CHECK_NAME:
+                freshness_steps.setdefault(e.step_key, set()).add(evaluation.asset_key.to_user_string())
+    [run_pid] = {e.dagster_event.pid for e in logs if e.dagster_event.event_type == kinds.ENGINE_EVENT
+                 and "parent process" in (e.user_message or "")}
+
+    assert set().union(*freshness_steps.values()) == set(selected), "every selected table's freshness was evaluated"
+    assert own_process == {"raw_navixy__trackers", "raw_navixy__trips"}, "each asset had its own process"
+    assert not own_process & set(freshness_steps), "a step that only evaluates freshness started a process"
+    notices = {e.user_message for e in logs if e.dagster_event.event_type == kinds.ENGINE_EVENT}
+    for step in freshness_steps:
+        assert executors.RUN_PROCESS_STEP.format(step=step, pid=run_pid) in notices
+        ended = [e for e in logs if e.step_key == step and e.dagster_event.event_type == kinds.STEP_SUCCESS]
+        assert ended and all(e.dagster_event.pid == run_pid for e in ended)
