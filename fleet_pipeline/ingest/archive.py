@@ -46,16 +46,18 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from fleet_pipeline.ingest.http.recording import Answer, AnswerBook, MissingAnswer
 from fleet_pipeline.sources.accounts import DEFAULT_ACCOUNT
 
 SUFFIX = ".parquet"
-# zstd 9: on a day of track points about a tenth smaller than the default level for a few ms more a
-# megabyte; 19 gains another tenth at twenty times the CPU, too much for the largest steps. No
-# statistics: min/max of a body would store two whole answers again in the footer, the size of a
+# zstd at its default level (3). Level 9 made a day of track points about a tenth smaller, but the
+# archive is written after the step's last call, while the vendor's budget goes unused: at 10,000
+# devices the Navixy track points spent ~8 s on it (level 3: ~3 s) and peaked ~20 MiB higher.
+# No statistics: min/max of a body would store two whole answers again in the footer, the size of a
 # small step's whole file, and a file is one step: there is nothing to skip within it.
-COMPRESSION = {"compression": "zstd", "compression_level": 9, "statistics": False}
+COMPRESSION = {"compression": "zstd", "compression_level": 3, "statistics": False}
 # Answers per row group, by the size of their bodies: a step's answers (a day of track points is
 # hundreds of MB of JSON) are written a group at a time, never held all at once.
 ROW_GROUP_BODY_BYTES = 4 * 1024 * 1024
@@ -198,23 +200,18 @@ class Archive:
               answers: Iterable[Answer], account: str = DEFAULT_ACCOUNT) -> ArchivedStep:
         """One step's answers, durably, as ``<vendor>/<table>/<partition>[/<account>]/<run_id>.parquet``.
 
-        The answers are written a group at a time into uncompressed parts in a scratch folder,
-        then streamed into the one zstd file (never all in memory); a crash leaves no file under
-        the final name, only a scratch folder starting with a dot, which no reader lists."""
+        polars pulls the answers a group at a time while it compresses them into the file (never
+        all in memory), in a scratch folder first; a crash leaves no file under the final name,
+        only a scratch folder starting with a dot, which no reader lists."""
         partition = partition_name(days)
         folder = self._join(vendor, table, partition, *([] if account == DEFAULT_ACCOUNT else [account]))
         path = f"{folder}/{run_id}{SUFFIX}"
         metadata = {"vendor": vendor, "table": table, "run_id": run_id, "account": account,
                     "extracted_at": extracted_at.isoformat()}
         with tempfile.TemporaryDirectory(prefix=f".{run_id}.", dir=self._storage.scratch_parent(folder)) as scratch:
-            parts = []
-            for number, group in enumerate(_row_groups(answers)):
-                parts.append(Path(scratch) / f"part-{number:05d}{SUFFIX}")
-                _frame(group).write_parquet(parts[-1], compression="uncompressed", statistics=False)
             written = Path(scratch) / f"{uuid.uuid4().hex}{SUFFIX}"
-            source = pl.scan_parquet(parts) if parts else _frame([]).lazy()
-            source.sink_parquet(written, **COMPRESSION, row_group_size=ROWS_PER_ROW_GROUP, metadata=metadata,
-                                sync_on_close="all")
+            _streamed(answers).sink_parquet(written, **COMPRESSION, row_group_size=ROWS_PER_ROW_GROUP,
+                                            metadata=metadata, sync_on_close="all")
             size = written.stat().st_size
             self._storage.publish(written, folder, path)
         return ArchivedStep(vendor, table, min(days), max(days), run_id, path, size,
@@ -271,6 +268,22 @@ class Archive:
 
 def _frame(answers: Sequence[Answer]) -> pl.DataFrame:
     return pl.DataFrame({name: [getattr(a, name) for a in answers] for name in _SCHEMA}, schema=_SCHEMA)
+
+
+def _streamed(answers: Iterable[Answer]) -> pl.LazyFrame:
+    """``answers`` as a lazy frame that polars pulls a group at a time while it writes the file."""
+    groups = iter(_row_groups(answers))
+    pulled = False
+
+    def source(_columns: Any, _predicate: Any, _n_rows: Any, _batch_size: Any) -> Iterator[pl.DataFrame]:
+        nonlocal pulled
+        if pulled:  # the answers can be taken once: a second pull would write an empty archive
+            raise RuntimeError("the archive's answers were read twice")
+        pulled = True
+        for group in groups:
+            yield _frame(group)
+
+    return register_io_source(source, schema=_SCHEMA)
 
 
 def _row_groups(answers: Iterable[Answer]) -> Iterator[list[Answer]]:
