@@ -24,8 +24,8 @@ process's environment: one run per process (the run worker, the CLI), as with sp
 A step that only evaluates freshness checks (assets materialized from the UI or the CLI bring
 their checks along) runs in the run process itself, after the steps it waits for: it reads two
 timestamps from the instance, and a process of its own cost it a fork, an instance, storage
-connections and its compute-log watchers (0.2 s of CPU and a process' worth of memory) for 0.1 s
-of work. Dagster's executor has no hook to choose a step's process, so while a run executes, its
+connections and its own compute-log capture (0.2 s of CPU and a process' worth of memory) for
+0.1 s of work. Dagster's executor has no hook to choose a step's process, so while a run executes, its
 function that starts a step process is wrapped (:func:`_step_process_or_here`) for those steps.
 """
 
@@ -64,6 +64,7 @@ PRELOADED = (
     "dagster._core.storage.event_log.sqlite",
     "dagster._core.storage.schedules.sqlite",
     "dagster._core.storage.local_compute_log_manager",
+    "fleet_pipeline.compute_logs",
     CODE_LOCATION_MODULE,
 )
 

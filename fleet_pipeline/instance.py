@@ -55,6 +55,11 @@ concurrency:
     default_limit: 1
     # Claimed per step, not per run, so that the steps of a multiprocess run queue for it too.
     granularity: op
+compute_logs:
+  # Dagster's local compute logs, captured through one `tee` a stream instead of a `tail` and a
+  # Python watcher process (fleet_pipeline/compute_logs.py); the files are where Dagster keeps them.
+  module: fleet_pipeline.compute_logs
+  class: TeeComputeLogManager
 run_monitoring:
   enabled: true
   # The daemon (`make ui`) frees the slot of a run that ended without freeing it itself: its
