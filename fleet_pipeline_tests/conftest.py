@@ -14,6 +14,7 @@ from fleet_pipeline.sandbox.navixy import NavixyKnobs
 from fleet_pipeline.sandbox.server import ManualClock, SandboxServer
 from fleet_pipeline.sandbox.tracksolid import TracksolidKnobs
 from fleet_pipeline.sandbox.world import World
+from fleet_pipeline_tests.shared_demo import SharedDemo, build_once, shared_root
 
 # Runs that are meant to fail would otherwise wait out the source assets' step retries (a minute
 # and more each). Set before any test module imports an asset module (the policy is read at
@@ -32,6 +33,13 @@ WORLD_NOW = datetime(2026, 11, 20, 12, 0, 0)
 @pytest.fixture(scope="session")
 def world() -> World:
     return World(seed=42, n_devices=60, now=lambda: WORLD_NOW)
+
+
+@pytest.fixture(scope="session")
+def shared_demo(tmp_path_factory: pytest.TempPathFactory) -> SharedDemo:
+    """The session's `fleet-pipeline demo --days 2` and `dbt build`, made once for every xdist worker
+    (shared_demo.py). Read it only: a test that writes takes a copy (`shared_demo.copy_to`)."""
+    return build_once(shared_root(tmp_path_factory))
 
 
 @dataclass
@@ -167,6 +175,7 @@ SLOW = {
 }
 # Fixtures that cost seconds to build: the tests using them are slow wherever they are.
 SLOW_FIXTURES = {"month": "thirty days of a 60-device World",
+                 "shared_demo": "the demo of 20 devices over two days, then dbt build (once per session)",
                  "week": "a week of every vendor loaded from the sandboxes, then replayed from the archive"}
 TESTS_ROOT = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,9 +1,10 @@
 """The Dagster UI as the data team sees it: `fleet-pipeline ui` after `fleet-pipeline demo`, in Chromium.
 
 A person clones the project, runs the demo, opens the UI from a new shell (no activated venv: the
-PATH a login shell has) and looks around. This test does the same on a temporary project: the
-README's UI command on a loopback port, then headless Chromium (Debian's `chromium`, driven by
-Playwright) through the pages a person checks. Each page is saved as a screenshot under
+PATH a login shell has) and looks around. This test does the same on a copy of the session's shared
+demo (`fleet_pipeline_tests/shared_demo.py`, made in such a shell): the README's UI command on a
+loopback port, then headless Chromium (Debian's `chromium`, driven by Playwright) through the pages
+a person checks. Each page is saved as a screenshot under
 `test-artifacts/screenshots/` (git-ignored) so a reviewer can look at what the test saw.
 """
 
@@ -14,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -35,31 +35,20 @@ from fleet_pipeline.reporting.figures import EVENT_TYPES
 from fleet_pipeline.sandbox.world import World
 from fleet_pipeline.sources.registry import VENDORS as REGISTRY
 from fleet_pipeline_tests.reporting import world_figures
+from fleet_pipeline_tests.shared_demo import BIN, DEMO_DAYS, N_DEVICES, REPO, SEED, SharedDemo, demo_env
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make test` installs it where missing
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 VENDORS = tuple(spec.name for spec in REGISTRY)
-DEMO_DAYS = 2
-N_DEVICES = 20
 CODE_LOCATION = "fleet_pipeline"
 UI_LOAD_TIMEOUT_S = 300
 PAGE_TIMEOUT_MS = 90_000  # a busy 2-core machine: the UI's first queries load the whole asset graph
 
-pytestmark = pytest.mark.timeout(1200)
+# Run alone, the file builds the shared demo itself first (its demo and dbt build: up to 20 minutes each).
+pytestmark = pytest.mark.timeout(1800)
 expect.set_options(timeout=PAGE_TIMEOUT_MS)
-
-
-def new_shell_path() -> str:
-    """The PATH of a new login shell: what `make ui` sees when typed into a fresh terminal."""
-    done = subprocess.run(["env", "-i", "HOME=" + os.environ.get("HOME", "/root"), "bash", "-lc", "echo $PATH"],
-                          capture_output=True, text=True, timeout=30)
-    path = done.stdout.strip().splitlines()[-1]
-    assert str(BIN) not in path.split(":"), f"a new shell already has the venv on PATH: {path}"
-    return path
 
 
 @dataclass(frozen=True)
@@ -70,15 +59,6 @@ class Project:
     base_url: str
     ui_log: Path
     first_partition: date  # as the code location computed it when the UI loaded it
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith((*settings.VENDOR_ENV_PREFIXES, "FLEET_", "DAGSTER_"))
-           and k != "VIRTUAL_ENV"}
-    env.update(PATH=new_shell_path(), FLEET_DATA_DIR=str(data_dir), DAGSTER_HOME=str(data_dir / "dagster_home"),
-               FLEET_SANDBOX_DEVICES=str(N_DEVICES), FLEET_STEP_RETRIES="0")
-    return env
 
 
 def _free_port() -> int:
@@ -136,14 +116,13 @@ def _stop(ui: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    data_dir = tmp_path_factory.mktemp("ui_browser")
-    env = _env(data_dir)
-    # The venv's commands by absolute path, as `make demo` and `make ui` call them.
-    demo = subprocess.run([str(BIN / "fleet-pipeline"), "demo", "--days", str(DEMO_DAYS)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
-    assert demo.returncode == 0, f"the demo failed:\n{demo.stdout[-4000:]}\n{demo.stderr[-4000:]}"
-    warehouse = data_dir / "sandbox.duckdb"
+def project(shared_demo: SharedDemo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    # The UI, its daemon and any run they launch write the instance and the warehouse: its own copy.
+    data_dir = shared_demo.copy_to(tmp_path_factory.mktemp("ui_browser"))
+    # The shell the demo ran in, on the copy.
+    env = demo_env(data_dir)
+    assert str(BIN) not in env["PATH"].split(":"), f"a new shell already has the venv on PATH: {env['PATH']}"
+    warehouse = data_dir / shared_demo.warehouse.name
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         days = [row[0] for row in conn.execute(
             "select distinct partition_date from raw_tracksolid.track_points order by 1").fetchall()]
@@ -352,7 +331,7 @@ def test_the_html_report_shows_the_demo_days(project: Project, page: Page) -> No
     assert [t for t in charts["chart-km"]["xTicks"] if t] == [d.isoformat() for d in project.days]
 
     # The report's figures are the World's: km and alarms per vendor and day, alarms without events.
-    world = World(seed=settings.sandbox_seed({}), n_devices=N_DEVICES)
+    world = World(seed=SEED, n_devices=N_DEVICES)
     km = {(s["name"], x[:10]): y for s in charts["chart-km"]["series"] for x, y in zip(s["x"], s["y"])}
     rates = {(s["name"], x[:10]): y for s in charts["chart-alarms_per_100km"]["series"]
              for x, y in zip(s["x"], s["y"])}

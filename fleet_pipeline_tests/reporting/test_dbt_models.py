@@ -1,8 +1,10 @@
 """The dbt project end to end: a small sandbox warehouse, `dbt build`, marts against the World's truth.
 
-The warehouse is built once per session by the real `fleet-pipeline demo` (every source, two UTC
-days, 20 devices) so the models run on exactly what the loaders write; dbt runs as a subprocess
-with its target/ and logs/ inside the temporary directory so the repository stays clean.
+The warehouse is the session's shared demo (`fleet_pipeline_tests/shared_demo.py`: the real
+`fleet-pipeline demo`, every source, two UTC days, 20 devices, then `dbt build`) so the models run
+on exactly what the loaders write; this file works on its own copy of it (its tests write), and dbt
+runs as a subprocess with its target/ and logs/ inside the temporary directory so the repository
+stays clean.
 """
 
 from __future__ import annotations
@@ -20,18 +22,13 @@ import duckdb
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
-from fleet_pipeline import settings
 from fleet_pipeline.reporting.figures import EVENT_TYPES
 from fleet_pipeline.sandbox import aovx as sandbox_aovx
 from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.sandbox.world import Stop, World
 from fleet_pipeline_tests.reporting import world_figures
-
-REPO = Path(__file__).resolve().parents[2]
-DBT_PROJECT = REPO / "dbt_models"
-BIN = Path(sys.executable).parent
-N_DEVICES = 20
-SEED = 42
+from fleet_pipeline_tests.shared_demo import BIN, N_DEVICES, REPO, SEED, SharedDemo, demo_env, run
+from fleet_pipeline_tests.shared_demo import run_dbt as dbt_with_env
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -45,40 +42,17 @@ class Warehouse:
     extracted_from: datetime  # when the demo started: fixes the devices sent later were not served yet
 
 
-def _sandbox_env(data_dir: Path) -> dict[str, str]:
-    # Vendor credentials in the caller's environment would switch the demo to live mode.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(settings.VENDOR_ENV_PREFIXES)}
-    env.update(FLEET_DATA_DIR=str(data_dir), FLEET_SANDBOX_DEVICES=str(N_DEVICES),
-               FLEET_SANDBOX_SEED=str(SEED), DAGSTER_HOME=str(data_dir / "dagster_home"))
-    return env
-
-
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"{cmd[0]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-
-
 def run_dbt(tmp: Path, db: Path, *args: str) -> None:
-    env = {**os.environ, "DBT_PROFILES_DIR": str(DBT_PROJECT), "FLEET_DUCKDB_PATH": str(db)}
-    _run([str(BIN / "dbt"), *args, "--target-path", str(tmp / "dbt_target"),
-          "--log-path", str(tmp / "dbt_logs")], env, DBT_PROJECT)
+    dbt_with_env(tmp, db, os.environ, *args)
 
 
 @pytest.fixture(scope="session")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    tmp = tmp_path_factory.mktemp("dbt_models")
-    extracted_from = datetime.now(timezone.utc).replace(tzinfo=None)
-    _run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"], _sandbox_env(tmp), REPO)
-    db = tmp / "sandbox.duckdb"
-    assert db.exists(), f"the demo wrote no warehouse at {db}"
-    run_dbt(tmp, db, "build")
-    with duckdb.connect(str(db), read_only=True) as con:
-        days = [r[0] for r in con.execute(
-            "select distinct partition_date from raw_tracksolid.track_points order by 1").fetchall()]
-    assert len(days) == 2
-    return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES), data_dir=tmp,
-                     extracted_from=extracted_from)
+def warehouse(shared_demo: SharedDemo, tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    # Its own copy of the whole data folder: tests here damage a mart and run a second demo on it.
+    data_dir = shared_demo.copy_to(tmp_path_factory.mktemp("dbt_models"))
+    return Warehouse(path=data_dir / shared_demo.warehouse.name, days=shared_demo.days,
+                     world=World(seed=SEED, n_devices=N_DEVICES), data_dir=data_dir,
+                     extracted_from=shared_demo.extracted_from)
 
 
 FIRMWARE_DEVICES = 200
@@ -846,7 +820,7 @@ def test_serving_copy_stays_readable_while_a_partition_is_rematerialized(warehou
     reader = subprocess.Popen([sys.executable, "-c", READER, str(serving), str(stop), str(out)],
                               stderr=subprocess.PIPE, text=True)
     try:
-        _run([str(BIN / "fleet-pipeline"), "demo", "--days", "1"], _sandbox_env(warehouse.data_dir), REPO)
+        run([str(BIN / "fleet-pipeline"), "demo", "--days", "1"], demo_env(warehouse.data_dir), REPO)
     finally:
         stop.touch()
         _, errors = reader.communicate(timeout=60)

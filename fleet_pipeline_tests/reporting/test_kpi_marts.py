@@ -1,17 +1,18 @@
 """The KPI marts (issue 20) against the sandbox World's own answers (`sandbox/world/kpis.py`).
 
-The warehouse is a real `fleet-pipeline demo` (20 devices, two UTC days) whose devices without a
-vendor time zone (Tracksolid's) are configured in the fleet's zone, then `dbt build`. Every figure
-expected here comes from the World (its motion, stops, alarms and day statuses), never from the
-pipeline; a device-day is compared where every fix of it had reached the vendor when the demo
-started (a late upload still in a device's buffer is for the daily re-runs to pick up).
+The warehouse is the session's shared demo (`fleet_pipeline_tests/shared_demo.py`: a real
+`fleet-pipeline demo`, 20 devices, two UTC days, whose devices without a vendor time zone
+(Tracksolid's) are configured in the fleet's zone, then `dbt build`), read only: a test that runs
+dbt copies the file first. Every figure expected here comes from the World (its motion, stops,
+alarms and day statuses), never from the pipeline; a device-day is compared where every fix of it
+had reached the vendor when the demo started (a late upload still in a device's buffer is for the
+daily re-runs to pick up).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -25,22 +26,15 @@ from fleet_pipeline.sandbox import navixy
 from fleet_pipeline.sandbox.navixy.synthesis import GROUP_ID_BASE
 from fleet_pipeline.sandbox.world import World, kpis
 from fleet_pipeline_tests.reporting.test_dbt_models import (
-    BIN,
-    DBT_PROJECT,
-    N_DEVICES,
-    REPO,
-    SEED,
     Warehouse,
-    _sandbox_env,
     _served_devices,
     _settled_device_days,
     query,
 )
+from fleet_pipeline_tests.shared_demo import CONFIGURED_ZONE, N_DEVICES, SEED, SharedDemo, run_dbt
 
 pytestmark = pytest.mark.timeout(1800)
 
-# The Tracksolid devices drive in Lyon like every device of the World: configured in its zone.
-CONFIGURED_ZONE = kpis.FLEET_TIME_ZONE
 # The documented default working week (docs/configuration.md), which the demo runs with.
 WORKING_WEEK = settings.WorkingHours(frozenset({1, 2, 3, 4, 5}), 8 * 60, 18 * 60)
 SPEED_LIMIT_KMH = 90          # FLEET_SPEED_LIMIT_KMH's default
@@ -48,31 +42,11 @@ SPEED_NOISE_KMH = 3.0         # a fix's speed is its stretch's true speed within
 PER_STOP_S = 120              # the stop models' accuracy per stop (test_dbt_models)
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
-    # The demo takes 2-3 minutes on a quiet machine and over 7 under the shared load.
-    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"{cmd[0]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-
-
-def _dbt(tmp: Path, db: Path, env: dict[str, str], *args: str) -> None:
-    dbt_env = {**env, "DBT_PROFILES_DIR": str(DBT_PROJECT), "FLEET_DUCKDB_PATH": str(db)}
-    _run([str(BIN / "dbt"), *args, "--target-path", str(tmp / "dbt_target"), "--log-path", str(tmp / "dbt_logs")],
-         dbt_env, DBT_PROJECT)
-
-
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    tmp = tmp_path_factory.mktemp("kpi_marts")
-    env = {**_sandbox_env(tmp), "FLEET_DEFAULT_TIME_ZONE": CONFIGURED_ZONE}
-    extracted_from = datetime.now(timezone.utc).replace(tzinfo=None)
-    _run([str(BIN / "fleet-pipeline"), "demo", "--days", "2"], env, REPO)
-    db = tmp / "sandbox.duckdb"
-    _dbt(tmp, db, env, "build")
-    days = [r[0] for r in query(Warehouse(db, [], None, tmp, extracted_from),
-                                "select distinct partition_date from raw_tracksolid.track_points order by 1")]
-    assert len(days) == 2
-    return Warehouse(path=db, days=days, world=World(seed=SEED, n_devices=N_DEVICES), data_dir=tmp,
-                     extracted_from=extracted_from)
+def warehouse(shared_demo: SharedDemo) -> Warehouse:
+    # The shared folder itself: every test here opens it read-only or copies the file first.
+    return Warehouse(path=shared_demo.warehouse, days=shared_demo.days, world=World(seed=SEED, n_devices=N_DEVICES),
+                     data_dir=shared_demo.data_dir, extracted_from=shared_demo.extracted_from)
 
 
 def _rows(wh: Warehouse | Path, sql: str) -> list[dict]:
@@ -134,7 +108,7 @@ def test_a_configured_zone_far_east_moves_local_dates_and_the_working_hours(ware
     db = tmp_path / warehouse.path.name
     shutil.copyfile(warehouse.path, db)
     far_east = "Pacific/Kiritimati"
-    _dbt(tmp_path, db, {**os.environ, "FLEET_DEFAULT_TIME_ZONE": far_east}, "run", "--select",
+    run_dbt(tmp_path, db, {**os.environ, "FLEET_DEFAULT_TIME_ZONE": far_east}, "run", "--select",
          "dim_device_time_zones", "utilisation_daily")
     rows = _rows(db, "select imei, platform, partition_date, local_date, time_zone, km, km_working_hours, "
                      "km_after_hours, km_weekend from marts.utilisation_daily where km is not null")
@@ -306,7 +280,7 @@ def test_on_the_snapshot_day_a_device_is_offline_from_the_configured_days_withou
     assert longest >= 2, f"no device silent for days in the World: nothing tested ({silence})"
     db = tmp_path / warehouse.path.name
     shutil.copyfile(warehouse.path, db)
-    _dbt(tmp_path, db, {**os.environ, "FLEET_OFFLINE_DAYS": str(longest)}, "run", "--select", "device_health_daily",
+    run_dbt(tmp_path, db, {**os.environ, "FLEET_OFFLINE_DAYS": str(longest)}, "run", "--select", "device_health_daily",
          "--vars", f"{{min_date: '{today}', max_date: '{today}'}}")
     rows = _rows(db, f"select * from marts.device_health_daily where partition_date = '{today}'")
     listed = {imei for (imei,) in query(warehouse, "select imei from core.dim_devices")}
@@ -395,7 +369,7 @@ def test_long_stops_equal_the_world(warehouse: Warehouse, tmp_path: Path) -> Non
     # that ended on the second day, so the comparison has stops to compare.
     db = tmp_path / warehouse.path.name
     shutil.copyfile(warehouse.path, db)
-    _dbt(tmp_path, db, {**os.environ, "FLEET_DEFAULT_TIME_ZONE": CONFIGURED_ZONE}, "run", "--select", "long_stops",
+    run_dbt(tmp_path, db, {**os.environ, "FLEET_DEFAULT_TIME_ZONE": CONFIGURED_ZONE}, "run", "--select", "long_stops",
          "--vars", "{long_stop_min_hours: 12}")
     assert _assert_long_stops(db, _long_stops(warehouse, 12), 12) >= 5
 
@@ -414,7 +388,7 @@ def test_day_by_day_runs_build_the_kpi_marts_a_full_build_does(warehouse: Wareho
     shutil.copyfile(warehouse.path, db)
     env = {**os.environ, "FLEET_DEFAULT_TIME_ZONE": CONFIGURED_ZONE}
     for n, day in enumerate(warehouse.days):
-        _dbt(tmp_path, db, env, "run", *(["--full-refresh"] if n == 0 else []), "--select", UPSTREAM, *KPI_MARTS,
+        run_dbt(tmp_path, db, env, "run", *(["--full-refresh"] if n == 0 else []), "--select", UPSTREAM, *KPI_MARTS,
              "--vars", f"{{min_date: '{day}', max_date: '{day}'}}")
     def rounded(rows: list[tuple]) -> list[tuple]:   # sums of floats in another order differ in the last bits
         return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
