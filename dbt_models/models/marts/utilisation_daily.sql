@@ -32,16 +32,39 @@ idling as (
     where true {{ partition_filter('partition_date') }}
 ),
 
-stretches as (
+stretch_middles as (
     select
         p.imei,
         p.partition_date,
         coalesce(p.vendor_distance_km, p.distance_from_prev_km) as km,
-        {{ working_time_class(local_time(
-            'p.gps_time - to_seconds(p.seconds_from_prev / 2)', device_zone('z.time_zone'))) }} as time_class
+        p.gps_time - to_seconds(p.seconds_from_prev / 2) as utc_middle,
+        {{ device_zone('z.time_zone') }} as time_zone
     from {{ ref('fct_track_points') }} as p
     left join zones as z using (imei)
     where p.seconds_from_prev > 0 {{ partition_filter('p.partition_date') }}
+),
+
+-- A zone's offset from UTC for each minute the stretches' middles fall in. Converting each fix's
+-- time with its own zone looks the zone up every row: 10 s for the 2.9 million fixes of 10,000
+-- devices, against half a second this way. Offsets change only at whole minutes (daylight saving
+-- time included), so a minute's offset holds for every instant within it.
+zone_minutes as (
+    select
+        time_zone,
+        utc_minute,
+        {{ local_time('utc_minute', 'time_zone') }} - utc_minute as utc_offset
+    from (select distinct time_zone, date_trunc('minute', utc_middle) as utc_minute from stretch_middles) as minutes
+),
+
+stretches as (
+    select
+        s.imei,
+        s.partition_date,
+        s.km,
+        {{ working_time_class('s.utc_middle + m.utc_offset') }} as time_class
+    from stretch_middles as s
+    inner join zone_minutes as m
+        on s.time_zone = m.time_zone and date_trunc('minute', s.utc_middle) = m.utc_minute
 ),
 
 km_shares as (
