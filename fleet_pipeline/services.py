@@ -250,14 +250,20 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return bool(live_group_members(pgid))
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """The pids of process group ``pgid`` that have not exited (zombies not yet collected excluded)."""
+    members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            members.append(int(stat.parent.name))
+    return members
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from fleet_pipeline import celery_watch, cluster
 from fleet_pipeline.instance import prepare_instance_home
 from fleet_pipeline.sandbox import tracksolid as sandbox_tracksolid
 from fleet_pipeline.sandbox.world import World
-from fleet_pipeline.services import Postgres, Redis, free_port, process_alive, stop_process
+from fleet_pipeline.services import Postgres, Redis, free_port, live_group_members, process_alive, stop_process
 from fleet_pipeline_tests import celery_code_location
 from fleet_pipeline_tests import ops_code_location as ops
 from fleet_pipeline_tests.ingest.test_concurrency import (
@@ -315,18 +315,6 @@ def test_a_step_killed_while_it_holds_the_writer_pool_slot_gives_the_slot_back(r
         _restart_worker(running_cluster, worker_name)
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def test_cluster_up_starts_everything_and_down_leaves_no_process(tmp_path):
     """What a person runs: `fleet-pipeline cluster up` (here without the demo) and `cluster down`."""
     data = Path(tempfile.mkdtemp(prefix="fleet-cluster-cli-"))
@@ -353,7 +341,7 @@ def test_cluster_up_starts_everything_and_down_leaves_no_process(tmp_path):
     finally:
         down = subprocess.run([*command, "down"], env=env, capture_output=True, text=True, timeout=600)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert {pid: _group_members(pid) for pid in state.processes.values()} == {
+    assert {pid: live_group_members(pid) for pid in state.processes.values()} == {
         pid: [] for pid in state.processes.values()}, "a process of the cluster outlived `down`"
     assert not any(process_alive(pid) for pid in service_pids), "Redis or Postgres still runs"
     assert not (data / "cluster" / "cluster.json").exists()
