@@ -99,7 +99,8 @@ class SlidingWindowLimiter:
 
 class WindowLedger:
     """A limiter whose window lives in a store every process shares (a file here, Redis in
-    ``ingest.shared_state``): subclasses say how to take a slot (``_reserve``)."""
+    ``ingest.shared_state``): subclasses say how to take a slot now (``_reserve``) and how to book the
+    next free one (``_book``, for callers paced evenly)."""
 
     _sleep: Callable[[float], None]
     min_interval_s: float  # > 0: calls paced evenly, each booking a slot of its own
